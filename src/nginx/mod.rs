@@ -1,0 +1,20 @@
+//! The nginx source: access-log status counts and error-log failure causes.
+
+/// What the nginx source has seen.
+#[derive(Debug, Default, Clone)]
+pub struct NginxState {}
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::DescriptorEncoder;
+
+use crate::config::Config;
+use crate::state::World;
+
+pub fn start(_cfg: &Config, _args: &crate::cli::Args, _world: Arc<World>) -> anyhow::Result<()> {
+    Ok(())
+}
+
+pub fn encode(_world: &World, _enc: &mut DescriptorEncoder) -> std::fmt::Result {
+    Ok(())
+}

@@ -1,0 +1,199 @@
+//! Reading processes from a procfs root (`/proc`, or a fixture tree).
+//!
+//! Everything goes through procfs's `*_with_root` constructors so that unit
+//! tests run on fixture trees with no live process.
+
+use std::path::{Path, PathBuf};
+
+use procfs::process::{LimitValue, Process};
+use procfs::{FromRead, ProcError};
+
+/// A process's identity. A pid alone is reused by the kernel; the pair
+/// with the start time (in clock ticks since boot) is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProcId {
+    pub pid: i32,
+    pub starttime: u64,
+}
+
+/// One row of the process table, as cheap to read as possible.
+#[derive(Debug, Clone)]
+pub struct ProcEntry {
+    pub id: ProcId,
+    pub ppid: i32,
+}
+
+/// Why a value could not be read. `Gone` is normal churn (the process
+/// exited between listing and reading) and is not an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadFailure {
+    Gone,
+    PermissionDenied,
+    Other,
+}
+
+impl From<&ProcError> for ReadFailure {
+    fn from(e: &ProcError) -> Self {
+        match e {
+            ProcError::NotFound(_) => ReadFailure::Gone,
+            ProcError::PermissionDenied(_) => ReadFailure::PermissionDenied,
+            ProcError::Io(e, _) if e.kind() == std::io::ErrorKind::NotFound => ReadFailure::Gone,
+            // ESRCH: the process died while we read it.
+            ProcError::Io(e, _) if e.raw_os_error() == Some(libc::ESRCH) => ReadFailure::Gone,
+            ProcError::Io(e, _) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                ReadFailure::PermissionDenied
+            }
+            _ => ReadFailure::Other,
+        }
+    }
+}
+
+/// A procfs mount (or fixture tree) and the host facts needed to turn
+/// clock ticks into wall time.
+#[derive(Debug, Clone)]
+pub struct ProcRoot {
+    root: PathBuf,
+    boot_time_secs: u64,
+    ticks_per_second: u64,
+}
+
+impl ProcRoot {
+    pub fn new(root: impl Into<PathBuf>) -> ProcRoot {
+        let root = root.into();
+        let boot_time_secs = std::fs::read_to_string(root.join("stat"))
+            .ok()
+            .and_then(|t| parse_btime(&t))
+            .unwrap_or(0);
+        ProcRoot {
+            root,
+            boot_time_secs,
+            ticks_per_second: procfs::ticks_per_second().max(1),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn process(&self, pid: i32) -> Result<Process, ProcError> {
+        Process::new_with_root(self.root.join(pid.to_string()))
+    }
+
+    /// Seconds since the epoch at which a process started.
+    pub fn start_time_seconds(&self, starttime_ticks: u64) -> f64 {
+        self.boot_time_secs as f64 + starttime_ticks as f64 / self.ticks_per_second as f64
+    }
+
+    /// The whole process table: pid, parent and start time of each process.
+    /// Reads only `/proc/PID/stat`; processes that vanish mid-scan are skipped.
+    pub fn scan(&self) -> std::io::Result<Vec<ProcEntry>> {
+        let mut out = Vec::with_capacity(512);
+        let mut buf = Vec::with_capacity(512);
+        for dent in std::fs::read_dir(&self.root)? {
+            let Ok(dent) = dent else { continue };
+            let name = dent.file_name();
+            let Some(pid) = name.to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            let mut path = dent.path();
+            path.push("stat");
+            buf.clear();
+            if read_into(&path, &mut buf).is_err() {
+                continue;
+            }
+            if let Ok(stat) = procfs::process::Stat::from_read(&buf[..]) {
+                out.push(ProcEntry {
+                    id: ProcId {
+                        pid,
+                        starttime: stat.starttime,
+                    },
+                    ppid: stat.ppid,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The identity of `pid` now, if it exists.
+    pub fn identity(&self, pid: i32) -> Option<ProcId> {
+        let stat = self.process(pid).ok()?.stat().ok()?;
+        Some(ProcId {
+            pid,
+            starttime: stat.starttime,
+        })
+    }
+
+    /// The command line, joined with spaces. Empty for kernel threads.
+    pub fn cmdline(&self, pid: i32) -> Option<String> {
+        let args = self.process(pid).ok()?.cmdline().ok()?;
+        Some(args.join(" "))
+    }
+
+    /// Cheap per-cycle memory figures from /proc/PID/status.
+    pub fn status_memory(&self, p: &Process) -> Result<StatusMemory, ReadFailure> {
+        let st = p.status().map_err(|e| ReadFailure::from(&e))?;
+        Ok(StatusMemory {
+            rss_bytes: st.vmrss.unwrap_or(0) * 1024,
+            swap_bytes: st.vmswap.unwrap_or(0) * 1024,
+        })
+    }
+
+    /// PSS and USS from /proc/PID/smaps_rollup. This takes the target's
+    /// mmap lock and walks its page tables, so callers run it on a slower
+    /// interval and behind a size guard.
+    pub fn smaps_memory(&self, p: &Process) -> Result<SmapsMemory, ReadFailure> {
+        let rollup = p.smaps_rollup().map_err(|e| ReadFailure::from(&e))?;
+        let Some((_, ext)) = rollup
+            .memory_map_rollup
+            .0
+            .first()
+            .map(|m| (m, &m.extension))
+        else {
+            return Err(ReadFailure::Other);
+        };
+        let get = |k: &str| ext.map.get(k).copied().unwrap_or(0);
+        Ok(SmapsMemory {
+            pss_bytes: get("Pss"),
+            uss_bytes: get("Private_Clean") + get("Private_Dirty"),
+        })
+    }
+
+    pub fn open_fds(&self, p: &Process) -> Result<u64, ReadFailure> {
+        p.fd_count()
+            .map(|n| n as u64)
+            .map_err(|e| ReadFailure::from(&e))
+    }
+
+    /// The soft limit on open files; `None` when unlimited.
+    pub fn max_fds(&self, p: &Process) -> Result<Option<u64>, ReadFailure> {
+        let limits = p.limits().map_err(|e| ReadFailure::from(&e))?;
+        Ok(match limits.max_open_files.soft_limit {
+            LimitValue::Value(v) => Some(v),
+            LimitValue::Unlimited => None,
+        })
+    }
+}
+
+/// `btime` from /proc/stat: the boot time in seconds since the epoch.
+pub fn parse_btime(stat: &str) -> Option<u64> {
+    stat.lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    use std::io::Read;
+    std::fs::File::open(path)?.read_to_end(buf).map(|_| ())
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatusMemory {
+    pub rss_bytes: u64,
+    pub swap_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SmapsMemory {
+    pub pss_bytes: u64,
+    pub uss_bytes: u64,
+}

@@ -1,0 +1,163 @@
+//! HTTP: the landing page, /healthz and the metrics endpoint.
+//!
+//! Every handler reads the latest snapshot and nothing else; a scrape never
+//! walks /proc or parses a log.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use axum::Router;
+
+use crate::state::World;
+
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+pub fn app(world: Arc<World>, telemetry_path: &str) -> Router {
+    let path = telemetry_path.to_string();
+    Router::new()
+        .route("/", get(landing))
+        .route("/healthz", get(healthz))
+        .route(&path, get(metrics))
+        .with_state(AppState { world, path })
+}
+
+#[derive(Clone)]
+struct AppState {
+    world: Arc<World>,
+    path: String,
+}
+
+async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    let snap = s.world.snapshot();
+    (
+        [(CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
+        snap.body.clone(),
+    )
+}
+
+async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
+    let snap = s.world.snapshot();
+    // Healthy once the renderer has published at least one snapshot.
+    if snap.built_at == std::time::SystemTime::UNIX_EPOCH {
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+    } else {
+        (axum::http::StatusCode::OK, "ok\n")
+    }
+}
+
+fn escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '&' => o.push_str("&amp;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+async fn landing(State(s): State<AppState>) -> Html<String> {
+    let snap = s.world.snapshot();
+    let mut rows = String::new();
+    for p in &snap.pools {
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            escape(&p.name),
+            p.server,
+            if p.up { "up" } else { "<b>down</b>" },
+            p.master_pid
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "-".into()),
+            p.workers
+        ));
+    }
+    if snap.pools.is_empty() {
+        rows.push_str("<tr><td colspan=5>no pools configured or discovered yet</td></tr>\n");
+    }
+    Html(format!(
+        "<!doctype html><html><head><title>badgateway_exporter</title></head><body>\n\
+         <h1>badgateway_exporter {version}</h1>\n\
+         <p><a href=\"{path}\">Metrics</a> &middot; <a href=\"/healthz\">Health</a></p>\n\
+         <p>Config: {origin}</p>\n\
+         <h2>Pools</h2>\n<table border=1 cellpadding=4>\n\
+         <tr><th>pool</th><th>server</th><th>state</th><th>master pid</th><th>workers</th></tr>\n\
+         {rows}</table>\n</body></html>\n",
+        version = env!("CARGO_PKG_VERSION"),
+        path = escape(&s.path),
+        origin = escape(&s.world.config_origin),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{PoolSummary, Snapshot};
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    async fn get_body(app: Router, uri: &str) -> (StatusCode, String, String) {
+        let resp = app
+            .oneshot(Request::builder().uri(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let ct = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, ct, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn serves_the_snapshot_with_openmetrics_type() {
+        let world = World::new("test.yml".into());
+        world.publish(Snapshot {
+            body: bytes::Bytes::from_static(
+                b"badgateway_pool_up{pool=\"a\",server=\"gunicorn\"} 1\n# EOF\n",
+            ),
+            built_at: std::time::SystemTime::now(),
+            pools: vec![PoolSummary {
+                name: "a<b>".into(),
+                server: "gunicorn",
+                up: true,
+                master_pid: Some(42),
+                workers: 3,
+            }],
+        });
+        let (st, ct, body) = get_body(app(world.clone(), "/metrics"), "/metrics").await;
+        assert_eq!(st, StatusCode::OK);
+        assert_eq!(ct, OPENMETRICS_CONTENT_TYPE);
+        assert!(body.contains("badgateway_pool_up{pool=\"a\""));
+        let (st, _, page) = get_body(app(world.clone(), "/metrics"), "/").await;
+        assert_eq!(st, StatusCode::OK);
+        assert!(page.contains("href=\"/metrics\""));
+        assert!(
+            page.contains("a&lt;b&gt;"),
+            "pool names are escaped: {page}"
+        );
+        assert!(page.contains("<td>42</td><td>3</td>"));
+        let (st, _, _) = get_body(app(world, "/m"), "/healthz").await;
+        assert_eq!(st, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn healthz_before_first_snapshot() {
+        let world = World::new("x".into());
+        let (st, _, _) = get_body(app(world.clone(), "/metrics"), "/healthz").await;
+        assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
+        let (st, _, _) = get_body(app(world, "/custom"), "/custom").await;
+        assert_eq!(st, StatusCode::OK);
+    }
+}
