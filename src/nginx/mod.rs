@@ -1,5 +1,8 @@
 //! The nginx source: access-log status counts and error-log failure causes.
 
+pub mod access;
+pub mod error;
+
 /// What the nginx source has seen.
 #[derive(Debug, Default, Clone)]
 pub struct NginxState {}

@@ -1,0 +1,387 @@
+//! Shared harness for the integration tests: real Gunicorn, the real
+//! exporter binary, and scrapes parsed from its real /metrics output.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The venv the test command (scripts/test.sh) installs Gunicorn into.
+pub fn venv() -> PathBuf {
+    let v = std::env::var_os("BADGATEWAY_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv"));
+    let g = v.join("bin/gunicorn");
+    assert!(
+        g.exists(),
+        "Gunicorn is not installed at {}: run scripts/test.sh, which installs it",
+        g.display()
+    );
+    v
+}
+
+pub fn apps_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps")
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "bgw-{tag}-{}-{}",
+            std::process::id(),
+            Instant::now().elapsed().as_nanos() ^ rand_seed()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+fn rand_seed() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process killed (with its process group) on drop.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+    pub fn signal(&self, sig: i32) {
+        unsafe {
+            libc::kill(self.pid(), sig);
+        }
+    }
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        unsafe {
+            libc::kill(-self.pid(), libc::SIGKILL);
+            libc::kill(self.pid(), libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Start a command in its own process group so that drop kills it whole.
+pub fn spawn(name: &str, cmd: &mut Command) -> Proc {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+    Proc {
+        child,
+        name: name.to_string(),
+    }
+}
+
+pub struct Gunicorn {
+    pub proc: Proc,
+    pub pidfile: PathBuf,
+    pub bind: String,
+}
+
+pub struct GunicornOpts<'a> {
+    pub workers: usize,
+    pub bind: String,
+    pub pidfile: PathBuf,
+    pub extra: &'a [&'a str],
+    /// Shell snippet run before exec (e.g. to enter a cgroup).
+    pub pre_exec: Option<String>,
+}
+
+impl Gunicorn {
+    pub fn start(o: GunicornOpts<'_>) -> Gunicorn {
+        let v = venv();
+        let mut args = vec![
+            v.join("bin/gunicorn").display().to_string(),
+            "--workers".into(),
+            o.workers.to_string(),
+            "--bind".into(),
+            o.bind.clone(),
+            "--pid".into(),
+            o.pidfile.display().to_string(),
+            "--chdir".into(),
+            apps_dir().display().to_string(),
+            "--graceful-timeout".into(),
+            "1".into(),
+        ];
+        args.extend(o.extra.iter().map(|s| s.to_string()));
+        args.push("app:app".into());
+        let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+        let script = format!(
+            "{} exec {}",
+            o.pre_exec.map(|p| format!("{p};")).unwrap_or_default(),
+            quoted.join(" ")
+        );
+        let proc = spawn(
+            "gunicorn",
+            Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
+        let g = Gunicorn {
+            proc,
+            pidfile: o.pidfile,
+            bind: o.bind,
+        };
+        g.wait_workers(o.workers, Duration::from_secs(30));
+        g
+    }
+
+    pub fn master_pid(&self) -> i32 {
+        self.proc.pid()
+    }
+
+    pub fn worker_pids(&self) -> Vec<i32> {
+        children_of(self.master_pid())
+    }
+
+    pub fn wait_workers(&self, n: usize, timeout: Duration) {
+        wait_for(timeout, &format!("{n} gunicorn workers"), || {
+            self.worker_pids().len() == n && self.pidfile.exists()
+        });
+    }
+}
+
+/// Children of `pid`, from /proc.
+pub fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for d in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(p) = d.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(d.path().join("stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rsplit_once(") ").map(|x| x.1) else {
+            continue;
+        };
+        let ppid: i32 = rest.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        if ppid == pid {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+pub fn wait_for(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// A plain HTTP/1.0 GET on loopback; returns (status, body).
+pub fn http_get(addr: &str, path: &str, timeout: Duration) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(timeout))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    let status = buf
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("").to_string();
+    Ok((status, body))
+}
+
+pub struct Exporter {
+    pub proc: Proc,
+    pub addr: String,
+    pub dir: TempDir,
+}
+
+impl Exporter {
+    /// Start the real binary with `config` (YAML, or None for the embedded
+    /// default) and fast intervals.
+    pub fn start(config: Option<&str>, extra: &[&str]) -> Exporter {
+        let dir = TempDir::new("exporter");
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_badgateway_exporter"));
+        cmd.arg(format!("--web.listen-address={addr}"))
+            .arg("--collector.pools.interval=300ms")
+            .arg("--collector.smaps.interval=300ms")
+            .arg("--collector.discover.interval=300ms")
+            .arg("--collector.kernel.interval=300ms")
+            .arg("--collector.nginx.interval=100ms")
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("exporter.log")).unwrap());
+        if let Some(c) = config {
+            let p = dir.path().join("config.yml");
+            std::fs::write(&p, c).unwrap();
+            cmd.arg(format!("--config.file={}", p.display()));
+        }
+        let proc = spawn("exporter", &mut cmd);
+        let e = Exporter { proc, addr, dir };
+        wait_for(Duration::from_secs(20), "the exporter's /healthz", || {
+            matches!(http_get(&e.addr, "/healthz", Duration::from_secs(2)), Ok((200, _)))
+        });
+        e
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("exporter.log")).unwrap_or_default()
+    }
+
+    pub fn scrape(&self) -> Scrape {
+        let (status, body) = http_get(&self.addr, "/metrics", Duration::from_secs(5))
+            .expect("scraping the exporter");
+        assert_eq!(status, 200, "scrape failed: {body}");
+        Scrape::parse(&body)
+    }
+
+    /// Scrape until `f` holds, or panic with the last scrape and the log.
+    pub fn wait_scrape(&self, timeout: Duration, what: &str, mut f: impl FnMut(&Scrape) -> bool) -> Scrape {
+        let start = Instant::now();
+        loop {
+            let s = self.scrape();
+            if f(&s) {
+                return s;
+            }
+            if start.elapsed() > timeout {
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}\n--- last scrape ---\n{}\n--- exporter log ---\n{}",
+                    s.text,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// A parsed scrape: sample name -> list of (labels, value).
+pub struct Scrape {
+    pub text: String,
+    pub samples: BTreeMap<String, Vec<(BTreeMap<String, String>, f64)>>,
+}
+
+impl Scrape {
+    pub fn parse(text: &str) -> Scrape {
+        let mut samples: BTreeMap<String, Vec<_>> = BTreeMap::new();
+        for line in text.lines() {
+            if line.starts_with('#') || line.is_empty() {
+                continue;
+            }
+            let (head, value) = line.rsplit_once(' ').expect("sample line has a value");
+            let (name, labels) = match head.split_once('{') {
+                Some((n, rest)) => (n, parse_labels(rest.trim_end_matches('}'))),
+                None => (head, BTreeMap::new()),
+            };
+            let v: f64 = match value {
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                v => v.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")),
+            };
+            samples.entry(name.to_string()).or_default().push((labels, v));
+        }
+        Scrape {
+            text: text.to_string(),
+            samples,
+        }
+    }
+
+    /// Samples of `name` whose labels include all of `want`.
+    pub fn find(&self, name: &str, want: &[(&str, &str)]) -> Vec<(BTreeMap<String, String>, f64)> {
+        self.samples
+            .get(name)
+            .map(|v| {
+                v.iter()
+                    .filter(|(l, _)| want.iter().all(|(k, w)| l.get(*k).map(|x| x == w).unwrap_or(false)))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The single value of `name` with exactly matching `want` labels.
+    pub fn get(&self, name: &str, want: &[(&str, &str)]) -> Option<f64> {
+        let f = self.find(name, want);
+        match f.len() {
+            0 => None,
+            1 => Some(f[0].1),
+            _ => panic!("{name}{want:?} matches {} series", f.len()),
+        }
+    }
+
+    /// Sum over the samples of `name` that include `want`.
+    pub fn sum(&self, name: &str, want: &[(&str, &str)]) -> f64 {
+        self.find(name, want).iter().map(|(_, v)| v).sum()
+    }
+}
+
+fn parse_labels(s: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut rest = s;
+    while let Some(eq) = rest.find("=\"") {
+        let key = rest[..eq].trim_start_matches(',').to_string();
+        let mut val = String::new();
+        let mut chars = rest[eq + 2..].char_indices();
+        let mut end = 0;
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, n)) = chars.next() {
+                        val.push(match n {
+                            'n' => '\n',
+                            o => o,
+                        });
+                    }
+                }
+                '"' => {
+                    end = eq + 2 + i + 1;
+                    break;
+                }
+                c => val.push(c),
+            }
+        }
+        out.insert(key, val);
+        rest = &rest[end..];
+    }
+    out
+}
