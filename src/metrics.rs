@@ -45,17 +45,28 @@ impl MetricDef {
     }
 }
 
-macro_rules! metrics {
-    ($( $id:ident : $kind:ident, $name:literal, [$($label:literal),*], $help:literal; )*) => {
-        $( pub static $id: MetricDef = MetricDef {
-            name: $name, kind: Kind::$kind, help: $help, labels: &[$($label),*],
+/// Declare metric families and a table of them, one line each:
+/// `IDENT: Kind, "name", ["label", ...], "help";`
+macro_rules! define_metrics {
+    ($table:ident; $( $id:ident : $kind:ident, $name:literal, [$($label:literal),*], $help:literal; )*) => {
+        $( pub static $id: $crate::metrics::MetricDef = $crate::metrics::MetricDef {
+            name: $name, kind: $crate::metrics::Kind::$kind, help: $help, labels: &[$($label),*],
         }; )*
-        /// Every family the exporter can write.
-        pub static METRICS: &[&MetricDef] = &[$(&$id),*];
+        pub static $table: &[&$crate::metrics::MetricDef] = &[$(&$id),*];
     };
 }
+pub(crate) use define_metrics;
 
-metrics! {
+/// Every family the exporter can write, from every source.
+pub fn all() -> impl Iterator<Item = &'static MetricDef> {
+    CORE_METRICS
+        .iter()
+        .chain(crate::kernel::METRICS.iter())
+        .chain(crate::nginx::METRICS.iter())
+        .copied()
+}
+
+define_metrics! { CORE_METRICS;
     BUILD_INFO: Gauge, "badgateway_exporter_build_info", ["version"], "Build of the exporter; always 1.";
     COLLECTOR_DURATION: Gauge, "badgateway_collector_duration_seconds", ["collector"], "Wall time of the collector's last cycle.";
     COLLECTOR_CPU: Counter, "badgateway_collector_cpu_seconds", ["collector"], "CPU time the collector has used.";

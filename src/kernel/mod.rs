@@ -12,6 +12,7 @@ use std::sync::Arc;
 use prometheus_client::encoding::DescriptorEncoder;
 
 use crate::config::Config;
+use crate::metrics::define_metrics;
 use crate::state::World;
 
 pub fn start(_cfg: &Config, _args: &crate::cli::Args, _world: Arc<World>) -> anyhow::Result<()> {
@@ -20,4 +21,7 @@ pub fn start(_cfg: &Config, _args: &crate::cli::Args, _world: Arc<World>) -> any
 
 pub fn encode(_world: &World, _enc: &mut DescriptorEncoder) -> std::fmt::Result {
     Ok(())
+}
+
+define_metrics! { METRICS;
 }
