@@ -53,6 +53,9 @@ impl From<&ProcError> for ReadFailure {
 #[derive(Debug, Clone)]
 pub struct ProcRoot {
     root: PathBuf,
+    /// A real procfs reports the fd count as the size of /proc/PID/fd; a
+    /// fixture tree on a normal filesystem must be counted entry by entry.
+    is_procfs: bool,
     boot_time_secs: u64,
     ticks_per_second: u64,
 }
@@ -65,6 +68,7 @@ impl ProcRoot {
             .and_then(|t| parse_btime(&t))
             .unwrap_or(0);
         ProcRoot {
+            is_procfs: is_procfs(&root),
             root,
             boot_time_secs,
             ticks_per_second: procfs::ticks_per_second().max(1),
@@ -102,6 +106,10 @@ impl ProcRoot {
                 continue;
             }
             if let Ok(stat) = procfs::process::Stat::from_read(&buf[..]) {
+                // A zombie has exited; only its parent has not reaped it yet.
+                if matches!(stat.state, 'Z' | 'X') {
+                    continue;
+                }
                 out.push(ProcEntry {
                     id: ProcId {
                         pid,
@@ -159,9 +167,21 @@ impl ProcRoot {
     }
 
     pub fn open_fds(&self, p: &Process) -> Result<u64, ReadFailure> {
-        p.fd_count()
-            .map(|n| n as u64)
-            .map_err(|e| ReadFailure::from(&e))
+        if self.is_procfs {
+            return p
+                .fd_count()
+                .map(|n| n as u64)
+                .map_err(|e| ReadFailure::from(&e));
+        }
+        let dir = self.root.join(p.pid().to_string()).join("fd");
+        match std::fs::read_dir(&dir) {
+            Ok(d) => Ok(d.count() as u64),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ReadFailure::Gone),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                Err(ReadFailure::PermissionDenied)
+            }
+            Err(_) => Err(ReadFailure::Other),
+        }
     }
 
     /// The soft limit on open files; `None` when unlimited.
@@ -171,6 +191,19 @@ impl ProcRoot {
             LimitValue::Value(v) => Some(v),
             LimitValue::Unlimited => None,
         })
+    }
+}
+
+fn is_procfs(path: &Path) -> bool {
+    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs writes into the zeroed struct we own; `c` is a valid
+    // NUL-terminated path.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == PROC_SUPER_MAGIC
     }
 }
 

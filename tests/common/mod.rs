@@ -23,6 +23,19 @@ pub fn venv() -> PathBuf {
     v
 }
 
+/// A venv with setproctitle too, so Gunicorn retitles its processes.
+pub fn venv_setproctitle() -> PathBuf {
+    let v = std::env::var_os("BADGATEWAY_TEST_VENV_SETPROCTITLE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv-spt"));
+    assert!(
+        v.join("bin/gunicorn").exists(),
+        "Gunicorn with setproctitle is not installed at {}: run scripts/test.sh",
+        v.display()
+    );
+    v
+}
+
 pub fn apps_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/apps")
 }
@@ -122,11 +135,13 @@ pub struct GunicornOpts<'a> {
     pub extra: &'a [&'a str],
     /// Shell snippet run before exec (e.g. to enter a cgroup).
     pub pre_exec: Option<String>,
+    /// The venv to run Gunicorn from; `venv()` when None.
+    pub venv: Option<PathBuf>,
 }
 
 impl Gunicorn {
     pub fn start(o: GunicornOpts<'_>) -> Gunicorn {
-        let v = venv();
+        let v = o.venv.clone().unwrap_or_else(venv);
         let mut args = vec![
             v.join("bin/gunicorn").display().to_string(),
             "--workers".into(),
@@ -193,7 +208,11 @@ pub fn children_of(pid: i32) -> Vec<i32> {
         let Some(rest) = stat.rsplit_once(") ").map(|x| x.1) else {
             continue;
         };
-        let ppid: i32 = rest.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let ppid: i32 = rest
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         if ppid == pid {
             out.push(p);
         }
@@ -225,7 +244,11 @@ pub fn http_get(addr: &str, path: &str, timeout: Duration) -> std::io::Result<(u
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = buf.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("").to_string();
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_string();
     Ok((status, body))
 }
 
@@ -239,6 +262,12 @@ impl Exporter {
     /// Start the real binary with `config` (YAML, or None for the embedded
     /// default) and fast intervals.
     pub fn start(config: Option<&str>, extra: &[&str]) -> Exporter {
+        Exporter::start_as(config, extra, None)
+    }
+
+    /// Start as another user (`uid`), to test what a non-root exporter sees.
+    pub fn start_as(config: Option<&str>, extra: &[&str], uid: Option<u32>) -> Exporter {
+        use std::os::unix::process::CommandExt;
         let dir = TempDir::new("exporter");
         let addr = format!("127.0.0.1:{}", free_port());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_badgateway_exporter"));
@@ -251,6 +280,9 @@ impl Exporter {
             .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("exporter.log")).unwrap());
+        if let Some(uid) = uid {
+            cmd.uid(uid).gid(uid);
+        }
         if let Some(c) = config {
             let p = dir.path().join("config.yml");
             std::fs::write(&p, c).unwrap();
@@ -259,7 +291,10 @@ impl Exporter {
         let proc = spawn("exporter", &mut cmd);
         let e = Exporter { proc, addr, dir };
         wait_for(Duration::from_secs(20), "the exporter's /healthz", || {
-            matches!(http_get(&e.addr, "/healthz", Duration::from_secs(2)), Ok((200, _)))
+            matches!(
+                http_get(&e.addr, "/healthz", Duration::from_secs(2)),
+                Ok((200, _))
+            )
         });
         e
     }
@@ -276,7 +311,12 @@ impl Exporter {
     }
 
     /// Scrape until `f` holds, or panic with the last scrape and the log.
-    pub fn wait_scrape(&self, timeout: Duration, what: &str, mut f: impl FnMut(&Scrape) -> bool) -> Scrape {
+    pub fn wait_scrape(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut f: impl FnMut(&Scrape) -> bool,
+    ) -> Scrape {
         let start = Instant::now();
         loop {
             let s = self.scrape();
@@ -295,10 +335,12 @@ impl Exporter {
     }
 }
 
+pub type Labels = BTreeMap<String, String>;
+
 /// A parsed scrape: sample name -> list of (labels, value).
 pub struct Scrape {
     pub text: String,
-    pub samples: BTreeMap<String, Vec<(BTreeMap<String, String>, f64)>>,
+    pub samples: BTreeMap<String, Vec<(Labels, f64)>>,
 }
 
 impl Scrape {
@@ -316,9 +358,14 @@ impl Scrape {
             let v: f64 = match value {
                 "+Inf" => f64::INFINITY,
                 "-Inf" => f64::NEG_INFINITY,
-                v => v.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")),
+                v => v
+                    .parse()
+                    .unwrap_or_else(|_| panic!("bad value in {line:?}")),
             };
-            samples.entry(name.to_string()).or_default().push((labels, v));
+            samples
+                .entry(name.to_string())
+                .or_default()
+                .push((labels, v));
         }
         Scrape {
             text: text.to_string(),
@@ -327,12 +374,15 @@ impl Scrape {
     }
 
     /// Samples of `name` whose labels include all of `want`.
-    pub fn find(&self, name: &str, want: &[(&str, &str)]) -> Vec<(BTreeMap<String, String>, f64)> {
+    pub fn find(&self, name: &str, want: &[(&str, &str)]) -> Vec<(Labels, f64)> {
         self.samples
             .get(name)
             .map(|v| {
                 v.iter()
-                    .filter(|(l, _)| want.iter().all(|(k, w)| l.get(*k).map(|x| x == w).unwrap_or(false)))
+                    .filter(|(l, _)| {
+                        want.iter()
+                            .all(|(k, w)| l.get(*k).map(|x| x == w).unwrap_or(false))
+                    })
                     .cloned()
                     .collect()
             })

@@ -1,0 +1,74 @@
+//! The pool source on a captured /proc tree, rendered and diffed with a
+//! checked-in expectation (node_exporter's fixture + golden-output style).
+//! Regenerate with `UPDATE_GOLDEN=1 cargo test --test golden`.
+
+use std::path::Path;
+use std::time::Instant;
+
+use badgateway_exporter::config::Config;
+use badgateway_exporter::pools::{proc::ProcRoot, PoolOptions, PoolSource};
+use badgateway_exporter::state::{lock, World};
+
+fn render_fixture(tree: &str, config: &str) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/proc")
+        .join(tree);
+    let cfg = Config::parse(config, Path::new("golden.yml")).unwrap();
+    let mut src = PoolSource::new(&cfg, ProcRoot::new(&root), PoolOptions::default());
+    src.collect(Instant::now());
+    let world = World::new("golden".into());
+    for s in src.states() {
+        lock(&world.pools).insert(s.name.clone(), s.clone());
+    }
+    let text = badgateway_exporter::metrics::render(&badgateway_exporter::metrics::registry(world));
+    // Keep the pool families only: self-observation varies run to run.
+    text.lines()
+        .filter(|l| {
+            let name = l
+                .trim_start_matches("# HELP ")
+                .trim_start_matches("# TYPE ");
+            name.starts_with("badgateway_pool")
+                || name.starts_with("badgateway_worker")
+                || name.starts_with("badgateway_master")
+                || name.starts_with("badgateway_smaps")
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+fn check(tree: &str, config: &str) {
+    let got = render_fixture(tree, config);
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/proc/{tree}.golden"));
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, &got).unwrap();
+    }
+    let want = std::fs::read_to_string(&golden)
+        .unwrap_or_else(|e| panic!("{}: {e}; run with UPDATE_GOLDEN=1", golden.display()));
+    assert_eq!(
+        got,
+        want,
+        "rendered output differs from {}",
+        golden.display()
+    );
+}
+
+#[test]
+fn gunicorn_without_setproctitle_by_cmdline() {
+    check(
+        "gunicorn_plain",
+        "pools:\n  - name: app\n    server: gunicorn\n    cmdline: 'gunicorn .*app:app'\n  - name: absent\n    server: uwsgi\n    pidfile: /nonexistent/uwsgi.pid\n",
+    );
+}
+
+#[test]
+fn discovery_names_the_pool_from_the_app_argument() {
+    let text = render_fixture("gunicorn_plain", "discover: [gunicorn]\n");
+    assert!(
+        text.contains("badgateway_pool_up{pool=\"app:app\",server=\"gunicorn\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("badgateway_pool_workers{pool=\"app:app\"} 2"),
+        "{text}"
+    );
+}

@@ -1,0 +1,333 @@
+//! The pool source against real Gunicorn: memory per slot, slots that stay
+//! bounded while workers recycle, master restarts and a dead master.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::*;
+
+const T: Duration = Duration::from_secs(30);
+
+fn gunicorn(dir: &TempDir, workers: usize, extra: &[&str]) -> Gunicorn {
+    Gunicorn::start(GunicornOpts {
+        workers,
+        bind: format!("127.0.0.1:{}", free_port()),
+        pidfile: dir.path().join("gunicorn.pid"),
+        extra,
+        pre_exec: None,
+        venv: None,
+    })
+}
+
+fn pool_config(name: &str, pidfile: &std::path::Path) -> String {
+    format!(
+        "pools:\n  - name: {name}\n    server: gunicorn\n    pidfile: {}\n",
+        pidfile.display()
+    )
+}
+
+fn slots(s: &Scrape, pool: &str) -> BTreeSet<String> {
+    s.find(
+        "badgateway_worker_memory_bytes",
+        &[("pool", pool), ("type", "rss")],
+    )
+    .into_iter()
+    .map(|(l, _)| l["slot"].clone())
+    .collect()
+}
+
+#[test]
+fn memory_per_slot_and_bounded_slots_under_recycling() {
+    let dir = TempDir::new("recycle");
+    let g = gunicorn(
+        &dir,
+        4,
+        &["--max-requests", "15", "--max-requests-jitter", "5"],
+    );
+    let e = Exporter::start(Some(&pool_config("api", &g.pidfile)), &[]);
+    let pool = [("pool", "api")];
+
+    let s = e.wait_scrape(T, "pool up with 4 workers and pss", |s| {
+        s.get(
+            "badgateway_pool_up",
+            &[("pool", "api"), ("server", "gunicorn")],
+        ) == Some(1.0)
+            && s.get("badgateway_pool_workers", &pool) == Some(4.0)
+            && s.find(
+                "badgateway_worker_memory_bytes",
+                &[("pool", "api"), ("type", "pss")],
+            )
+            .len()
+                == 4
+    });
+    assert_eq!(
+        slots(&s, "api"),
+        ["0", "1", "2", "3"].map(String::from).into()
+    );
+    for slot in ["0", "1", "2", "3"] {
+        let m = |t| {
+            s.get(
+                "badgateway_worker_memory_bytes",
+                &[("pool", "api"), ("slot", slot), ("type", t)],
+            )
+            .unwrap_or_else(|| panic!("slot {slot} has no {t}\n{}", s.text))
+        };
+        let (rss, pss, uss) = (m("rss"), m("pss"), m("uss"));
+        assert!(rss > 1e6, "slot {slot} rss {rss}");
+        assert!(pss > 0.0 && pss <= rss, "slot {slot}: pss {pss} rss {rss}");
+        assert!(uss > 0.0 && uss <= pss, "slot {slot}: uss {uss} pss {pss}");
+        assert!(
+            s.get(
+                "badgateway_worker_open_fds",
+                &[("pool", "api"), ("slot", slot)]
+            )
+            .unwrap()
+                > 0.0
+        );
+        assert!(
+            s.get(
+                "badgateway_worker_max_fds",
+                &[("pool", "api"), ("slot", slot)]
+            )
+            .unwrap()
+                > 0.0
+        );
+        assert!(
+            s.get(
+                "badgateway_worker_start_time_seconds",
+                &[("pool", "api"), ("slot", slot)]
+            )
+            .unwrap()
+                > 1.6e9
+        );
+    }
+    // The pool's RSS includes the master: more than the workers' sum.
+    let worker_rss = s.sum(
+        "badgateway_worker_memory_bytes",
+        &[("pool", "api"), ("type", "rss")],
+    );
+    let pool_rss = s
+        .get(
+            "badgateway_pool_memory_bytes",
+            &[("pool", "api"), ("type", "rss")],
+        )
+        .unwrap();
+    assert!(
+        pool_rss > worker_rss,
+        "pool {pool_rss} vs workers {worker_rss}"
+    );
+    let spawns0 = s.get("badgateway_worker_spawns_total", &pool).unwrap();
+    let exits0 = s.get("badgateway_worker_exits_total", &pool).unwrap();
+    let before: BTreeSet<i32> = g.worker_pids().into_iter().collect();
+
+    // Drive enough requests that every worker recycles at least once, and
+    // watch slots while it happens.
+    let mut seen_slots = BTreeSet::new();
+    for i in 0..200 {
+        let (st, _) = http_get(&g.bind, "/", Duration::from_secs(5)).expect("request to gunicorn");
+        assert_eq!(st, 200);
+        if i % 20 == 0 {
+            let s = e.scrape();
+            let now = slots(&s, "api");
+            assert!(now.len() <= 4, "more series than workers: {now:?}");
+            seen_slots.extend(now);
+        }
+    }
+    g.wait_workers(4, T);
+    let after: BTreeSet<i32> = g.worker_pids().into_iter().collect();
+    assert!(
+        before.is_disjoint(&after),
+        "every worker should have recycled: {before:?} {after:?}"
+    );
+
+    let s = e.wait_scrape(T, "spawns and exits counted, 4 workers", |s| {
+        s.get("badgateway_worker_spawns_total", &pool).unwrap() >= spawns0 + 4.0
+            && s.get("badgateway_worker_exits_total", &pool).unwrap() >= exits0 + 4.0
+            && s.get("badgateway_pool_workers", &pool) == Some(4.0)
+            && slots(s, "api").len() == 4
+    });
+    seen_slots.extend(slots(&s, "api"));
+    assert_eq!(
+        seen_slots,
+        ["0", "1", "2", "3"].map(String::from).into(),
+        "slots stay 0..3 under recycling"
+    );
+    assert_eq!(s.get("badgateway_master_restarts_total", &pool), Some(0.0));
+
+    // A dead master: pool_up 0 and no stale worker series.
+    g.proc.signal(libc::SIGKILL);
+    let s = e.wait_scrape(T, "pool down after the master was killed", |s| {
+        s.get(
+            "badgateway_pool_up",
+            &[("pool", "api"), ("server", "gunicorn")],
+        ) == Some(0.0)
+    });
+    assert_eq!(s.get("badgateway_pool_workers", &pool), Some(0.0));
+    assert!(
+        slots(&s, "api").is_empty(),
+        "stale worker series: {}",
+        s.text
+    );
+    assert!(s.find("badgateway_pool_memory_bytes", &pool).is_empty());
+    drop(g);
+}
+
+#[test]
+fn master_restart_is_counted_and_configured_down_pool_exports_zero() {
+    let dir = TempDir::new("restart");
+    let pidfile: PathBuf = dir.path().join("gunicorn.pid");
+    // Started before Gunicorn: the pool is configured but down.
+    let e = Exporter::start(Some(&pool_config("web", &pidfile)), &[]);
+    let pool = [("pool", "web")];
+    let s = e.wait_scrape(T, "a configured pool that is down", |s| {
+        s.get(
+            "badgateway_pool_up",
+            &[("pool", "web"), ("server", "gunicorn")],
+        ) == Some(0.0)
+    });
+    assert_eq!(s.get("badgateway_pool_workers", &pool), Some(0.0));
+
+    let g = gunicorn(&dir, 2, &[]);
+    e.wait_scrape(T, "pool up", |s| {
+        s.get(
+            "badgateway_pool_up",
+            &[("pool", "web"), ("server", "gunicorn")],
+        ) == Some(1.0)
+            && s.get("badgateway_pool_workers", &pool) == Some(2.0)
+    });
+    g.proc.signal(libc::SIGTERM);
+    drop(g);
+    let _ = std::fs::remove_file(&pidfile);
+    e.wait_scrape(T, "pool down", |s| {
+        s.get(
+            "badgateway_pool_up",
+            &[("pool", "web"), ("server", "gunicorn")],
+        ) == Some(0.0)
+    });
+    let g2 = gunicorn(&dir, 2, &[]);
+    let s = e.wait_scrape(T, "restarted master counted", |s| {
+        s.get(
+            "badgateway_pool_up",
+            &[("pool", "web"), ("server", "gunicorn")],
+        ) == Some(1.0)
+            && s.get("badgateway_master_restarts_total", &pool) == Some(1.0)
+            && s.get("badgateway_pool_workers", &pool) == Some(2.0)
+    });
+    // The new master's workers are spawns seen by the exporter.
+    assert!(s.get("badgateway_worker_spawns_total", &pool).unwrap() >= 2.0);
+    drop(g2);
+}
+
+/// With no config the exporter finds Gunicorn masters by itself, with and
+/// without setproctitle (which changes the command lines Gunicorn shows).
+#[test]
+fn auto_discovers_gunicorn_with_and_without_setproctitle() {
+    let dir = TempDir::new("discover");
+    let plain_name = format!("plain{}", std::process::id());
+    let titled_name = format!("titled{}", std::process::id());
+    let _plain = Gunicorn::start(GunicornOpts {
+        workers: 2,
+        bind: format!("127.0.0.1:{}", free_port()),
+        pidfile: dir.path().join("plain.pid"),
+        extra: &["--name", &plain_name],
+        pre_exec: None,
+        venv: None,
+    });
+    let titled = Gunicorn::start(GunicornOpts {
+        workers: 3,
+        bind: format!("127.0.0.1:{}", free_port()),
+        pidfile: dir.path().join("titled.pid"),
+        extra: &["--name", &titled_name],
+        pre_exec: None,
+        venv: Some(venv_setproctitle()),
+    });
+    let cmd = std::fs::read_to_string(format!("/proc/{}/cmdline", titled.master_pid())).unwrap();
+    assert!(
+        cmd.starts_with("gunicorn: master"),
+        "setproctitle venv gives titles: {cmd:?}"
+    );
+    let e = Exporter::start(None, &[]);
+    let s = e.wait_scrape(T, "both pools discovered", |s| {
+        s.get("badgateway_pool_workers", &[("pool", &plain_name)]) == Some(2.0)
+            && s.get("badgateway_pool_workers", &[("pool", &titled_name)]) == Some(3.0)
+    });
+    for name in [&plain_name, &titled_name] {
+        assert_eq!(
+            s.get(
+                "badgateway_pool_up",
+                &[("pool", name), ("server", "gunicorn")]
+            ),
+            Some(1.0)
+        );
+    }
+    // Workers are never mistaken for masters of pools of their own.
+    let pools: BTreeSet<String> = s
+        .find("badgateway_pool_up", &[])
+        .into_iter()
+        .map(|(l, _)| l["pool"].clone())
+        .filter(|p| p.contains(&std::process::id().to_string()))
+        .collect();
+    assert_eq!(pools.len(), 2, "{pools:?}");
+    let page = http_get(&e.addr, "/", Duration::from_secs(5)).unwrap().1;
+    assert!(
+        page.contains(&titled_name) && page.contains("href=\"/metrics\""),
+        "{page}"
+    );
+}
+
+/// As a user who cannot read the workers' smaps or fds, the exporter keeps
+/// what it can read and counts the rest as errors: no crash, no zeros.
+#[test]
+fn unprivileged_exporter_degrades_and_counts_errors() {
+    let dir = TempDir::new("nonroot");
+    let g = gunicorn(&dir, 2, &[]);
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &g.pidfile,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let e = Exporter::start_as(Some(&pool_config("locked", &g.pidfile)), &[], Some(65534));
+    let s = e.wait_scrape(T, "pool up as nobody with errors counted", |s| {
+        s.get("badgateway_pool_workers", &[("pool", "locked")]) == Some(2.0)
+            && s.get(
+                "badgateway_pool_read_errors_total",
+                &[("pool", "locked"), ("kind", "permission_denied")],
+            )
+            .unwrap_or(0.0)
+                > 0.0
+    });
+    assert_eq!(
+        s.find(
+            "badgateway_worker_memory_bytes",
+            &[("pool", "locked"), ("type", "rss")]
+        )
+        .len(),
+        2
+    );
+    assert!(
+        s.find(
+            "badgateway_worker_memory_bytes",
+            &[("pool", "locked"), ("type", "pss")]
+        )
+        .is_empty(),
+        "PSS is unreadable as nobody and must be absent, not zero"
+    );
+    // Linux 6.2+ reports the fd count as the size of /proc/PID/fd, which
+    // anyone may stat; older kernels need the listing, which nobody cannot.
+    assert!(
+        s.get(
+            "badgateway_collector_errors_total",
+            &[("collector", "pools")]
+        )
+        .unwrap()
+            > 0.0
+    );
+}
