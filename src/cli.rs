@@ -65,6 +65,16 @@ pub struct Args {
     /// How often the kernel counters (vmstat, meminfo, PSI, cgroups) are read.
     #[arg(long = "collector.kernel.interval", default_value = "5s", value_parser = parse_duration)]
     pub kernel_interval: Duration,
+    /// nginx access log to follow (the single-log case; more go in the config).
+    #[arg(long = "nginx.access-log")]
+    pub nginx_access_log: Option<PathBuf>,
+    /// nginx error log to follow (the single-log case).
+    #[arg(long = "nginx.error-log")]
+    pub nginx_error_log: Option<PathBuf>,
+    /// The access log's `log_format`: combined, main, the format string, or
+    /// the whole `log_format NAME [escape=json] '...';` directive.
+    #[arg(long = "nginx.log-format", default_value = "combined")]
+    pub nginx_log_format: String,
     /// How often followed log files are polled.
     #[arg(long = "collector.nginx.interval", default_value = "250ms", value_parser = parse_duration)]
     pub nginx_interval: Duration,
@@ -181,6 +191,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Config::embedded_default()
         }
     };
+    let mut cfg = cfg;
+    if args.nginx_access_log.is_some() || args.nginx_error_log.is_some() {
+        if args.config_file.is_none() {
+            // The flags replace the default logs rather than add to them.
+            cfg.nginx.clear();
+        }
+        if cfg.nginx.iter().any(|n| n.name == "nginx") {
+            anyhow::bail!(
+                "--nginx.access-log/--nginx.error-log: config {} already has an nginx entry named \"nginx\"",
+                cfg.origin
+            );
+        }
+        cfg.nginx.push(crate::config::NginxConfig {
+            name: "nginx".to_string(),
+            access_log: args.nginx_access_log.clone(),
+            log_format: args.nginx_log_format.clone(),
+            escape: None,
+            error_log: args.nginx_error_log.clone(),
+        });
+    }
     let world = World::new(cfg.origin.clone());
 
     let root = ProcRoot::new(&args.procfs);

@@ -1,0 +1,415 @@
+//! Turning parsed nginx lines into bounded counters.
+//!
+//! Anyone who can send a request controls what nginx logs, so no URI,
+//! client address or Host header becomes a label. `upstream` values come
+//! from a capped table: past the cap they fold into `other`.
+
+use std::collections::HashMap;
+
+use super::access::{self, AccessFields, AccessFormat};
+use super::error::{self, Phase, Reason};
+
+/// The `upstream` label of requests nginx answered without an upstream.
+pub const NO_UPSTREAM: &str = "-";
+/// The `upstream` label that values past the cap fold into.
+pub const OTHER: &str = "other";
+
+/// A bounded table of upstream label values.
+#[derive(Debug, Clone)]
+pub struct Upstreams {
+    index: HashMap<Vec<u8>, u16>,
+    names: Vec<String>,
+    cap: usize,
+    pub overflowed: u64,
+}
+
+impl Upstreams {
+    pub fn new(cap: usize) -> Upstreams {
+        let mut u = Upstreams {
+            index: HashMap::new(),
+            names: Vec::new(),
+            cap,
+            overflowed: 0,
+        };
+        u.intern_raw(NO_UPSTREAM.as_bytes());
+        u.intern_raw(OTHER.as_bytes());
+        u
+    }
+
+    fn intern_raw(&mut self, k: &[u8]) -> u16 {
+        let id = self.names.len() as u16;
+        self.names.push(String::from_utf8_lossy(k).into_owned());
+        self.index.insert(k.to_vec(), id);
+        id
+    }
+
+    /// The label id for an upstream as written in the log; allocates only
+    /// the first time a value is seen.
+    pub fn id(&mut self, k: &[u8]) -> u16 {
+        if let Some(id) = self.index.get(k) {
+            return *id;
+        }
+        // Two reserved entries (`-`, `other`) do not count against the cap.
+        if self.names.len() - 2 >= self.cap || k.len() > 256 {
+            self.overflowed += 1;
+            return 1;
+        }
+        self.intern_raw(k)
+    }
+
+    pub fn name(&self, id: u16) -> &str {
+        &self.names[id as usize]
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = (u16, &str)> {
+        self.names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (i as u16, n.as_str()))
+    }
+}
+
+/// Histogram bucket bounds, in milliseconds (the log's resolution).
+pub const BUCKETS_MS: &[u64] = &[
+    5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
+];
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Histogram {
+    /// Per-bucket (not cumulative) counts; the last is +Inf.
+    pub counts: [u64; 14],
+    pub sum_ms: u64,
+    pub count: u64,
+}
+
+impl Histogram {
+    pub fn observe_ms(&mut self, ms: u64) {
+        let i = BUCKETS_MS.partition_point(|b| *b < ms);
+        self.counts[i] += 1;
+        self.sum_ms += ms;
+        self.count += 1;
+    }
+
+    /// (upper bound in seconds, cumulative count), ending with +Inf.
+    pub fn cumulative(&self) -> Vec<(f64, u64)> {
+        let mut acc = 0;
+        let mut out = Vec::with_capacity(self.counts.len());
+        for (i, c) in self.counts.iter().enumerate() {
+            acc += c;
+            let le = BUCKETS_MS
+                .get(i)
+                .map(|b| *b as f64 / 1000.0)
+                .unwrap_or(f64::INFINITY);
+            out.push((le, acc));
+        }
+        out
+    }
+}
+
+/// Why a line did not count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ParseError {
+    /// The line does not match the configured `log_format`.
+    FormatMismatch,
+    /// `$status` is not a 3-digit HTTP status.
+    BadStatus,
+    /// Binary or invalid UTF-8.
+    InvalidUtf8,
+    /// Longer than the line cap; cut, and not counted.
+    TooLong,
+    /// An error-log line not in nginx's error-log layout.
+    ErrorLayout,
+}
+
+impl ParseError {
+    pub const ALL: &'static [ParseError] = &[
+        ParseError::FormatMismatch,
+        ParseError::BadStatus,
+        ParseError::InvalidUtf8,
+        ParseError::TooLong,
+        ParseError::ErrorLayout,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParseError::FormatMismatch => "format_mismatch",
+            ParseError::BadStatus => "bad_status",
+            ParseError::InvalidUtf8 => "invalid_utf8",
+            ParseError::TooLong => "too_long",
+            ParseError::ErrorLayout => "error_layout",
+        }
+    }
+}
+
+/// The `status` label of an attempt without a status (`-`).
+pub const NO_STATUS: u16 = 0;
+
+/// Everything counted for one configured nginx (one access + error log).
+#[derive(Debug, Clone)]
+pub struct LogCounters {
+    pub upstreams: Upstreams,
+    /// (upstream, final client status) -> requests.
+    pub responses: HashMap<(u16, u16), u64>,
+    /// (upstream, attempt status or NO_STATUS) -> attempts.
+    pub attempts: HashMap<(u16, u16), u64>,
+    /// (upstream, 5xx status) -> attempts whose 5xx the backend sent itself
+    /// (a response header arrived), as opposed to one nginx generated.
+    pub backend_errors: HashMap<(u16, u16), u64>,
+    /// (upstream, reason, phase) -> failures from the error log.
+    pub failures: HashMap<(u16, Reason, Phase), u64>,
+    pub response_seconds: HashMap<u16, Histogram>,
+    pub upstream_seconds: HashMap<u16, Histogram>,
+    pub access_lines: u64,
+    pub error_lines: u64,
+    pub parse_errors: HashMap<ParseError, u64>,
+}
+
+impl LogCounters {
+    pub fn new(max_upstreams: usize) -> LogCounters {
+        LogCounters {
+            upstreams: Upstreams::new(max_upstreams),
+            responses: HashMap::new(),
+            attempts: HashMap::new(),
+            backend_errors: HashMap::new(),
+            failures: HashMap::new(),
+            response_seconds: HashMap::new(),
+            upstream_seconds: HashMap::new(),
+            access_lines: 0,
+            error_lines: 0,
+            parse_errors: HashMap::new(),
+        }
+    }
+
+    fn parse_error(&mut self, e: ParseError) {
+        *self.parse_errors.entry(e).or_default() += 1;
+    }
+
+    /// Count one access-log line. Nothing here allocates once an
+    /// upstream has been seen: fields borrow from the line.
+    pub fn access_line(&mut self, fmt: &AccessFormat, line: &[u8], truncated: bool) {
+        let mut fields = AccessFields::default();
+        let fields = &mut fields;
+        self.access_lines += 1;
+        if truncated {
+            return self.parse_error(ParseError::TooLong);
+        }
+        if std::str::from_utf8(line).is_err() {
+            return self.parse_error(ParseError::InvalidUtf8);
+        }
+        if fmt.parse(line, fields).is_err() {
+            return self.parse_error(ParseError::FormatMismatch);
+        }
+        let Some(status) = fields
+            .status
+            .and_then(access::parse_status)
+            .filter(|s| (100..600).contains(s))
+        else {
+            return self.parse_error(ParseError::BadStatus);
+        };
+
+        // Attempts: $upstream_addr[i] with $upstream_status[i].
+        let mut last_upstream = None;
+        if let Some(addrs) = fields.upstream_addr {
+            let mut statuses = fields.upstream_status.map(access::upstream_entries);
+            let mut times = fields.upstream_response_time.map(access::upstream_entries);
+            let mut headers = fields.upstream_header_time.map(access::upstream_entries);
+            for addr in access::upstream_entries(addrs) {
+                let st = statuses.as_mut().and_then(|s| s.next()).flatten();
+                let t = times.as_mut().and_then(|s| s.next()).flatten();
+                let h = headers.as_mut().and_then(|s| s.next());
+                let Some(addr) = addr else { continue };
+                let up = self.upstreams.id(addr);
+                last_upstream = Some(up);
+                let code = st
+                    .and_then(access::parse_status)
+                    .filter(|s| (100..600).contains(s))
+                    .unwrap_or(NO_STATUS);
+                *self.attempts.entry((up, code)).or_default() += 1;
+                // A header time means the backend answered: its 5xx is its
+                // own, not one nginx generated for a failed attempt.
+                if code >= 500 && matches!(h, Some(Some(_))) {
+                    *self.backend_errors.entry((up, code)).or_default() += 1;
+                }
+                if let Some(ms) = t.and_then(access::parse_seconds_millis) {
+                    self.upstream_seconds.entry(up).or_default().observe_ms(ms);
+                }
+            }
+        }
+        let up = last_upstream.unwrap_or(0);
+        *self.responses.entry((up, status)).or_default() += 1;
+        if let Some(ms) = fields.request_time.and_then(access::parse_seconds_millis) {
+            self.response_seconds.entry(up).or_default().observe_ms(ms);
+        }
+    }
+
+    /// Count one error-log line; only upstream failures become series.
+    pub fn error_line(&mut self, line: &[u8], truncated: bool) {
+        self.error_lines += 1;
+        // nginx cuts error lines itself (at 2048 bytes); a cut line still
+        // carries the message, so it is classified, not rejected.
+        let _ = truncated;
+        let text = String::from_utf8_lossy(line);
+        let Some(parsed) = error::parse_error_line(&text) else {
+            return self.parse_error(ParseError::ErrorLayout);
+        };
+        let Some(failure) = error::classify(&parsed) else {
+            return;
+        };
+        let up = match parsed.upstream {
+            Some(u) => self.upstreams.id(error::upstream_server(u).as_bytes()),
+            None => 0,
+        };
+        *self
+            .failures
+            .entry((up, failure.reason, failure.phase))
+            .or_default() += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nginx::access::Escape;
+
+    const FMT: &str = r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" rt=$request_time uct="$upstream_connect_time" uht="$upstream_header_time" urt="$upstream_response_time" ua="$upstream_addr" us="$upstream_status""#;
+
+    fn line(status: u16, ua: &str, us: &str, uht: &str, urt: &str) -> String {
+        format!(
+            r#"127.0.0.1 - - [23/Nov/2026:04:20:01 +0000] "GET /x HTTP/1.1" {status} 5 "-" "curl/8" rt=0.012 uct="0.000" uht="{uht}" urt="{urt}" ua="{ua}" us="{us}""#
+        )
+    }
+
+    fn feed(c: &mut LogCounters, lines: &[String]) {
+        let fmt = AccessFormat::compile(FMT, Escape::Default).unwrap();
+        for l in lines {
+            c.access_line(&fmt, l.as_bytes(), false);
+        }
+    }
+
+    #[test]
+    fn retry_that_succeeds_is_a_200_with_a_failed_attempt() {
+        let mut c = LogCounters::new(8);
+        feed(
+            &mut c,
+            &[line(
+                200,
+                "unix:/a.sock, 127.0.0.1:8001",
+                "502, 200",
+                "-, 0.010",
+                "0.000, 0.010",
+            )],
+        );
+        let a = c.upstreams.id(b"unix:/a.sock");
+        let b = c.upstreams.id(b"127.0.0.1:8001");
+        assert_eq!(c.responses.get(&(b, 200)), Some(&1));
+        assert_eq!(c.responses.len(), 1);
+        assert_eq!(c.attempts.get(&(a, 502)), Some(&1));
+        assert_eq!(c.attempts.get(&(b, 200)), Some(&1));
+        assert!(c.backend_errors.is_empty(), "nginx generated that 502");
+    }
+
+    #[test]
+    fn backend_sent_502_is_kept_apart() {
+        let mut c = LogCounters::new(8);
+        feed(
+            &mut c,
+            &[line(502, "127.0.0.1:8001", "502", "0.004", "0.004")],
+        );
+        let b = c.upstreams.id(b"127.0.0.1:8001");
+        assert_eq!(c.backend_errors.get(&(b, 502)), Some(&1));
+        assert_eq!(c.responses.get(&(b, 502)), Some(&1));
+    }
+
+    #[test]
+    fn no_upstream_and_groups() {
+        let mut c = LogCounters::new(8);
+        feed(
+            &mut c,
+            &[
+                line(404, "-", "-", "-", "-"),
+                line(
+                    200,
+                    "10.0.0.1:80 : 10.0.0.2:80",
+                    "404 : 200",
+                    "0.001 : 0.002",
+                    "0.001 : 0.002",
+                ),
+            ],
+        );
+        assert_eq!(c.responses.get(&(0, 404)), Some(&1));
+        let g2 = c.upstreams.id(b"10.0.0.2:80");
+        assert_eq!(c.responses.get(&(g2, 200)), Some(&1));
+        assert_eq!(c.attempts.values().sum::<u64>(), 2);
+    }
+
+    #[test]
+    fn upstream_labels_are_capped() {
+        let mut c = LogCounters::new(2);
+        let lines: Vec<String> = (0..10)
+            .map(|i| line(200, &format!("10.0.0.{i}:80"), "200", "0.001", "0.001"))
+            .collect();
+        feed(&mut c, &lines);
+        assert_eq!(c.upstreams.names().count(), 4, "-, other and two upstreams");
+        assert_eq!(c.upstreams.overflowed, 8);
+        assert_eq!(c.responses.get(&(1, 200)), Some(&8));
+    }
+
+    #[test]
+    fn bad_lines_count_as_parse_errors_only() {
+        let mut c = LogCounters::new(8);
+        let fmt = AccessFormat::compile(FMT, Escape::Default).unwrap();
+        c.access_line(&fmt, b"garbage", false);
+        c.access_line(&fmt, b"\xff\xfe binary", false);
+        let l = line(200, "a:1", "200", "0.1", "0.1");
+        c.access_line(&fmt, l.as_bytes(), true);
+        let bad = line(200, "a:1", "200", "0.1", "0.1").replace(" 200 5 ", " 2x0 5 ");
+        c.access_line(&fmt, bad.as_bytes(), false);
+        assert!(c.responses.is_empty() && c.attempts.is_empty());
+        assert_eq!(c.access_lines, 4);
+        for e in [
+            ParseError::FormatMismatch,
+            ParseError::InvalidUtf8,
+            ParseError::TooLong,
+            ParseError::BadStatus,
+        ] {
+            assert_eq!(c.parse_errors.get(&e), Some(&1), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn error_log_fixture_classifies_into_failures() {
+        let mut c = LogCounters::new(32);
+        let text = include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/nginx/error.log"
+        ));
+        for l in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            c.error_line(l, false);
+        }
+        let by_reason = |r: Reason| -> u64 {
+            c.failures
+                .iter()
+                .filter(|((_, rr, _), _)| *rr == r)
+                .map(|(_, v)| v)
+                .sum()
+        };
+        assert!(by_reason(Reason::SocketMissing) > 0);
+        assert!(by_reason(Reason::ConnectionRefused) > 0);
+        assert!(by_reason(Reason::Timeout) > 0);
+        assert_eq!(c.parse_errors.get(&ParseError::ErrorLayout), None);
+        // Unix-socket upstreams are labelled as $upstream_addr writes them.
+        assert!(c.upstreams.names().any(|(_, n)| n.starts_with("unix:/")));
+    }
+
+    #[test]
+    fn histogram_buckets() {
+        let mut h = Histogram::default();
+        for ms in [0, 5, 6, 1000, 70000] {
+            h.observe_ms(ms);
+        }
+        let c = h.cumulative();
+        assert_eq!(c[0], (0.005, 2));
+        assert_eq!(c[1], (0.01, 3));
+        assert_eq!(c.last().unwrap(), &(f64::INFINITY, 5));
+        assert_eq!(h.sum_ms, 71011);
+    }
+}
