@@ -1,0 +1,237 @@
+//! Follows /dev/kmsg on its own thread and records each OOM kill.
+//!
+//! One `read()` returns one record. A fresh open starts at the oldest
+//! record still in the ring buffer, so kills since boot (those not yet
+//! overwritten) are counted at startup. Records are keyed on `seq`, so a
+//! reopen never counts one twice. See Documentation/ABI/testing/dev-kmsg.
+//!
+//! The time of a kill is the record's `ts_usec` (the kernel's monotonic
+//! clock, not counting suspend) plus the wall-clock time at which that
+//! clock was 0, measured when the record is read. This is right for a
+//! replayed record too, unless the machine was suspended since it was
+//! logged (then it is early by the suspended time).
+
+use std::io::{ErrorKind, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::kills::{self, Assembler, Known, Victim};
+use super::kmsg::{self, Record};
+use super::oom::parse_oom_line;
+use super::{KillEvent, SourceHealth};
+use crate::pools::proc::ProcRoot;
+use crate::state::{lock, PoolEventKind, World};
+
+/// Large enough for any record (the kernel's limit is 8 KiB of text plus
+/// the header and dictionary); `read()` fails with EINVAL if it is not.
+const BUF_SIZE: usize = 16 * 1024;
+const MAX_BUF_SIZE: usize = 1 << 20;
+const REOPEN_AFTER: Duration = Duration::from_secs(10);
+
+pub struct KmsgReader {
+    path: PathBuf,
+    /// For converting pool processes' start ticks to wall time.
+    proc_root: ProcRoot,
+    /// How long after a kill an exit seen by the pool source may be the
+    /// victim's.
+    exit_window: Duration,
+    last_seq: Option<u64>,
+    /// `read()` said records were lost (EPIPE); the next record's `seq`
+    /// tells how many.
+    lost_pending: bool,
+    assembler: Assembler,
+    health: SourceHealth,
+}
+
+impl KmsgReader {
+    pub fn new(path: &Path, procfs: &Path, pools_interval: Duration) -> KmsgReader {
+        KmsgReader {
+            path: path.to_path_buf(),
+            proc_root: ProcRoot::new(procfs),
+            exit_window: (pools_interval * 3).max(Duration::from_secs(60)),
+            last_seq: None,
+            lost_pending: false,
+            assembler: Assembler::default(),
+            health: SourceHealth::default(),
+        }
+    }
+
+    /// Run forever on the calling thread.
+    pub fn run(mut self, world: Arc<World>) {
+        loop {
+            match std::fs::File::open(&self.path) {
+                Ok(f) => {
+                    self.health.report(&world, "kmsg", Ok(()));
+                    let e = self.follow(f, &world);
+                    self.health.report(&world, "kmsg", Err(e));
+                }
+                Err(e) => {
+                    let hint = match e.kind() {
+                        ErrorKind::PermissionDenied => {
+                            " (needs CAP_SYSLOG when kernel.dmesg_restrict=1)"
+                        }
+                        ErrorKind::NotFound => {
+                            " (no /dev/kmsg: in a container, mount it from the host)"
+                        }
+                        _ => "",
+                    };
+                    let msg = format!("opening {}: {e}{hint}", self.path.display());
+                    self.health.report(&world, "kmsg", Err(msg));
+                }
+            }
+            world.mark_dirty();
+            std::thread::sleep(REOPEN_AFTER);
+        }
+    }
+
+    /// Read records until an error that needs a reopen; returns it.
+    fn follow(&mut self, mut f: std::fs::File, world: &World) -> String {
+        let mut buf = vec![0u8; BUF_SIZE];
+        loop {
+            match f.read(&mut buf) {
+                Ok(0) => {
+                    return format!("{}: end of file (not a kmsg device?)", self.path.display())
+                }
+                Ok(n) => self.record(&buf[..n], world),
+                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => self.lost_pending = true,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) && buf.len() < MAX_BUF_SIZE => {
+                    let len = buf.len() * 2;
+                    buf.resize(len, 0);
+                }
+                Err(e) => return format!("reading {}: {e}", self.path.display()),
+            }
+        }
+    }
+
+    fn record(&mut self, buf: &[u8], world: &World) {
+        let rec = match kmsg::parse_record(buf) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(error = %e, "skipping kmsg record");
+                return;
+            }
+        };
+        if self.last_seq.is_some_and(|last| rec.seq <= last) {
+            return;
+        }
+        let gap = self.last_seq.map_or(0, |last| rec.seq - last - 1);
+        let lost = if self.lost_pending { gap.max(1) } else { gap };
+        self.lost_pending = false;
+        self.last_seq = Some(rec.seq);
+        if lost > 0 {
+            lock(&world.kernel).kmsg_records_lost += lost;
+            world.mark_dirty();
+        }
+        // Facility 0 is the kernel's own: userspace writes to /dev/kmsg
+        // carry another, so they cannot fake a kill.
+        if rec.facility != 0 || rec.fragment {
+            return;
+        }
+        let Some(line) = parse_oom_line(&rec.text) else {
+            return;
+        };
+        if let Some(v) = self.assembler.feed(line) {
+            let k = self.kill_event(&rec, v, world);
+            tracing::info!(pid = k.pid, comm = %k.comm, pool = k.pool.as_deref().unwrap_or("-"), seq = k.seq, "OOM kill");
+            lock(&world.kernel).record_kill(k);
+            world.mark_dirty();
+        }
+    }
+
+    fn kill_event(&self, rec: &Record<'_>, v: Victim, world: &World) -> KillEvent {
+        let at = kill_time(rec.ts_usec);
+        let at_secs = super::epoch_seconds(at);
+        let known = self.known(world);
+        let cgroups: Vec<(String, String)> = lock(&world.kernel)
+            .cgroups
+            .iter()
+            .map(|(p, c)| (p.clone(), c.path.clone()))
+            .collect();
+        let a = kills::attribute(
+            v.pid,
+            at_secs,
+            v.task_memcg.as_deref(),
+            &known,
+            &cgroups,
+            self.exit_window.as_secs_f64(),
+        );
+        KillEvent {
+            at,
+            seq: rec.seq,
+            pid: v.pid as i32,
+            comm: v.comm,
+            pool: a.pool.map(Arc::from),
+            slot: a.slot,
+            rule: a.rule,
+            memcg: v.memcg,
+            anon_bytes: v.anon_rss_kb.saturating_mul(1024),
+            file_bytes: v.file_rss_kb.saturating_mul(1024),
+            shmem_bytes: v.shmem_rss_kb.map(|k| k.saturating_mul(1024)),
+        }
+    }
+
+    /// Live pool processes and the recent exits, for attribution.
+    fn known(&self, world: &World) -> Vec<Known> {
+        let mut out = Vec::new();
+        for p in lock(&world.pools).values() {
+            let live = p
+                .master
+                .map(|m| (m, None))
+                .into_iter()
+                .chain(p.workers.iter().map(|w| (w.id, Some(w.slot))));
+            for (id, slot) in live {
+                out.push(Known {
+                    pool: p.name.clone(),
+                    pid: id.pid,
+                    slot,
+                    started: self.proc_root.start_time_seconds(id.starttime),
+                    exited: None,
+                });
+            }
+        }
+        let now = SystemTime::now();
+        let events = lock(&world.pool_events);
+        let recent = events.iter().rev().take_while(|e| {
+            now.duration_since(e.at)
+                .is_ok_and(|d| d <= self.exit_window * 2)
+        });
+        for e in recent {
+            if matches!(
+                e.kind,
+                PoolEventKind::WorkerExit | PoolEventKind::MasterExit
+            ) {
+                out.push(Known {
+                    pool: e.pool.to_string(),
+                    pid: e.pid,
+                    slot: e.slot,
+                    started: self.proc_root.start_time_seconds(e.starttime),
+                    exited: Some(super::epoch_seconds(e.at)),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Wall-clock time of a kmsg timestamp: the wall-clock time at which the
+/// monotonic clock read 0, plus `ts_usec`.
+fn kill_time(ts_usec: u64) -> SystemTime {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let now = SystemTime::now();
+    if rc != 0 {
+        return now;
+    }
+    let mono = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+    let boot = now.checked_sub(mono).unwrap_or(SystemTime::UNIX_EPOCH);
+    boot + Duration::from_micros(ts_usec)
+}
