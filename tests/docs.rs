@@ -28,7 +28,10 @@ fn docs_list_no_metric_the_code_does_not_write() {
     let code: BTreeSet<String> = badgateway_exporter::metrics::all()
         .map(|d| d.exposed_name())
         .collect();
-    let stale: Vec<String> = documented().into_iter().filter(|n| !code.contains(n)).collect();
+    let stale: Vec<String> = documented()
+        .into_iter()
+        .filter(|n| !code.contains(n))
+        .collect();
     assert!(stale.is_empty(), "documented but not exported: {stale:?}");
 }
 
