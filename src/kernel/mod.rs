@@ -80,7 +80,9 @@ pub struct KernelState {
     /// Whether each source could be read, by `source` label. A source not
     /// yet tried is absent.
     pub sources: BTreeMap<&'static str, bool>,
-    pub kmsg_enabled: bool,
+    /// /dev/kmsg has been opened at least once: until then there are no
+    /// kill counts to export, only `badgateway_source_up{source="kmsg"} 0`.
+    pub kmsg_read: bool,
     pub kmsg_records_lost: u64,
     /// By pool name, or [`NO_POOL`]. Bounded by the pool table.
     pub kills: BTreeMap<String, PoolKills>,
@@ -96,7 +98,7 @@ impl Default for KernelState {
     fn default() -> Self {
         KernelState {
             sources: BTreeMap::new(),
-            kmsg_enabled: false,
+            kmsg_read: false,
             kmsg_records_lost: 0,
             kills: BTreeMap::new(),
             kill_events: Timeline::new(KILL_TIMELINE_CAP),
@@ -146,7 +148,6 @@ pub fn start(cfg: &Config, args: &crate::cli::Args, world: Arc<World>) -> anyhow
     let (w, interval) = (world.clone(), args.kernel_interval);
     spawn("kernel", move || poller.run(w, interval))?;
     if cfg.kernel.kmsg {
-        lock(&world.kernel).kmsg_enabled = true;
         let reader =
             stream::KmsgReader::new(&cfg.kernel.kmsg_path, &args.procfs, args.pools_interval);
         spawn("kmsg", move || reader.run(world))?;
@@ -183,11 +184,11 @@ define_metrics! { METRICS;
 
 pub fn encode(world: &World, enc: &mut DescriptorEncoder) -> std::fmt::Result {
     let pools: Vec<String> = lock(&world.pools).keys().cloned().collect();
-    let (sources, kmsg_enabled, lost, mut kills, vmstat, host, pressure, cgroups) = {
+    let (sources, kmsg_read, lost, mut kills, vmstat, host, pressure, cgroups) = {
         let k = lock(&world.kernel);
         (
             k.sources.clone(),
-            k.kmsg_enabled,
+            k.kmsg_read,
             k.kmsg_records_lost,
             k.kills.clone(),
             k.vmstat_oom_kills,
@@ -201,7 +202,7 @@ pub fn encode(world: &World, enc: &mut DescriptorEncoder) -> std::fmt::Result {
             .iter()
             .try_for_each(|(s, up)| f.gauge(&[s], *up as i64))
     })?;
-    if kmsg_enabled {
+    if kmsg_read {
         // Every known pool and "-" from the start, so rate() sees the 0.
         kills.entry(NO_POOL.to_string()).or_default();
         for p in &pools {
@@ -230,56 +231,64 @@ pub fn encode(world: &World, enc: &mut DescriptorEncoder) -> std::fmt::Result {
             last().try_for_each(|(p, k)| f.gauge(&[p], epoch_seconds(k.at)))
         })?;
     }
-    family(enc, &KERNEL_OOM_KILLS, |f| match vmstat {
-        Some(v) => f.counter(&[], v),
-        None => Ok(()),
-    })?;
-    family(enc, &CGROUP_MEMORY, |f| {
-        cgroups
-            .iter()
-            .filter_map(|(p, c)| Some((p, c.usage?)))
-            .try_for_each(|(p, v)| f.gauge(&[p], v))
-    })?;
-    family(enc, &CGROUP_LIMIT, |f| {
-        cgroups.iter().try_for_each(|(p, c)| match c.limit {
-            Some(Limit::Bytes(v)) => f.gauge(&[p], v),
-            _ => Ok(()),
-        })
-    })?;
-    family(enc, &CGROUP_OOM_KILLS, |f| {
-        cgroups
-            .iter()
-            .filter_map(|(p, c)| Some((p, c.events.oom_kill?)))
-            .try_for_each(|(p, v)| f.counter(&[p], v))
-    })?;
-    family(enc, &CGROUP_EVENTS, |f| {
+    // Families without samples are left out: a scrape of a host without
+    // PSI or pools shows no empty headers (and source_up says why).
+    if let Some(v) = vmstat {
+        family(enc, &KERNEL_OOM_KILLS, |f| f.counter(&[], v))?;
+    }
+    if !cgroups.is_empty() {
+        family(enc, &CGROUP_MEMORY, |f| {
+            cgroups
+                .iter()
+                .filter_map(|(p, c)| Some((p, c.usage?)))
+                .try_for_each(|(p, v)| f.gauge(&[p], v))
+        })?;
+        family(enc, &CGROUP_LIMIT, |f| {
+            cgroups.iter().try_for_each(|(p, c)| match c.limit {
+                Some(Limit::Bytes(v)) => f.gauge(&[p], v),
+                _ => Ok(()),
+            })
+        })?;
+        family(enc, &CGROUP_OOM_KILLS, |f| {
+            cgroups
+                .iter()
+                .filter_map(|(p, c)| Some((p, c.events.oom_kill?)))
+                .try_for_each(|(p, v)| f.counter(&[p], v))
+        })?;
+    }
+    let v2 = || {
         cgroups
             .iter()
             .filter(|(_, c)| c.version == CgroupVersion::V2)
-            .try_for_each(|(p, c)| {
+    };
+    if v2().next().is_some() {
+        family(enc, &CGROUP_EVENTS, |f| {
+            v2().try_for_each(|(p, c)| {
                 c.events
                     .by_name()
                     .try_for_each(|(event, v)| f.counter(&[p, event], v))
             })
-    })?;
-    let gauge = |enc: &mut DescriptorEncoder, def, v: Option<u64>| {
-        family(enc, def, |f| match v {
-            Some(v) => f.gauge(&[], v),
-            None => Ok(()),
-        })
-    };
-    gauge(enc, &HOST_TOTAL, host.total)?;
-    gauge(enc, &HOST_AVAILABLE, host.available)?;
-    gauge(enc, &HOST_SWAP_FREE, host.swap_free)?;
-    family(enc, &PRESSURE, |f| {
-        if let Some(v) = pressure.some_usec {
-            f.counter(&["some"], v as f64 / 1e6)?;
+        })?;
+    }
+    for (def, v) in [
+        (&HOST_TOTAL, host.total),
+        (&HOST_AVAILABLE, host.available),
+        (&HOST_SWAP_FREE, host.swap_free),
+    ] {
+        if let Some(v) = v {
+            family(enc, def, |f| f.gauge(&[], v))?;
         }
-        if let Some(v) = pressure.full_usec {
-            f.counter(&["full"], v as f64 / 1e6)?;
-        }
-        Ok(())
-    })
+    }
+    let kinds = [("some", pressure.some_usec), ("full", pressure.full_usec)];
+    if kinds.iter().any(|(_, v)| v.is_some()) {
+        family(enc, &PRESSURE, |f| {
+            kinds
+                .iter()
+                .filter_map(|(k, v)| Some((k, (*v)?)))
+                .try_for_each(|(k, v)| f.counter(&[k], v as f64 / 1e6))
+        })?;
+    }
+    Ok(())
 }
 
 fn epoch_seconds(t: SystemTime) -> f64 {

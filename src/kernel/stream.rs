@@ -62,6 +62,7 @@ impl KmsgReader {
         loop {
             match std::fs::File::open(&self.path) {
                 Ok(f) => {
+                    lock(&world.kernel).kmsg_read = true;
                     self.health.report(&world, "kmsg", Ok(()));
                     let e = self.follow(f, &world);
                     self.health.report(&world, "kmsg", Err(e));
