@@ -1,0 +1,367 @@
+//! A real OOM kill: a Gunicorn pool in a memory cgroup with a small limit,
+//! a worker that leaks until the kernel kills it, and the exporter's
+//! scrape checked against what the kernel logged. Needs root.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{ErrorKind, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const MIB: u64 = 1 << 20;
+
+/// A memory cgroup made for one test; removed on drop even if the test
+/// fails: every process in it is killed first.
+struct Cgroup {
+    dir: PathBuf,
+    /// The path inside the hierarchy, as the kernel prints `task_memcg=`.
+    path: String,
+    v2: bool,
+}
+
+impl Cgroup {
+    fn create(tag: &str) -> Cgroup {
+        let name = format!("bgw-{tag}-{}", std::process::id());
+        let has_memory = |root: &str| {
+            std::fs::read_to_string(format!("{root}/cgroup.controllers"))
+                .is_ok_and(|c| c.split_whitespace().any(|k| k == "memory"))
+        };
+        let (root, v2) = if has_memory("/sys/fs/cgroup") {
+            ("/sys/fs/cgroup", true)
+        } else if has_memory("/sys/fs/cgroup/unified") {
+            ("/sys/fs/cgroup/unified", true)
+        } else {
+            ("/sys/fs/cgroup/memory", false)
+        };
+        if v2 {
+            // Children only get the controller if the parent delegates it.
+            let _ = std::fs::write(format!("{root}/cgroup.subtree_control"), "+memory");
+        }
+        let dir = Path::new(root).join(&name);
+        let _ = std::fs::remove_dir(&dir);
+        std::fs::create_dir(&dir)
+            .unwrap_or_else(|e| panic!("creating {} (needs root): {e}", dir.display()));
+        Cgroup {
+            dir,
+            path: format!("/{name}"),
+            v2,
+        }
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn pids(&self) -> Vec<i32> {
+        std::fs::read_to_string(self.file("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    fn usage(&self) -> u64 {
+        let f = if self.v2 {
+            "memory.current"
+        } else {
+            "memory.usage_in_bytes"
+        };
+        std::fs::read_to_string(self.file(f))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    fn set_limit(&self, bytes: u64) {
+        let write = |f: &str, v: &str| {
+            std::fs::write(self.file(f), v).unwrap_or_else(|e| panic!("writing {v} to {f}: {e}"))
+        };
+        if self.v2 {
+            write("memory.max", &bytes.to_string());
+            if self.file("memory.swap.max").exists() {
+                write("memory.swap.max", "0");
+            }
+        } else {
+            write("memory.limit_in_bytes", &bytes.to_string());
+            // Without swap accounting the kill comes later, not never;
+            // with it, memory+swap gets the same limit.
+            if self.file("memory.memsw.limit_in_bytes").exists() {
+                let _ = std::fs::write(self.file("memory.memsw.limit_in_bytes"), bytes.to_string());
+            }
+        }
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            let pids = self.pids();
+            if pids.is_empty() {
+                break;
+            }
+            for p in pids {
+                unsafe {
+                    libc::kill(p, libc::SIGKILL);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // The last charges leave the cgroup a moment after its processes.
+        for _ in 0..100 {
+            if std::fs::remove_dir(&self.dir).is_ok() || !self.dir.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("could not remove cgroup {}", self.dir.display());
+    }
+}
+
+/// The kernel log's texts with their seq, read without blocking. Parsed
+/// here by hand, independently of the exporter's parser.
+fn kmsg_records() -> Vec<(u64, String)> {
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open("/dev/kmsg")
+        .expect("opening /dev/kmsg (needs root)");
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut out = Vec::new();
+    loop {
+        match f.read(&mut buf) {
+            Ok(n) => {
+                let rec = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let Some((head, text)) = rec.split_once(';') else {
+                    continue;
+                };
+                let seq = head.split(',').nth(1).unwrap().parse().unwrap();
+                out.push((seq, text.lines().next().unwrap_or("").to_string()));
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return out,
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+            Err(e) => panic!("reading /dev/kmsg: {e}"),
+        }
+    }
+}
+
+/// A `Killed process` line of the test's cgroup.
+#[derive(Debug, Clone, PartialEq)]
+struct KernelKill {
+    pid: i32,
+    anon_kb: u64,
+    file_kb: u64,
+    shmem_kb: u64,
+}
+
+/// Kills logged after `since` whose `oom-kill:` summary names `memcg` as
+/// the victim's cgroup.
+fn kernel_kills(since: u64, memcg: &str) -> Vec<KernelKill> {
+    let mut pids = BTreeSet::new();
+    let mut kills = Vec::new();
+    let field = |line: &str, key: &str| -> u64 {
+        let v = line.split(key).nth(1).unwrap();
+        v[..v.find("kB").unwrap()].parse().unwrap()
+    };
+    for (seq, text) in kmsg_records() {
+        if seq <= since {
+            continue;
+        }
+        if text.starts_with("oom-kill:") && text.contains(&format!(",task_memcg={memcg},")) {
+            let pid = text.rsplit(",pid=").next().unwrap();
+            pids.insert(pid.split(',').next().unwrap().parse::<i32>().unwrap());
+        } else if let Some(rest) = text.split("Killed process ").nth(1) {
+            let pid: i32 = rest.split(' ').next().unwrap().parse().unwrap();
+            if pids.contains(&pid) {
+                kills.push(KernelKill {
+                    pid,
+                    anon_kb: field(&text, "anon-rss:"),
+                    file_kb: field(&text, "file-rss:"),
+                    shmem_kb: field(&text, "shmem-rss:"),
+                });
+            }
+        }
+    }
+    kills
+}
+
+#[test]
+fn real_oom_kill_is_counted_and_attributed_to_the_pool() {
+    let start = Instant::now();
+    let since = kmsg_records().last().map_or(0, |r| r.0);
+    // Declared first so that it is dropped last, after Gunicorn.
+    let cg = Cgroup::create("oomtest");
+    let dir = TempDir::new("oom");
+    let port = free_port();
+    let pidfile = dir.path().join("gunicorn.pid");
+    let g = Gunicorn::start(GunicornOpts {
+        workers: 1,
+        bind: format!("127.0.0.1:{port}"),
+        pidfile: pidfile.clone(),
+        extra: &["--timeout", "30"],
+        pre_exec: Some(format!("echo $$ > {}", cg.file("cgroup.procs").display())),
+        venv: None,
+    });
+    assert!(
+        cg.pids().contains(&g.master_pid()),
+        "gunicorn runs in the cgroup"
+    );
+    // Room for the pool as it is plus 60 MiB: the third 20 MiB leak of the
+    // worker is over the limit, and the worker is by far the largest task.
+    let limit = cg.usage() + 60 * MIB;
+    cg.set_limit(limit);
+
+    let yaml = format!(
+        "pools:\n  - name: oomtest\n    server: gunicorn\n    pidfile: {}\n",
+        pidfile.display()
+    );
+    let e = Exporter::start(Some(&yaml), &[]);
+    let before = e.wait_scrape(Duration::from_secs(10), "the pool and its cgroup", |s| {
+        s.get("badgateway_pool_workers", &[("pool", "oomtest")]) == Some(1.0)
+            && s.get(
+                "badgateway_pool_cgroup_memory_limit_bytes",
+                &[("pool", "oomtest")],
+            ) == Some(limit as f64)
+            && s.get("badgateway_oom_kills_total", &[("pool", "oomtest")])
+                .is_some()
+    });
+    let kills0 = before
+        .get("badgateway_oom_kills_total", &[("pool", "oomtest")])
+        .unwrap();
+    assert_eq!(kills0, 0.0);
+    assert_eq!(
+        before.get("badgateway_source_up", &[("source", "kmsg")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        before.get("badgateway_source_up", &[("source", "cgroup")]),
+        Some(1.0)
+    );
+    let vm0 = before
+        .get("badgateway_kernel_oom_kills_total", &[])
+        .unwrap();
+    let cg0 = before
+        .get(
+            "badgateway_pool_cgroup_oom_kills_total",
+            &[("pool", "oomtest")],
+        )
+        .unwrap();
+    let usage = before
+        .get(
+            "badgateway_pool_cgroup_memory_bytes",
+            &[("pool", "oomtest")],
+        )
+        .unwrap();
+    assert!(usage > 0.0 && usage < limit as f64, "{usage}");
+
+    // Leak until the kernel kills a worker; the master respawns it.
+    let workers_before: BTreeSet<i32> = g.worker_pids().into_iter().collect();
+    let mut seen_workers = workers_before.clone();
+    let mut killed = Vec::new();
+    for _ in 0..30 {
+        let _ = http_get(&g.bind, "/leak?mb=20", Duration::from_secs(10));
+        seen_workers.extend(g.worker_pids());
+        killed = kernel_kills(since, &cg.path);
+        if !killed.is_empty() {
+            break;
+        }
+    }
+    let seen_kill = Instant::now();
+    assert!(
+        !killed.is_empty(),
+        "the kernel killed no process in {}",
+        cg.path
+    );
+    for k in &killed {
+        assert_ne!(k.pid, g.master_pid(), "the master was killed, not a worker");
+        assert!(
+            seen_workers.contains(&k.pid),
+            "victim {} was not a worker",
+            k.pid
+        );
+    }
+    g.wait_workers(1, Duration::from_secs(20));
+
+    let n = killed.len() as f64;
+    let after = e.wait_scrape(Duration::from_secs(2), "the kill in the scrape", |s| {
+        s.get("badgateway_oom_kills_total", &[("pool", "oomtest")]) == Some(kills0 + n)
+    });
+    let lag = seen_kill.elapsed();
+    eprintln!("kill seen in the scrape {lag:?} after the test saw it in kmsg");
+    assert!(
+        lag < Duration::from_secs(1),
+        "a kill shows within 1 s: {lag:?}"
+    );
+
+    let last = killed.last().unwrap();
+    let victim = |t: &str| {
+        after.get(
+            "badgateway_oom_kill_victim_memory_bytes",
+            &[("pool", "oomtest"), ("type", t)],
+        )
+    };
+    assert_eq!(victim("anon"), Some((last.anon_kb * 1024) as f64));
+    assert_eq!(victim("file"), Some((last.file_kb * 1024) as f64));
+    assert_eq!(victim("shmem"), Some((last.shmem_kb * 1024) as f64));
+    let ts = after
+        .get(
+            "badgateway_last_oom_kill_timestamp_seconds",
+            &[("pool", "oomtest")],
+        )
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        ts <= now + 1.0 && ts > now - 60.0,
+        "kill time {ts}, now {now}"
+    );
+    assert_eq!(
+        after.get("badgateway_oom_kills_total", &[("pool", "-")]),
+        before.get("badgateway_oom_kills_total", &[("pool", "-")]),
+        "the kill was not also counted as unattributed"
+    );
+
+    // The counters that need no log catch up on the poller's interval.
+    let after = e.wait_scrape(Duration::from_secs(5), "vmstat and cgroup counters", |s| {
+        s.get("badgateway_kernel_oom_kills_total", &[])
+            .unwrap_or(0.0)
+            >= vm0 + n
+            && s.get(
+                "badgateway_pool_cgroup_oom_kills_total",
+                &[("pool", "oomtest")],
+            )
+            .unwrap_or(0.0)
+                >= cg0 + n
+    });
+
+    // Exactly: nothing counted twice, however long we wait.
+    std::thread::sleep(Duration::from_millis(1500));
+    let again = e.scrape();
+    let logged = kernel_kills(since, &cg.path).len() as f64;
+    assert_eq!(
+        again.get("badgateway_oom_kills_total", &[("pool", "oomtest")]),
+        Some(kills0 + logged)
+    );
+    assert_eq!(
+        after.get(
+            "badgateway_pool_cgroup_oom_kills_total",
+            &[("pool", "oomtest")]
+        ),
+        Some(cg0 + n),
+        "v1 oom_control / v2 memory.events count the same kills"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        start.elapsed()
+    );
+    drop(e);
+    drop(g);
+}
