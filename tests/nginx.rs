@@ -163,7 +163,13 @@ fn each_upstream_failure_gives_its_reason_with_exact_counts() {
         slow = u("slow"),
     );
     let nginx = Nginx::start(d, &locations);
-    let e = Exporter::start(Some(&nginx.config("edge")), &[]);
+    let config = format!(
+        "pools:\n  - name: slowpool\n    server: gunicorn\n    pidfile: {}\n  - name: tcppool\n    server: gunicorn\n    pidfile: {}\n{}",
+        slow.pidfile.display(),
+        stopped.pidfile.display(),
+        nginx.config("edge")
+    );
+    let e = Exporter::start(Some(&config), &[]);
     e.wait_scrape(T, "the nginx source to run", |s| {
         s.get(
             "badgateway_log_lines_total",
@@ -177,6 +183,17 @@ fn each_upstream_failure_gives_its_reason_with_exact_counts() {
         assert_eq!(nginx.get("/ok/"), 200);
     }
     e.wait_scrape(T, "5 OKs", |s| responses(s, &u("slow"), "200") == 5.0);
+    // The unix socket nginx proxies to is the one the pool's master holds.
+    e.wait_scrape(T, "upstream tied to its pool", |s| {
+        s.get(
+            "badgateway_nginx_upstream_pool",
+            &[
+                ("log", "edge"),
+                ("upstream", &u("slow")),
+                ("pool", "slowpool"),
+            ],
+        ) == Some(1.0)
+    });
 
     // 1. Missing socket.
     for _ in 0..3 {
@@ -189,6 +206,16 @@ fn each_upstream_failure_gives_its_reason_with_exact_counts() {
 
     // 2. A stopped master (and its workers): nothing listens on the port.
     assert_eq!(nginx.get("/stopped/"), 200);
+    e.wait_scrape(T, "TCP upstream tied to its pool", |s| {
+        s.get(
+            "badgateway_nginx_upstream_pool",
+            &[
+                ("log", "edge"),
+                ("upstream", &format!("127.0.0.1:{stopped_port}")),
+                ("pool", "tcppool"),
+            ],
+        ) == Some(1.0)
+    });
     unsafe {
         libc::kill(-stopped.master_pid(), libc::SIGKILL);
     }

@@ -209,10 +209,16 @@ define_metrics! { METRICS;
     LAG: Gauge, "badgateway_log_lag_bytes", ["log"], "Bytes written to the log files and not yet read.";
     LOG_READ_ERRORS: Counter, "badgateway_log_read_errors", ["log"], "Polls that failed to read a log file (the follower keeps its place).";
     OVERFLOW: Counter, "badgateway_label_overflow", ["metric"], "Label values folded into `other` because a label hit its cap.";
+    UPSTREAM_POOL: Gauge, "badgateway_nginx_upstream_pool", ["log", "upstream", "pool"], "1 for each upstream served by a pool's master (its unix socket or host:port); join on `upstream` to put a pool on nginx series.";
 }
 
 pub fn encode(world: &World, enc: &mut DescriptorEncoder) -> fmt::Result {
     let st = lock(&world.nginx).clone();
+    let listening: Vec<(String, Vec<String>)> = lock(&world.pools)
+        .values()
+        .filter(|p| !p.listen.is_empty())
+        .map(|p| (p.name.clone(), p.listen.clone()))
+        .collect();
     let logs = || st.logs.iter();
     family(enc, &RESPONSES, |f| {
         logs().try_for_each(|(name, l)| {
@@ -315,6 +321,16 @@ pub fn encode(world: &World, enc: &mut DescriptorEncoder) -> fmt::Result {
     })?;
     family(enc, &LOG_READ_ERRORS, |f| {
         logs().try_for_each(|(name, l)| f.counter(&[name], l.read_errors))
+    })?;
+    family(enc, &UPSTREAM_POOL, |f| {
+        logs().try_for_each(|(name, l)| {
+            l.counters.upstreams.names().try_for_each(|(_, up)| {
+                listening
+                    .iter()
+                    .filter(|(_, addrs)| addrs.iter().any(|a| crate::pools::listen::serves(a, up)))
+                    .try_for_each(|(pool, _)| f.gauge(&[name, up, pool], 1))
+            })
+        })
     })?;
     family(enc, &OVERFLOW, |f| {
         let n: u64 = logs().map(|(_, l)| l.counters.upstreams.overflowed).sum();

@@ -7,6 +7,7 @@
 //! worker's mmap lock.
 
 pub mod discover;
+pub mod listen;
 pub mod proc;
 pub mod slots;
 
@@ -63,6 +64,9 @@ pub struct PoolState {
     pub master_restarts: u64,
     pub smaps_skipped: u64,
     pub read_errors: ReadErrors,
+    /// Where the master listens (`unix:/path`, `host:port`), to tie nginx
+    /// upstreams to this pool.
+    pub listen: Vec<String>,
 }
 
 impl PoolState {
@@ -80,6 +84,7 @@ impl PoolState {
             master_restarts: 0,
             smaps_skipped: 0,
             read_errors: ReadErrors::default(),
+            listen: Vec::new(),
         }
     }
 
@@ -159,8 +164,14 @@ struct Tracker {
     /// When smaps_rollup was last read, per process.
     smaps_at: HashMap<ProcId, Instant>,
     max_fds: HashMap<ProcId, Option<u64>>,
+    /// Cycles until listening addresses are read again.
+    listen_refresh: u32,
     state: PoolState,
 }
+
+/// Sockets rarely change while a master lives; re-read them now and then
+/// (and at once when the master changes).
+const LISTEN_REFRESH_CYCLES: u32 = 12;
 
 impl Tracker {
     fn new(name: &str, server: Server, finder: Finder, max_slots: usize) -> Tracker {
@@ -172,6 +183,7 @@ impl Tracker {
             baseline_taken: false,
             smaps_at: HashMap::new(),
             max_fds: HashMap::new(),
+            listen_refresh: 0,
             state: PoolState::new(name, server),
         }
     }
@@ -482,8 +494,21 @@ fn observe(
             events.push(event(t, wall, new, None, PoolEventKind::MasterStart));
         }
         t.state.master = master;
+        t.listen_refresh = 0;
     }
     t.state.up = master.is_some();
+    match master {
+        Some(m) if t.listen_refresh == 0 => {
+            t.state.listen = cycle
+                .root
+                .process(m.pid)
+                .map(|p| listen::listen_addresses(&p))
+                .unwrap_or_default();
+            t.listen_refresh = LISTEN_REFRESH_CYCLES;
+        }
+        Some(_) => t.listen_refresh -= 1,
+        None => t.state.listen.clear(),
+    }
 
     let live: Vec<ProcId> = match master {
         // A child started before its parent is a reused pid, not a worker.
