@@ -236,3 +236,116 @@ fn kill_time(ts_usec: u64) -> SystemTime {
     let boot = now.checked_sub(mono).unwrap_or(SystemTime::UNIX_EPOCH);
     boot + Duration::from_micros(ts_usec)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::kmsg::tests::fixture_records;
+    use super::*;
+    use crate::state::PoolEvent;
+
+    const CAPTURED: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/kernel/kmsg_memcg_oom_6.18.txt"
+    ));
+
+    fn reader() -> KmsgReader {
+        KmsgReader::new(
+            Path::new("/nonexistent"),
+            Path::new("/proc"),
+            Duration::from_secs(5),
+        )
+    }
+
+    fn kills(world: &World) -> Vec<(String, u64)> {
+        lock(&world.kernel)
+            .kills
+            .iter()
+            .map(|(p, k)| (p.clone(), k.kills))
+            .collect()
+    }
+
+    #[test]
+    fn a_reopen_replays_nothing_twice() {
+        let world = World::new("test".into());
+        let mut r = reader();
+        let recs = fixture_records(CAPTURED);
+        for rec in &recs {
+            r.record(rec.as_bytes(), &world);
+        }
+        // A reopen starts again from the oldest record in the ring buffer.
+        for rec in &recs {
+            r.record(rec.as_bytes(), &world);
+        }
+        assert_eq!(kills(&world), [("-".to_string(), 3)]);
+        let k = lock(&world.kernel);
+        assert_eq!(k.kmsg_records_lost, 0);
+        let last = k.kills["-"].last.clone().unwrap();
+        assert_eq!(
+            (last.pid, last.seq, last.anon_bytes),
+            (7420, 582, 65152 * 1024)
+        );
+        assert_eq!(last.shmem_bytes, Some(0));
+        assert_eq!(k.kill_events.len(), 3);
+    }
+
+    #[test]
+    fn lost_records_are_counted_by_the_seq_gap() {
+        let world = World::new("test".into());
+        let mut r = reader();
+        r.record(b"6,10,1,-;a\n", &world);
+        r.record(b"6,11,2,-;b\n", &world);
+        r.lost_pending = true;
+        r.record(b"6,15,3,-;c\n", &world);
+        r.lost_pending = true;
+        r.record(b"6,16,4,-;d\n", &world);
+        assert_eq!(lock(&world.kernel).kmsg_records_lost, 3 + 1);
+    }
+
+    #[test]
+    fn userspace_cannot_fake_a_kill() {
+        let world = World::new("test".into());
+        let mut r = reader();
+        // Facility 1 (user): what `echo ... > /dev/kmsg` produces.
+        let fake = "11,7,1,-;Out of memory: Killed process 1 (x) total-vm:1kB, anon-rss:2kB, file-rss:3kB\n";
+        r.record(fake.as_bytes(), &world);
+        assert!(kills(&world).is_empty());
+    }
+
+    #[test]
+    fn a_just_exited_worker_victim_carries_its_pool_and_slot() {
+        let world = World::new("test".into());
+        lock(&world.pool_events).push(PoolEvent {
+            at: SystemTime::now(),
+            pool: Arc::from("api"),
+            pid: 4321,
+            starttime: 0,
+            slot: Some(2),
+            kind: PoolEventKind::WorkerExit,
+        });
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes into the timespec we own.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        let usec = ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000;
+        let mut r = reader();
+        let line = format!("3,9,{usec},-;Memory cgroup out of memory: Killed process 4321 (gunicorn) total-vm:1kB, anon-rss:2kB, file-rss:3kB, shmem-rss:4kB, UID:0 pgtables:5kB oom_score_adj:0\n");
+        r.record(line.as_bytes(), &world);
+        assert_eq!(kills(&world), [("api".to_string(), 1)]);
+        let ev = lock(&world.kernel).kills["api"].last.clone().unwrap();
+        assert_eq!(
+            (ev.pid, ev.slot, ev.rule),
+            (4321, Some(2), kills::Rule::Exited)
+        );
+        assert_eq!(
+            (ev.anon_bytes, ev.file_bytes, ev.shmem_bytes),
+            (2048, 3072, Some(4096))
+        );
+        let age = SystemTime::now().duration_since(ev.at).unwrap();
+        assert!(
+            age < Duration::from_secs(2),
+            "kill time from ts_usec: {age:?} ago"
+        );
+    }
+}
