@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use procfs::process::{LimitValue, Process};
-use procfs::{FromRead, ProcError};
+use procfs::ProcError;
 
 /// A process's identity. A pid alone is reused by the kernel; the pair
 /// with the start time (in clock ticks since boot) is not.
@@ -105,17 +105,17 @@ impl ProcRoot {
             if read_into(&path, &mut buf).is_err() {
                 continue;
             }
-            if let Ok(stat) = procfs::process::Stat::from_read(&buf[..]) {
+            if let Some(s) = parse_stat_brief(&buf) {
                 // A zombie has exited; only its parent has not reaped it yet.
-                if matches!(stat.state, 'Z' | 'X') {
+                if matches!(s.state, b'Z' | b'X') {
                     continue;
                 }
                 out.push(ProcEntry {
                     id: ProcId {
                         pid,
-                        starttime: stat.starttime,
+                        starttime: s.starttime,
                     },
-                    ppid: stat.ppid,
+                    ppid: s.ppid,
                 });
             }
         }
@@ -194,6 +194,37 @@ impl ProcRoot {
     }
 }
 
+/// The three fields of /proc/PID/stat the scan needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatBrief {
+    pub state: u8,
+    pub ppid: i32,
+    pub starttime: u64,
+}
+
+/// Parse state, ppid and starttime from /proc/PID/stat without allocating.
+/// The scan reads this file for every process on the host each cycle, so
+/// it skips procfs's full parse (50 fields and a String per process).
+/// The comm may contain spaces and parentheses; fields start after the
+/// last `)`.
+pub fn parse_stat_brief(buf: &[u8]) -> Option<StatBrief> {
+    let close = memchr::memrchr(b')', buf)?;
+    let mut fields = buf.get(close + 2..)?.split(|b| *b == b' ');
+    let state = *fields.next()?.first()?;
+    let ppid = std::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
+    // starttime is field 22 of the file; state is field 3.
+    let starttime = std::str::from_utf8(fields.nth(22 - 5)?)
+        .ok()?
+        .trim_end()
+        .parse()
+        .ok()?;
+    Some(StatBrief {
+        state,
+        ppid,
+        starttime,
+    })
+}
+
 fn is_procfs(path: &Path) -> bool {
     const PROC_SUPER_MAGIC: i64 = 0x9fa0;
     let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
@@ -229,4 +260,55 @@ pub struct StatusMemory {
 pub struct SmapsMemory {
     pub pss_bytes: u64,
     pub uss_bytes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use procfs::FromRead;
+
+    #[test]
+    fn stat_brief_matches_procfs_on_captured_files() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/proc/gunicorn_plain");
+        let mut n = 0;
+        for d in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = d.path().join("stat");
+            if !p.exists() || !d.path().is_dir() {
+                continue;
+            }
+            let buf = std::fs::read(&p).unwrap();
+            let full = procfs::process::Stat::from_read(&buf[..]).unwrap();
+            let b = parse_stat_brief(&buf).unwrap();
+            assert_eq!(b.ppid, full.ppid);
+            assert_eq!(b.starttime, full.starttime);
+            assert_eq!(b.state as char, full.state);
+            n += 1;
+        }
+        assert_eq!(n, 3);
+    }
+
+    #[test]
+    fn stat_brief_with_odd_comm_and_garbage() {
+        let line = b"42 (gunicorn: worker [a) b]) S 7 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 12345 1000 10 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n";
+        assert_eq!(
+            parse_stat_brief(line),
+            Some(StatBrief {
+                state: b'S',
+                ppid: 7,
+                starttime: 12345
+            })
+        );
+        assert_eq!(parse_stat_brief(b""), None);
+        assert_eq!(parse_stat_brief(b"1 (x) S"), None);
+        assert_eq!(parse_stat_brief(b"1 (x) S notanumber"), None);
+    }
+
+    #[test]
+    fn btime() {
+        assert_eq!(
+            parse_btime("cpu 1 2\nbtime 1795407205\nprocesses 9\n"),
+            Some(1795407205)
+        );
+        assert_eq!(parse_btime("cpu 1 2\n"), None);
+    }
 }
