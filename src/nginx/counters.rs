@@ -4,7 +4,7 @@
 //! client address or Host header becomes a label. `upstream` values come
 //! from a capped table: past the cap they fold into `other`.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use super::access::{self, AccessFields, AccessFormat};
 use super::error::{self, Phase, Reason};
@@ -26,7 +26,7 @@ pub struct Upstreams {
 impl Upstreams {
     pub fn new(cap: usize) -> Upstreams {
         let mut u = Upstreams {
-            index: HashMap::new(),
+            index: HashMap::default(),
             names: Vec::new(),
             cap,
             overflowed: 0,
@@ -167,15 +167,15 @@ impl LogCounters {
     pub fn new(max_upstreams: usize) -> LogCounters {
         LogCounters {
             upstreams: Upstreams::new(max_upstreams),
-            responses: HashMap::new(),
-            attempts: HashMap::new(),
-            backend_errors: HashMap::new(),
-            failures: HashMap::new(),
-            response_seconds: HashMap::new(),
-            upstream_seconds: HashMap::new(),
+            responses: HashMap::default(),
+            attempts: HashMap::default(),
+            backend_errors: HashMap::default(),
+            failures: HashMap::default(),
+            response_seconds: HashMap::default(),
+            upstream_seconds: HashMap::default(),
             access_lines: 0,
             error_lines: 0,
-            parse_errors: HashMap::new(),
+            parse_errors: HashMap::default(),
         }
     }
 
@@ -192,7 +192,9 @@ impl LogCounters {
         if truncated {
             return self.parse_error(ParseError::TooLong);
         }
-        if std::str::from_utf8(line).is_err() {
+        // nginx escapes non-ASCII bytes in the access log, so a valid line
+        // is ASCII; the full UTF-8 check only runs for the rare other line.
+        if !line.is_ascii() && std::str::from_utf8(line).is_err() {
             return self.parse_error(ParseError::InvalidUtf8);
         }
         if fmt.parse(line, fields).is_err() {

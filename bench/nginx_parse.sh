@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Access-log parse throughput, badgateway_exporter against mtail on the same
+# file in the same run, in lines per CPU-second.
+# - mtail (Debian's package) runs bench/access.mtail with --one_shot.
+# - badgateway_exporter runs for real: it follows an empty access log, the
+#   file is appended in one go, and its process CPU is read from /proc until
+#   every line is counted. That includes the follower, the parse and the
+#   counting, and the other collectors' idle work.
+# Usage: bench/nginx_parse.sh [LINES]   (default 2,000,000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+N=${1:-2000000}
+command -v mtail >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mtail >/dev/null; }
+cargo build --release -q
+bin=$root/target/release/badgateway_exporter
+work=$(mktemp -d)
+trap 'kill -9 $bgw 2>/dev/null || true; rm -rf "$work"' EXIT
+bgw=
+
+python3 bench/gen_access_log.py "$N" "$work/big.log"
+echo "# $N lines, $(du -m "$work/big.log" | cut -f1) MiB"
+# Warm the page cache so both read from memory.
+cat "$work/big.log" > /dev/null
+
+# mtail: CPU of the child, from getrusage.
+python3 - "$work" <<'PY'
+import resource, subprocess, sys, time
+work = sys.argv[1]
+t0 = time.time()
+out = subprocess.run(["mtail", "--one_shot", "--one_shot_format=prometheus", "--progs", "bench/access.mtail",
+                      "--logs", f"{work}/big.log", "--logtostderr"], capture_output=True, text=True)
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+cpu = ru.ru_utime + ru.ru_stime
+lines = sum(float(l.split()[-1]) for l in out.stdout.splitlines() if l.startswith("nginx_responses_total{"))
+print(f"mtail               lines={int(lines)} cpu_s={cpu:.2f} wall_s={time.time()-t0:.2f} lines_per_cpu_s={lines/cpu:,.0f}")
+open(f"{work}/mtail_rate", "w").write(str(lines / cpu))
+PY
+
+port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+: > "$work/access.log"
+fmt='$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" rt=$request_time uct="$upstream_connect_time" uht="$upstream_header_time" urt="$upstream_response_time" ua="$upstream_addr" us="$upstream_status"'
+cat > "$work/cfg.yml" <<YML
+nginx:
+  - name: bench
+    access_log: $work/access.log
+    log_format: '$fmt'
+YML
+"$bin" --config.file="$work/cfg.yml" --web.listen-address=127.0.0.1:$port --log.level=warn 2>"$work/bgw.log" &
+bgw=$!
+for _ in $(seq 50); do curl -sf "127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+sleep 1
+python3 - "$work" "$bgw" "$port" "$N" <<'PY'
+import os, sys, time, urllib.request
+work, pid, port, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+hz = os.sysconf("SC_CLK_TCK")
+def cpu():
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / hz
+def lines():
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+    for l in body.splitlines():
+        if l.startswith('badgateway_log_lines_total{log="bench",file="access"}'):
+            return int(float(l.split()[-1]))
+    return 0
+c0, t0 = cpu(), time.time()
+with open(f"{work}/big.log", "rb") as src, open(f"{work}/access.log", "ab") as dst:
+    while True:
+        b = src.read(1 << 20)
+        if not b:
+            break
+        dst.write(b)
+while lines() < n:
+    time.sleep(0.05)
+c1, t1 = cpu(), time.time()
+got = lines()
+body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+errs = sum(float(l.split()[-1]) for l in body.splitlines() if l.startswith("badgateway_log_parse_errors_total{"))
+rate = got / (c1 - c0)
+mt = float(open(f"{work}/mtail_rate").read())
+print(f"badgateway_exporter lines={got} parse_errors={int(errs)} cpu_s={c1-c0:.2f} wall_s={t1-t0:.2f} lines_per_cpu_s={rate:,.0f}")
+print(f"ratio badgateway/mtail = {rate/mt:.1f}x  (target: 4,000,000 lines per CPU-second)")
+PY
