@@ -337,3 +337,56 @@ pub fn encode(world: &World, enc: &mut DescriptorEncoder) -> fmt::Result {
         f.counter(&["upstream"], n)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn entry(log_format: &str, escape: Option<&str>) -> NginxConfig {
+        NginxConfig {
+            name: "edge".into(),
+            access_log: Some("/x".into()),
+            log_format: log_format.into(),
+            escape: escape.map(str::to_string),
+            error_log: None,
+        }
+    }
+
+    #[test]
+    fn formats_as_written_in_nginx_conf() {
+        // The README's example, through the YAML parser.
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let yaml = readme
+            .split("```yaml\n")
+            .nth(1)
+            .and_then(|s| s.split("```").next())
+            .unwrap();
+        let cfg = crate::config::Config::parse(yaml, Path::new("README.md")).unwrap();
+        let fmt = compile_format(&cfg.nginx[0]).unwrap();
+        assert!(fmt.has_field("upstream_addr") && fmt.has_field("upstream_header_time"));
+        let line = br#"127.0.0.1 - - [23/Nov/2026:04:20:01 +0000] "GET / HTTP/1.1" 502 5 "-" "curl" rt=0.001 uht="-" urt="0.000" ua="unix:/run/a.sock" us="502""#;
+        let mut f = access::AccessFields::default();
+        fmt.parse(line, &mut f).unwrap();
+        assert_eq!(f.upstream_addr, Some(&b"unix:/run/a.sock"[..]));
+
+        assert!(compile_format(&entry("combined", None)).is_ok());
+        assert!(compile_format(&entry("main", None)).is_ok());
+        assert!(compile_format(&entry(r#"{"s":"$status"}"#, Some("json"))).is_ok());
+        assert!(compile_format(&entry(
+            r#"log_format j escape=json '{"s":"$status"}';"#,
+            None
+        ))
+        .is_ok());
+    }
+
+    #[test]
+    fn bad_formats_say_why() {
+        let e = compile_format(&entry("$remote_addr $request", None)).unwrap_err();
+        assert!(e.contains("$status"), "{e}");
+        let e = compile_format(&entry("combined", Some("yaml"))).unwrap_err();
+        assert!(e.contains("escape"), "{e}");
+        assert!(compile_format(&entry("${status", None)).is_err());
+    }
+}
