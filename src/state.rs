@@ -187,6 +187,20 @@ impl World {
         std::mem::replace(&mut *d, false)
     }
 
+    /// Wait (up to `timeout`) until `collector` has finished a cycle.
+    pub fn wait_for_cycle(&self, collector: &str, timeout: Duration) {
+        let start = std::time::Instant::now();
+        while start.elapsed() < timeout {
+            if lock(&self.collectors)
+                .get(collector)
+                .is_some_and(|s| s.cycles > 0)
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn record_cycle(&self, collector: &'static str, duration: Duration, cpu: f64, errors: u64) {
         let mut c = lock(&self.collectors);
         let s = c.entry(collector).or_default();

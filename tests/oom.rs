@@ -363,5 +363,23 @@ fn real_oom_kill_is_counted_and_attributed_to_the_pool() {
         start.elapsed()
     );
     drop(e);
+
+    // A fresh exporter replays the ring buffer: the same kills, counted
+    // once, and attributed to the pool by its cgroup since the victim is
+    // long gone.
+    let replay = Exporter::start(Some(&yaml), &[]);
+    let r = replay.wait_scrape(Duration::from_secs(20), "the replayed kill", |s| {
+        s.get("badgateway_oom_kills_total", &[("pool", "oomtest")]) == Some(logged)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        replay
+            .scrape()
+            .get("badgateway_oom_kills_total", &[("pool", "oomtest")]),
+        Some(logged),
+        "replayed kills are counted once\n{}",
+        r.text
+    );
+    drop(replay);
     drop(g);
 }

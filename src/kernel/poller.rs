@@ -28,6 +28,9 @@ impl Poller {
 
     /// Run forever on the calling thread, publishing to `world`.
     pub fn run(mut self, world: Arc<World>, interval: Duration) {
+        // Pools' cgroups are found from their masters: let the pool
+        // collector find them first.
+        world.wait_for_cycle("pools", Duration::from_secs(10));
         loop {
             let started = Instant::now();
             let cpu0 = crate::state::thread_cpu_seconds();

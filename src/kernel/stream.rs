@@ -28,6 +28,7 @@ use crate::state::{lock, PoolEventKind, World};
 const BUF_SIZE: usize = 16 * 1024;
 const MAX_BUF_SIZE: usize = 1 << 20;
 const REOPEN_AFTER: Duration = Duration::from_secs(10);
+const STARTUP_WAIT: Duration = Duration::from_secs(15);
 
 pub struct KmsgReader {
     path: PathBuf,
@@ -59,6 +60,9 @@ impl KmsgReader {
 
     /// Run forever on the calling thread.
     pub fn run(mut self, world: Arc<World>) {
+        // The replay at startup attributes past kills by the pools' cgroups,
+        // which the kernel poller reads after the pools' first cycle.
+        world.wait_for_cycle("kernel", STARTUP_WAIT);
         loop {
             match std::fs::File::open(&self.path) {
                 Ok(f) => {
