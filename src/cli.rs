@@ -166,7 +166,9 @@ fn run_renderer(world: Arc<World>, min_gap: Duration) {
     }
 }
 
-fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> anyhow::Result<()> {
+/// Start a source's thread; sources block on reads and sleeps, so they run
+/// on threads of their own, off the async runtime.
+pub(crate) fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name(name.to_string())
         .stack_size(256 * 1024)

@@ -159,18 +159,9 @@ pub fn attribute(
 #[cfg(test)]
 mod tests {
     use super::super::kmsg::parse_record;
-    use super::super::kmsg::tests::fixture_records;
+    use super::super::kmsg::tests::{fixture_records, CAPTURED, OOM_HAND};
     use super::super::oom::parse_oom_line;
     use super::*;
-
-    const CAPTURED: &str = include_str!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/kernel/kmsg_memcg_oom_6.18.txt"
-    ));
-    const HAND: &str = include_str!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/kernel/oom_lines_hand.txt"
-    ));
 
     fn victims(file: &str) -> Vec<Victim> {
         let mut a = Assembler::default();
@@ -202,7 +193,7 @@ mod tests {
 
     #[test]
     fn hand_4_x_pairs_take_memcg_from_the_choice_line() {
-        let v = victims(HAND);
+        let v = victims(OOM_HAND);
         let pids: Vec<u32> = v.iter().map(|v| v.pid).collect();
         assert_eq!(pids, [2345, 812, 31, 4242, 77]);
         let java = &v[3];

@@ -125,6 +125,16 @@ pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The real kills captured on 6.18, and the hand-built kernel formats.
+    pub(crate) const CAPTURED: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/kernel/kmsg_memcg_oom_6.18.txt"
+    ));
+    pub(crate) const OOM_HAND: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/kernel/oom_lines_hand.txt"
+    ));
+
     /// Splits a fixture (one record per line, dictionary lines start with a
     /// space) back into the byte strings individual `read()`s would return.
     pub(crate) fn fixture_records(file: &str) -> Vec<String> {
@@ -141,11 +151,7 @@ pub(crate) mod tests {
         recs
     }
 
-    const CAPTURED: &str = include_str!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/kernel/kmsg_memcg_oom_6.18.txt"
-    ));
-    const HAND: &str = include_str!(concat!(
+    const RECORDS_HAND: &str = include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/fixtures/kernel/kmsg_records_hand.txt"
     ));
@@ -196,7 +202,7 @@ pub(crate) mod tests {
 
     #[test]
     fn hand_records() {
-        let recs = fixture_records(HAND);
+        let recs = fixture_records(RECORDS_HAND);
         let parsed: Vec<_> = recs.iter().map(|r| parse_record(r.as_bytes())).collect();
         let ok = |i: usize| parsed[i].as_ref().unwrap();
 

@@ -146,22 +146,12 @@ impl SourceHealth {
 pub fn start(cfg: &Config, args: &crate::cli::Args, world: Arc<World>) -> anyhow::Result<()> {
     let poller = poller::Poller::new(&args.procfs, &args.sysfs);
     let (w, interval) = (world.clone(), args.kernel_interval);
-    spawn("kernel", move || poller.run(w, interval))?;
+    crate::cli::spawn("kernel", move || poller.run(w, interval))?;
     if cfg.kernel.kmsg {
         let reader =
             stream::KmsgReader::new(&cfg.kernel.kmsg_path, &args.procfs, args.pools_interval);
-        spawn("kmsg", move || reader.run(world))?;
+        crate::cli::spawn("kmsg", move || reader.run(world))?;
     }
-    Ok(())
-}
-
-fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> anyhow::Result<()> {
-    use anyhow::Context;
-    std::thread::Builder::new()
-        .name(name.to_string())
-        .stack_size(256 * 1024)
-        .spawn(f)
-        .with_context(|| format!("starting the {name} thread"))?;
     Ok(())
 }
 

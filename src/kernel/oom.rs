@@ -224,18 +224,9 @@ fn num<T: FromStr>(s: &str) -> Option<T> {
 #[cfg(test)]
 mod tests {
     use super::super::kmsg::parse_record;
-    use super::super::kmsg::tests::{fixture_records, kernel_escape};
+    use super::super::kmsg::tests::{fixture_records, kernel_escape, CAPTURED, OOM_HAND};
     use super::*;
     use proptest::prelude::*;
-
-    const CAPTURED: &str = include_str!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/kernel/kmsg_memcg_oom_6.18.txt"
-    ));
-    const HAND: &str = include_str!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/kernel/oom_lines_hand.txt"
-    ));
 
     /// Parses a fixture the way the exporter will: kmsg record, then OOM text.
     fn oom_lines(file: &str) -> Vec<Option<OomLine>> {
@@ -432,7 +423,7 @@ mod tests {
             None, // kill choice with an unknown tail
             None,
         ];
-        assert_eq!(oom_lines(HAND), expected);
+        assert_eq!(oom_lines(OOM_HAND), expected);
     }
 
     #[test]
@@ -586,7 +577,7 @@ mod tests {
 
         #[test]
         fn never_panics_on_mutated_real_lines(line_no in 0usize..300, cut in 0usize..300, junk in "\\PC{0,3}") {
-            let lines: Vec<&str> = CAPTURED.lines().chain(HAND.lines()).collect();
+            let lines: Vec<&str> = CAPTURED.lines().chain(OOM_HAND.lines()).collect();
             let text = lines[line_no % lines.len()].split_once(';').map_or("", |(_, t)| t);
             let at = (0..=cut.min(text.len())).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
             let _ = parse_oom_line(&format!("{}{junk}{}", &text[..at], &text[at..]));

@@ -143,17 +143,20 @@ impl ParseError {
 /// The `status` label of an attempt without a status (`-`).
 pub const NO_STATUS: u16 = 0;
 
+/// (upstream, status) -> count.
+pub type StatusCounts = HashMap<(u16, u16), u64>;
+
 /// Everything counted for one configured nginx (one access + error log).
 #[derive(Debug, Clone)]
 pub struct LogCounters {
     pub upstreams: Upstreams,
     /// (upstream, final client status) -> requests.
-    pub responses: HashMap<(u16, u16), u64>,
+    pub responses: StatusCounts,
     /// (upstream, attempt status or NO_STATUS) -> attempts.
-    pub attempts: HashMap<(u16, u16), u64>,
+    pub attempts: StatusCounts,
     /// (upstream, 5xx status) -> attempts whose 5xx the backend sent itself
     /// (a response header arrived), as opposed to one nginx generated.
-    pub backend_errors: HashMap<(u16, u16), u64>,
+    pub backend_errors: StatusCounts,
     /// (upstream, reason, phase) -> failures from the error log.
     pub failures: HashMap<(u16, Reason, Phase), u64>,
     pub response_seconds: HashMap<u16, Histogram>,

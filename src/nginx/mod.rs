@@ -164,11 +164,7 @@ pub fn start(cfg: &Config, args: &crate::cli::Args, world: Arc<World>) -> anyhow
         return Ok(());
     }
     let interval = args.nginx_interval;
-    std::thread::Builder::new()
-        .name("nginx".into())
-        .stack_size(256 * 1024)
-        .spawn(move || run(sources, world, interval))?;
-    Ok(())
+    crate::cli::spawn("nginx", move || run(sources, world, interval))
 }
 
 fn run(mut sources: Vec<Source>, world: Arc<World>, interval: Duration) {
@@ -212,6 +208,24 @@ define_metrics! { METRICS;
     UPSTREAM_POOL: Gauge, "badgateway_nginx_upstream_pool", ["log", "upstream", "pool"], "1 for each upstream served by a pool's master (its unix socket or host:port); join on `upstream` to put a pool on nginx series.";
 }
 
+/// The three (upstream, status) tables, written the same way.
+#[derive(Clone, Copy)]
+enum StatusTable {
+    Responses,
+    Attempts,
+    BackendErrors,
+}
+
+impl StatusTable {
+    fn of(self, c: &LogCounters) -> &counters::StatusCounts {
+        match self {
+            StatusTable::Responses => &c.responses,
+            StatusTable::Attempts => &c.attempts,
+            StatusTable::BackendErrors => &c.backend_errors,
+        }
+    }
+}
+
 pub fn encode(world: &World, enc: &mut DescriptorEncoder) -> fmt::Result {
     let st = lock(&world.nginx).clone();
     let listening: Vec<(String, Vec<String>)> = lock(&world.pools)
@@ -220,40 +234,26 @@ pub fn encode(world: &World, enc: &mut DescriptorEncoder) -> fmt::Result {
         .map(|p| (p.name.clone(), p.listen.clone()))
         .collect();
     let logs = || st.logs.iter();
-    family(enc, &RESPONSES, |f| {
-        logs().try_for_each(|(name, l)| {
-            let c = &l.counters;
-            let mut v: Vec<_> = c.responses.iter().collect();
-            v.sort();
-            v.into_iter().try_for_each(|((up, status), n)| {
-                f.counter(&[name, c.upstreams.name(*up), &status.to_string()], *n)
+    for (def, table) in [
+        (&RESPONSES, StatusTable::Responses),
+        (&ATTEMPTS, StatusTable::Attempts),
+        (&BACKEND_ERRORS, StatusTable::BackendErrors),
+    ] {
+        family(enc, def, |f| {
+            logs().try_for_each(|(name, l)| {
+                let c = &l.counters;
+                let mut v: Vec<_> = table.of(c).iter().collect();
+                v.sort();
+                v.into_iter().try_for_each(|((up, status), n)| {
+                    let s = match *status {
+                        counters::NO_STATUS => "-".to_string(),
+                        s => s.to_string(),
+                    };
+                    f.counter(&[name, c.upstreams.name(*up), &s], *n)
+                })
             })
-        })
-    })?;
-    family(enc, &ATTEMPTS, |f| {
-        logs().try_for_each(|(name, l)| {
-            let c = &l.counters;
-            let mut v: Vec<_> = c.attempts.iter().collect();
-            v.sort();
-            v.into_iter().try_for_each(|((up, status), n)| {
-                let s = match *status {
-                    counters::NO_STATUS => "-".to_string(),
-                    s => s.to_string(),
-                };
-                f.counter(&[name, c.upstreams.name(*up), &s], *n)
-            })
-        })
-    })?;
-    family(enc, &BACKEND_ERRORS, |f| {
-        logs().try_for_each(|(name, l)| {
-            let c = &l.counters;
-            let mut v: Vec<_> = c.backend_errors.iter().collect();
-            v.sort();
-            v.into_iter().try_for_each(|((up, status), n)| {
-                f.counter(&[name, c.upstreams.name(*up), &status.to_string()], *n)
-            })
-        })
-    })?;
+        })?;
+    }
     family(enc, &FAILURES, |f| {
         logs()
             .filter(|(_, l)| l.has_error)
