@@ -416,6 +416,7 @@ fn rotation_under_load_loses_and_duplicates_nothing() {
     let elapsed = started.elapsed().as_secs_f64();
     let written = sent.load(Ordering::SeqCst) as f64;
     let rate = written / elapsed;
+    eprintln!("rotation test: {written} lines at {rate:.0} lines/s");
     assert!(
         rate > 1000.0,
         "load too light to test anything: {rate:.0} lines/s"
