@@ -11,15 +11,14 @@ use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("reading config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("config file {path}: {source}")]
+    // The cause is part of the message (not a `source`), so that printing
+    // the error chain does not repeat it.
+    #[error("reading config file {path}: {err}")]
+    Read { path: PathBuf, err: std::io::Error },
+    #[error("config file {path}: {err}")]
     Yaml {
         path: PathBuf,
-        source: serde_norway::Error,
+        err: serde_norway::Error,
     },
     #[error("config file {path}: {what}")]
     Invalid { path: PathBuf, what: String },
@@ -178,9 +177,9 @@ discover: [gunicorn]
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            err,
         })?;
         Config::parse(&text, path)
     }
@@ -213,9 +212,9 @@ impl Config {
         } else {
             serde_norway::from_str(text)
         }
-        .map_err(|source| ConfigError::Yaml {
+        .map_err(|err| ConfigError::Yaml {
             path: path.to_path_buf(),
-            source,
+            err,
         })?;
 
         let mut pools = Vec::with_capacity(raw.pools.len());

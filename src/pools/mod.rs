@@ -485,6 +485,7 @@ fn observe(
     if t.state.master != master {
         if let Some(old) = t.state.master {
             events.push(event(t, wall, old, None, PoolEventKind::MasterExit));
+            t.smaps_at.remove(&old);
         }
         if let Some(new) = master {
             if t.last_master.is_some_and(|l| l != new) {
