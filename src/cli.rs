@@ -157,10 +157,31 @@ fn run_renderer(world: Arc<World>, min_gap: Duration) {
                 workers: p.live_workers(),
             })
             .collect();
+        let mut sources: Vec<(String, String)> = lock(&world.kernel)
+            .sources
+            .iter()
+            .map(|(s, up)| {
+                let state = if *up {
+                    "readable"
+                } else {
+                    "NOT READABLE (see the log)"
+                };
+                (s.to_string(), state.to_string())
+            })
+            .collect();
+        sources.extend(lock(&world.nginx).logs.iter().map(|(name, l)| {
+            let c = &l.counters;
+            let state = format!(
+                "{} access lines, {} error lines, {} read errors",
+                c.access_lines, c.error_lines, l.read_errors
+            );
+            (format!("nginx {name}"), state)
+        }));
         world.publish(Snapshot {
             body: bytes::Bytes::from(body),
             built_at: SystemTime::now(),
             pools,
+            sources,
         });
         std::thread::sleep(min_gap);
     }

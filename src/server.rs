@@ -82,6 +82,14 @@ async fn landing(State(s): State<AppState>) -> Html<String> {
     if snap.pools.is_empty() {
         rows.push_str("<tr><td colspan=5>no pools configured or discovered yet</td></tr>\n");
     }
+    let mut sources = String::new();
+    for (name, state) in &snap.sources {
+        sources.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td></tr>\n",
+            escape(name),
+            escape(state)
+        ));
+    }
     Html(format!(
         "<!doctype html><html><head><title>badgateway_exporter</title></head><body>\n\
          <h1>badgateway_exporter {version}</h1>\n\
@@ -89,7 +97,8 @@ async fn landing(State(s): State<AppState>) -> Html<String> {
          <p>Config: {origin}</p>\n\
          <h2>Pools</h2>\n<table border=1 cellpadding=4>\n\
          <tr><th>pool</th><th>server</th><th>state</th><th>master pid</th><th>workers</th></tr>\n\
-         {rows}</table>\n</body></html>\n",
+         {rows}</table>\n\
+         <h2>Sources</h2>\n<table border=1 cellpadding=4>\n{sources}</table>\n</body></html>\n",
         version = env!("CARGO_PKG_VERSION"),
         path = escape(&s.path),
         origin = escape(&s.world.config_origin),
@@ -135,6 +144,7 @@ mod tests {
                 master_pid: Some(42),
                 workers: 3,
             }],
+            sources: vec![("kmsg".into(), "NOT READABLE".into())],
         });
         let (st, ct, body) = get_body(app(world.clone(), "/metrics"), "/metrics").await;
         assert_eq!(st, StatusCode::OK);
@@ -148,6 +158,7 @@ mod tests {
             "pool names are escaped: {page}"
         );
         assert!(page.contains("<td>42</td><td>3</td>"));
+        assert!(page.contains("<td>kmsg</td><td>NOT READABLE"), "{page}");
         let (st, _, _) = get_body(app(world, "/m"), "/healthz").await;
         assert_eq!(st, StatusCode::OK);
     }

@@ -112,6 +112,8 @@ pub struct Snapshot {
     pub body: bytes::Bytes,
     pub built_at: SystemTime,
     pub pools: Vec<PoolSummary>,
+    /// Each source and a word on its state, for the landing page.
+    pub sources: Vec<(String, String)>,
 }
 
 /// What the landing page shows of a pool.
@@ -149,6 +151,7 @@ impl World {
                 body: bytes::Bytes::from_static(b"# EOF\n"),
                 built_at: SystemTime::UNIX_EPOCH,
                 pools: Vec::new(),
+                sources: Vec::new(),
             })),
             dirty: Mutex::new(true),
             wake: Condvar::new(),
