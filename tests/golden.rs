@@ -10,19 +10,27 @@ use badgateway_exporter::pools::{proc::ProcRoot, PoolOptions, PoolSource};
 use badgateway_exporter::state::{lock, World};
 
 fn render_fixture(tree: &str, config: &str) -> String {
+    render_fixture_with(tree, config).0
+}
+
+/// The rendered pool families, and whether the children files were used.
+fn render_fixture_with(tree: &str, config: &str) -> (String, Option<bool>) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/proc")
         .join(tree);
-    let cfg = Config::parse(config, Path::new("golden.yml")).unwrap();
+    let config = config.replace("$TREE", &root.display().to_string());
+    let cfg = Config::parse(&config, Path::new("golden.yml")).unwrap();
     let mut src = PoolSource::new(&cfg, ProcRoot::new(&root), PoolOptions::default());
     src.collect(Instant::now());
+    let children_files = src.uses_children_files();
     let world = World::new("golden".into());
     for s in src.states() {
         lock(&world.pools).insert(s.name.clone(), s.clone());
     }
     let text = badgateway_exporter::metrics::render(&badgateway_exporter::metrics::registry(world));
     // Keep the pool families only: self-observation varies run to run.
-    text.lines()
+    let text = text
+        .lines()
         .filter(|l| {
             let name = l
                 .trim_start_matches("# HELP ")
@@ -33,7 +41,8 @@ fn render_fixture(tree: &str, config: &str) -> String {
                 || name.starts_with("badgateway_smaps")
         })
         .map(|l| format!("{l}\n"))
-        .collect()
+        .collect();
+    (text, children_files)
 }
 
 fn check(tree: &str, config: &str) {
@@ -70,5 +79,22 @@ fn discovery_names_the_pool_from_the_app_argument() {
     assert!(
         text.contains("badgateway_pool_workers{pool=\"app:app\"} 2"),
         "{text}"
+    );
+}
+
+/// A kernel with /proc/PID/task/TID/children: a pidfile pool is read from
+/// its master's children files without scanning the process table, and
+/// gives the same figures as the scan.
+#[test]
+fn children_files_and_the_scan_agree() {
+    let cfg = "pools:\n  - name: app\n    server: gunicorn\n    pidfile: $TREE/gunicorn.pid\n";
+    let (fast, used) = render_fixture_with("gunicorn_children", cfg);
+    assert_eq!(used, Some(true));
+    let (scan, used) = render_fixture_with("gunicorn_plain", cfg);
+    assert_eq!(used, Some(false), "this tree has no children files");
+    assert_eq!(fast, scan);
+    assert!(
+        fast.contains("badgateway_pool_workers{pool=\"app\"} 2"),
+        "{fast}"
     );
 }

@@ -56,9 +56,17 @@ pub fn gunicorn_role(cmdline: &str) -> Option<GunicornRole> {
     None
 }
 
+/// Whether a process with this comm (the kernel's task name, at most 15
+/// bytes) can be Gunicorn: the script name, setproctitle's `gunicorn: ...`,
+/// or the interpreter running it. Only these have their cmdline read.
+pub fn may_be_gunicorn(comm: &[u8]) -> bool {
+    comm.starts_with(b"gunicorn") || comm.starts_with(b"python") || comm.starts_with(b"pypy")
+}
+
 /// A stable pool name for a discovered Gunicorn master: the setproctitle
 /// name, else `--name`, else the WSGI app argument, else `gunicorn`.
 pub fn gunicorn_pool_name(cmdline: &str) -> String {
+    let cmdline = cmdline.trim_end();
     if let Some(rest) = cmdline.strip_prefix("gunicorn: master [") {
         if let Some(name) = rest.strip_suffix(']') {
             return name.to_string();
@@ -157,6 +165,23 @@ mod tests {
     }
 
     #[test]
+    fn comm_prefilter() {
+        for c in [
+            "gunicorn",
+            "gunicorn: maste",
+            "python3",
+            "python3.11",
+            "python",
+            "pypy3",
+        ] {
+            assert!(may_be_gunicorn(c.as_bytes()), "{c}");
+        }
+        for c in ["nginx", "uwsgi", "bash", "php-fpm8.2", "systemd"] {
+            assert!(!may_be_gunicorn(c.as_bytes()), "{c}");
+        }
+    }
+
+    #[test]
     fn gunicorn_names() {
         assert_eq!(gunicorn_pool_name("gunicorn: master [api]"), "api");
         assert_eq!(
@@ -175,10 +200,7 @@ mod tests {
 
     #[test]
     fn topmost_is_the_master() {
-        let e = |pid, ppid, st| ProcEntry {
-            id: ProcId { pid, starttime: st },
-            ppid,
-        };
+        let e = |pid, ppid, st| ProcEntry::new(ProcId { pid, starttime: st }, ppid, b"x");
         let table = vec![
             e(1, 0, 1),
             e(10, 1, 5),

@@ -1,8 +1,9 @@
 //! The pool source: app-server masters, their workers and their memory,
 //! read from /proc.
 //!
-//! Each cycle reads the process table once, finds each pool's master and
-//! its children, reconciles slots, and reads per-worker figures. PSS/USS
+//! Each cycle finds each pool's master and its children (from the
+//! master's `children` files where the kernel has them, else from one scan
+//! of the process table), reconciles slots, and reads per-worker figures. PSS/USS
 //! come from smaps_rollup on a slower interval, since reading it takes the
 //! worker's mmap lock.
 
@@ -198,38 +199,78 @@ impl Tracker {
     }
 }
 
+/// The whole process table, indexed. Reading it costs one /proc/PID/stat
+/// per process on the host (about 30 ms for 2,000 processes), so a cycle
+/// builds it only when it must.
+struct Table {
+    entries: Vec<ProcEntry>,
+    by_pid: HashMap<i32, usize>,
+    children: HashMap<i32, Vec<ProcId>>,
+}
+
+impl Table {
+    fn new(entries: Vec<ProcEntry>) -> Table {
+        let mut by_pid = HashMap::with_capacity(entries.len());
+        let mut children: HashMap<i32, Vec<ProcId>> = HashMap::new();
+        for (i, e) in entries.iter().enumerate() {
+            by_pid.insert(e.id.pid, i);
+            children.entry(e.ppid).or_default().push(e.id);
+        }
+        Table {
+            entries,
+            by_pid,
+            children,
+        }
+    }
+
+    fn get(&self, pid: i32) -> Option<&ProcEntry> {
+        self.by_pid.get(&pid).map(|i| &self.entries[*i])
+    }
+}
+
 /// Everything one cycle needs to look processes up.
 struct Cycle<'a> {
     root: &'a ProcRoot,
-    table: &'a [ProcEntry],
-    by_pid: HashMap<i32, &'a ProcEntry>,
-    children: HashMap<i32, Vec<ProcId>>,
+    table: Option<Table>,
+    /// Whether the kernel has /proc/PID/task/TID/children; when it has,
+    /// a pool with a known master costs O(its workers), not O(host).
+    children_files: &'a mut Option<bool>,
+    scan_errors: u64,
     own_pid: i32,
     cmdlines: HashMap<i32, Option<String>>,
-    /// Whether a full command-line scan for Gunicorn masters may run this
-    /// cycle; it reads every process's cmdline, so it is rate-limited.
+    /// Whether a scan for Gunicorn masters may run this cycle; it reads
+    /// every candidate's cmdline, so it is rate-limited.
     discovery_due: bool,
     gunicorn: Option<Vec<(String, ProcId)>>,
 }
 
 impl<'a> Cycle<'a> {
-    fn new(root: &'a ProcRoot, table: &'a [ProcEntry]) -> Cycle<'a> {
-        let mut by_pid = HashMap::with_capacity(table.len());
-        let mut children: HashMap<i32, Vec<ProcId>> = HashMap::new();
-        for e in table {
-            by_pid.insert(e.id.pid, e);
-            children.entry(e.ppid).or_default().push(e.id);
-        }
+    fn new(root: &'a ProcRoot, children_files: &'a mut Option<bool>) -> Cycle<'a> {
         Cycle {
             root,
-            table,
-            by_pid,
-            children,
+            table: None,
+            children_files,
+            scan_errors: 0,
             own_pid: std::process::id() as i32,
             cmdlines: HashMap::new(),
             discovery_due: false,
             gunicorn: None,
         }
+    }
+
+    fn table(&mut self) -> &Table {
+        if self.table.is_none() {
+            let entries = match self.root.scan() {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(path = %self.root.path().display(), error = %e, "cannot list processes");
+                    self.scan_errors += 1;
+                    Vec::new()
+                }
+            };
+            self.table = Some(Table::new(entries));
+        }
+        self.table.as_ref().expect("just built")
     }
 
     fn cmdline(&mut self, pid: i32) -> Option<String> {
@@ -240,10 +281,47 @@ impl<'a> Cycle<'a> {
             .clone()
     }
 
+    /// The identity of a live (not zombie) process.
+    fn identity(&self, pid: i32) -> Option<ProcId> {
+        match &self.table {
+            Some(t) => t.get(pid).map(|e| e.id),
+            None => self.root.identity(pid),
+        }
+    }
+
     fn alive(&self, id: ProcId) -> bool {
-        self.by_pid
-            .get(&id.pid)
-            .is_some_and(|e| e.id.starttime == id.starttime)
+        self.identity(id.pid) == Some(id)
+    }
+
+    /// The master's children that started after it (an older "child" is a
+    /// reused pid).
+    fn children(&mut self, m: ProcId) -> Vec<ProcId> {
+        if self.table.is_none() && *self.children_files != Some(false) {
+            match self.root.children(m.pid) {
+                Some(pids) => {
+                    *self.children_files = Some(true);
+                    return pids
+                        .into_iter()
+                        .filter_map(|p| self.root.identity(p))
+                        .filter(|c| c.starttime >= m.starttime)
+                        .collect();
+                }
+                // Only a kernel without the files is remembered; a master
+                // that died meanwhile says nothing about the kernel.
+                None if self.alive(m) => *self.children_files = Some(false),
+                None => return Vec::new(),
+            }
+        }
+        self.table()
+            .children
+            .get(&m.pid)
+            .map(|c| {
+                c.iter()
+                    .filter(|c| c.starttime >= m.starttime)
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Gunicorn masters on the host, keyed by derived pool name; computed
@@ -258,30 +336,39 @@ impl<'a> Cycle<'a> {
     }
 
     fn scan_gunicorn(&mut self) -> Vec<(String, ProcId)> {
-        let pids: Vec<i32> = self.table.iter().map(|e| e.id.pid).collect();
-        let mut roles: HashMap<i32, Option<GunicornRole>> = HashMap::with_capacity(pids.len());
-        for pid in pids {
-            if pid == self.own_pid {
-                continue;
-            }
-            let role = self.cmdline(pid).and_then(|c| discover::gunicorn_role(&c));
-            roles.insert(pid, role);
-        }
-        let mut out: Vec<(String, ProcId)> = Vec::new();
-        let mut masters: Vec<&ProcEntry> = self
-            .table
+        let own = self.own_pid;
+        // The comm prefilter spares reading the cmdline of every process.
+        let candidates: Vec<(ProcId, i32)> = self
+            .table()
+            .entries
             .iter()
-            .filter(|e| match roles.get(&e.id.pid).copied().flatten() {
+            .filter(|e| e.id.pid != own && discover::may_be_gunicorn(e.comm()))
+            .map(|e| (e.id, e.ppid))
+            .collect();
+        let mut roles: HashMap<i32, GunicornRole> = HashMap::new();
+        for (id, _) in &candidates {
+            if let Some(role) = self
+                .cmdline(id.pid)
+                .and_then(|c| discover::gunicorn_role(&c))
+            {
+                roles.insert(id.pid, role);
+            }
+        }
+        let mut masters: Vec<ProcId> = candidates
+            .iter()
+            .filter(|(id, ppid)| match roles.get(&id.pid) {
                 Some(GunicornRole::Master) => true,
                 // A plain command line is the master only when its parent
                 // is not Gunicorn too.
-                Some(GunicornRole::Plain) => roles.get(&e.ppid).copied().flatten().is_none(),
+                Some(GunicornRole::Plain) => !roles.contains_key(ppid),
                 _ => false,
             })
+            .map(|(id, _)| *id)
             .collect();
-        masters.sort_by_key(|e| (e.id.starttime, e.id.pid));
-        for e in masters {
-            let Some(cmd) = self.cmdline(e.id.pid) else {
+        masters.sort_by_key(|id| (id.starttime, id.pid));
+        let mut out: Vec<(String, ProcId)> = Vec::new();
+        for id in masters {
+            let Some(cmd) = self.cmdline(id.pid) else {
                 continue;
             };
             let base = discover::gunicorn_pool_name(&cmd);
@@ -291,7 +378,7 @@ impl<'a> Cycle<'a> {
                 name = format!("{base}#{n}");
                 n += 1;
             }
-            out.push((name, e.id));
+            out.push((name, id));
         }
         out
     }
@@ -307,16 +394,20 @@ impl<'a> Cycle<'a> {
             Finder::Config(Matcher::Pidfile(path)) => {
                 let text = std::fs::read_to_string(path).ok()?;
                 let pid = discover::parse_pidfile(&text)?;
-                self.by_pid.get(&pid).map(|e| e.id)
+                self.identity(pid)
             }
             Finder::Config(Matcher::Cmdline(re)) => {
                 let re = re.clone();
                 let own = self.own_pid;
-                let table = self.table;
-                let matches = discover::match_cmdlines(table, &re, own, |pid| self.cmdline(pid));
-                discover::topmost_matching(table, &matches)
+                self.table();
+                let table = self.table.take().expect("built above");
+                let matches =
+                    discover::match_cmdlines(&table.entries, &re, own, |pid| self.cmdline(pid));
+                let m = discover::topmost_matching(&table.entries, &matches)
                     .into_iter()
-                    .next()
+                    .next();
+                self.table = Some(table);
+                m
             }
             Finder::Gunicorn => {
                 if !self.discovery_due {
@@ -354,6 +445,8 @@ pub struct PoolSource {
     trackers: Vec<Tracker>,
     discover_gunicorn: bool,
     last_discovery: Option<Instant>,
+    /// Whether /proc/PID/task/TID/children exists; `None` until known.
+    children_files: Option<bool>,
     /// Events of the last cycle, handed to the world's timeline.
     events: Vec<PoolEvent>,
 }
@@ -366,23 +459,15 @@ impl PoolSource {
             trackers: cfg.pools.iter().map(Tracker::from_config).collect(),
             discover_gunicorn: cfg.discover.contains(&Discover::Gunicorn),
             last_discovery: None,
+            children_files: None,
             events: Vec::new(),
         }
     }
 
     /// One collection cycle. Returns the number of errors counted.
     pub fn collect(&mut self, now: Instant) -> u64 {
-        let table = match self.root.scan() {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(path = %self.root.path().display(), error = %e, "cannot list processes");
-                for t in &mut self.trackers {
-                    t.state.up = false;
-                }
-                return 1;
-            }
-        };
-        let mut cycle = Cycle::new(&self.root, &table);
+        let cap = self.opts.max_discovered + self.configured();
+        let mut cycle = Cycle::new(&self.root, &mut self.children_files);
         cycle.discovery_due = self.discover_gunicorn
             && self
                 .last_discovery
@@ -391,7 +476,7 @@ impl PoolSource {
             self.last_discovery = Some(now);
             for (name, _) in cycle.gunicorn_masters() {
                 let known = self.trackers.iter().any(|t| *t.name == *name);
-                if !known && self.trackers.len() < self.opts.max_discovered + self.configured() {
+                if !known && self.trackers.len() < cap {
                     tracing::info!(pool = %name, "discovered gunicorn master");
                     self.trackers.push(Tracker::new(
                         &name,
@@ -407,7 +492,7 @@ impl PoolSource {
         for t in &mut self.trackers {
             errors += observe(t, &mut cycle, &self.opts, now, wall, &mut self.events);
         }
-        errors
+        errors + cycle.scan_errors
     }
 
     fn configured(&self) -> usize {
@@ -415,6 +500,12 @@ impl PoolSource {
             .iter()
             .filter(|t| matches!(t.finder, Finder::Config(_)))
             .count()
+    }
+
+    /// Whether the kernel's children files are in use (`None`: not known
+    /// yet).
+    pub fn uses_children_files(&self) -> Option<bool> {
+        self.children_files
     }
 
     pub fn states(&self) -> impl Iterator<Item = &PoolState> {
@@ -512,17 +603,7 @@ fn observe(
     }
 
     let live: Vec<ProcId> = match master {
-        // A child started before its parent is a reused pid, not a worker.
-        Some(m) => cycle
-            .children
-            .get(&m.pid)
-            .map(|c| {
-                c.iter()
-                    .filter(|c| c.starttime >= m.starttime)
-                    .copied()
-                    .collect()
-            })
-            .unwrap_or_default(),
+        Some(m) => cycle.children(m),
         None => Vec::new(),
     };
     let changes = t.slots.observe(&live);

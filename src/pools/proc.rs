@@ -21,6 +21,28 @@ pub struct ProcId {
 pub struct ProcEntry {
     pub id: ProcId,
     pub ppid: i32,
+    /// The kernel's 15-byte task name, kept inline to spare an allocation
+    /// per process and scan.
+    comm: [u8; 16],
+    comm_len: u8,
+}
+
+impl ProcEntry {
+    pub fn new(id: ProcId, ppid: i32, comm: &[u8]) -> ProcEntry {
+        let mut c = [0u8; 16];
+        let n = comm.len().min(16);
+        c[..n].copy_from_slice(&comm[..n]);
+        ProcEntry {
+            id,
+            ppid,
+            comm: c,
+            comm_len: n as u8,
+        }
+    }
+
+    pub fn comm(&self) -> &[u8] {
+        &self.comm[..self.comm_len as usize]
+    }
 }
 
 /// Why a value could not be read. `Gone` is normal churn (the process
@@ -110,25 +132,50 @@ impl ProcRoot {
                 if matches!(s.state, b'Z' | b'X') {
                     continue;
                 }
-                out.push(ProcEntry {
-                    id: ProcId {
+                let comm = stat_comm(&buf).unwrap_or_default();
+                out.push(ProcEntry::new(
+                    ProcId {
                         pid,
                         starttime: s.starttime,
                     },
-                    ppid: s.ppid,
-                });
+                    s.ppid,
+                    comm,
+                ));
             }
         }
         Ok(out)
     }
 
     /// The identity of `pid` now, if it exists.
+    /// A zombie has no identity: it has exited.
     pub fn identity(&self, pid: i32) -> Option<ProcId> {
-        let stat = self.process(pid).ok()?.stat().ok()?;
-        Some(ProcId {
+        let mut buf = Vec::with_capacity(512);
+        read_into(&self.root.join(pid.to_string()).join("stat"), &mut buf).ok()?;
+        let s = parse_stat_brief(&buf)?;
+        (!matches!(s.state, b'Z' | b'X')).then_some(ProcId {
             pid,
-            starttime: stat.starttime,
+            starttime: s.starttime,
         })
+    }
+
+    /// Children of `pid` from /proc/PID/task/*/children (any thread may be
+    /// the parent). `None` when the kernel lacks the files
+    /// (CONFIG_PROC_CHILDREN) or the process is gone.
+    pub fn children(&self, pid: i32) -> Option<Vec<i32>> {
+        let tasks = self.root.join(pid.to_string()).join("task");
+        let mut out = Vec::new();
+        let mut any = false;
+        for t in std::fs::read_dir(tasks).ok()?.flatten() {
+            let Ok(text) = std::fs::read_to_string(t.path().join("children")) else {
+                continue;
+            };
+            any = true;
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+        }
+        any.then_some(out)
     }
 
     /// The command line, joined with spaces. Empty for kernel threads.
@@ -225,6 +272,13 @@ pub fn parse_stat_brief(buf: &[u8]) -> Option<StatBrief> {
     })
 }
 
+/// The comm field of /proc/PID/stat: between the first `(` and the last `)`.
+pub fn stat_comm(buf: &[u8]) -> Option<&[u8]> {
+    let open = memchr::memchr(b'(', buf)?;
+    let close = memchr::memrchr(b')', buf)?;
+    buf.get(open + 1..close)
+}
+
 fn is_procfs(path: &Path) -> bool {
     const PROC_SUPER_MAGIC: i64 = 0x9fa0;
     let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
@@ -298,6 +352,7 @@ mod tests {
                 starttime: 12345
             })
         );
+        assert_eq!(stat_comm(line), Some(&b"gunicorn: worker [a) b]"[..]));
         assert_eq!(parse_stat_brief(b""), None);
         assert_eq!(parse_stat_brief(b"1 (x) S"), None);
         assert_eq!(parse_stat_brief(b"1 (x) S notanumber"), None);
