@@ -88,22 +88,6 @@ impl<T> Timeline<T> {
     }
 }
 
-impl Timeline<PoolEvent> {
-    /// Events of the last `window` that concern `pid`, newest first.
-    pub fn window_for_pid(&self, pid: i32, now: SystemTime, window: Duration) -> Vec<&PoolEvent> {
-        self.events
-            .iter()
-            .rev()
-            .take_while(|e| {
-                now.duration_since(e.at)
-                    .map(|d| d <= window)
-                    .unwrap_or(true)
-            })
-            .filter(|e| e.pid == pid)
-            .collect()
-    }
-}
-
 pub const TIMELINE_CAP: usize = 4096;
 
 /// An encoded scrape, built off the request path.
@@ -241,25 +225,5 @@ mod tests {
         assert_eq!(t.len(), 3);
         assert_eq!(t.dropped(), 7);
         assert_eq!(t.iter().copied().collect::<Vec<_>>(), vec![7, 8, 9]);
-    }
-
-    #[test]
-    fn window_for_pid() {
-        let now = SystemTime::now();
-        let mut t = Timeline::new(10);
-        let ev = |pid, ago: u64| PoolEvent {
-            at: now - Duration::from_secs(ago),
-            pool: Arc::from("api"),
-            pid,
-            starttime: 1,
-            slot: Some(0),
-            kind: PoolEventKind::WorkerExit,
-        };
-        t.push(ev(5, 100));
-        t.push(ev(6, 10));
-        t.push(ev(5, 5));
-        let w = t.window_for_pid(5, now, Duration::from_secs(60));
-        assert_eq!(w.len(), 1);
-        assert_eq!(w[0].at, now - Duration::from_secs(5));
     }
 }

@@ -12,7 +12,7 @@ pub mod listen;
 pub mod proc;
 pub mod slots;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -20,6 +20,7 @@ use crate::config::{Config, Discover, Matcher, PoolConfig, Server};
 use crate::state::{lock, PoolEvent, PoolEventKind, World};
 use discover::GunicornRole;
 use proc::{ProcEntry, ProcId, ProcRoot, ReadFailure};
+use procfs::process::Process;
 use slots::Slots;
 
 /// Memory of one process, by the `type` label.
@@ -624,7 +625,11 @@ fn observe(
     let root = cycle.root;
     if let Some(m) = master {
         let prev = t.state.master_memory;
-        match read_memory(root, t, m, prev, opts, now) {
+        let read = root
+            .process(m.pid)
+            .map_err(|e| ReadFailure::from(&e))
+            .and_then(|p| read_memory(root, &p, t, m, prev, opts, now));
+        match read {
             Ok((mem, e)) => {
                 t.state.master_memory = mem;
                 errors += e;
@@ -640,7 +645,12 @@ fn observe(
     for (id, slot) in t.slots.assigned() {
         let old = prev.get(&id);
         let prev_mem = old.map(|w| w.memory).unwrap_or_default();
-        let (memory, e) = match read_memory(root, t, id, prev_mem, opts, now) {
+        // One handle on /proc/PID for every value of this worker.
+        let read = root
+            .process(id.pid)
+            .map_err(|e| ReadFailure::from(&e))
+            .and_then(|p| Ok((read_memory(root, &p, t, id, prev_mem, opts, now)?, p)));
+        let ((memory, e), p) = match read {
             Ok(r) => r,
             Err(f) => {
                 errors += count_failure(&mut t.state.read_errors, f);
@@ -648,7 +658,7 @@ fn observe(
             }
         };
         errors += e;
-        let (open_fds, max_fds, e) = read_fds(root, t, id);
+        let (open_fds, max_fds, e) = read_fds(root, &p, t, id);
         errors += e;
         workers.push(WorkerState {
             id,
@@ -667,14 +677,14 @@ fn observe(
 /// RSS and swap every cycle; PSS and USS when due and under the size guard.
 fn read_memory(
     root: &ProcRoot,
+    p: &Process,
     t: &mut Tracker,
     id: ProcId,
     prev: Memory,
     opts: &PoolOptions,
     now: Instant,
 ) -> Result<(Memory, u64), ReadFailure> {
-    let p = root.process(id.pid).map_err(|e| ReadFailure::from(&e))?;
-    let status = root.status_memory(&p)?;
+    let status = root.status_memory(p)?;
     let mut mem = Memory {
         rss: status.rss_bytes,
         swap: status.swap_bytes,
@@ -691,7 +701,7 @@ fn read_memory(
         if status.rss_bytes > opts.smaps_max_rss {
             t.state.smaps_skipped += 1;
         } else {
-            match root.smaps_memory(&p) {
+            match root.smaps_memory(p) {
                 Ok(s) => {
                     mem.pss = Some(s.pss_bytes);
                     mem.uss = Some(s.uss_bytes);
@@ -713,12 +723,14 @@ fn read_memory(
     Ok((mem, errors))
 }
 
-fn read_fds(root: &ProcRoot, t: &mut Tracker, id: ProcId) -> (Option<u64>, Option<u64>, u64) {
-    let Ok(p) = root.process(id.pid) else {
-        return (None, None, 0);
-    };
+fn read_fds(
+    root: &ProcRoot,
+    p: &Process,
+    t: &mut Tracker,
+    id: ProcId,
+) -> (Option<u64>, Option<u64>, u64) {
     let mut errors = 0;
-    let open = match root.open_fds(&p) {
+    let open = match root.open_fds(p) {
         Ok(n) => Some(n),
         Err(f) => {
             errors += count_failure(&mut t.state.read_errors, f);
@@ -728,7 +740,7 @@ fn read_fds(root: &ProcRoot, t: &mut Tracker, id: ProcId) -> (Option<u64>, Optio
     // The limit rarely changes in a worker's life; read it once.
     let max = match t.max_fds.get(&id) {
         Some(m) => *m,
-        None => match root.max_fds(&p) {
+        None => match root.max_fds(p) {
             Ok(m) => {
                 t.max_fds.insert(id, m);
                 m
@@ -740,18 +752,4 @@ fn read_fds(root: &ProcRoot, t: &mut Tracker, id: ProcId) -> (Option<u64>, Optio
         },
     };
     (open, max, errors)
-}
-
-/// Workers by slot, for lookups by other sources.
-pub fn slot_index(pools: &BTreeMap<String, PoolState>) -> HashMap<i32, (String, Option<usize>)> {
-    let mut idx = HashMap::new();
-    for p in pools.values() {
-        if let Some(m) = p.master {
-            idx.insert(m.pid, (p.name.clone(), None));
-        }
-        for w in &p.workers {
-            idx.insert(w.id.pid, (p.name.clone(), Some(w.slot)));
-        }
-    }
-    idx
 }

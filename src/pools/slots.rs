@@ -116,10 +116,6 @@ impl Slots {
         v.sort_by_key(|(_, s)| *s);
         v
     }
-
-    pub fn clear(&mut self) -> SlotChanges {
-        self.observe(&[])
-    }
 }
 
 #[cfg(test)]
