@@ -295,8 +295,16 @@ fn unprivileged_exporter_degrades_and_counts_errors() {
     )
     .unwrap();
     let e = Exporter::start_as(Some(&pool_config("locked", &g.pidfile)), &[], Some(65534));
+    // The pool's and the collector's error counts are published a moment
+    // apart on the first cycle; wait for both.
     let s = e.wait_scrape(T, "pool up as nobody with errors counted", |s| {
         s.get("badgateway_pool_workers", &[("pool", "locked")]) == Some(2.0)
+            && s.get(
+                "badgateway_collector_errors_total",
+                &[("collector", "pools")],
+            )
+            .unwrap_or(0.0)
+                > 0.0
             && s.get(
                 "badgateway_pool_read_errors_total",
                 &[("pool", "locked"), ("kind", "permission_denied")],
