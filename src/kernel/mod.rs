@@ -80,8 +80,9 @@ pub struct KernelState {
     /// Whether each source could be read, by `source` label. A source not
     /// yet tried is absent.
     pub sources: BTreeMap<&'static str, bool>,
-    /// /dev/kmsg has been opened at least once: until then there are no
-    /// kill counts to export, only `badgateway_source_up{source="kmsg"} 0`.
+    /// /dev/kmsg's ring buffer has been replayed once: until then the kill
+    /// counts are incomplete and not exported (`badgateway_source_up`
+    /// says whether kmsg can be read).
     pub kmsg_read: bool,
     pub kmsg_records_lost: u64,
     /// By pool name, or [`NO_POOL`]. Bounded by the pool table.

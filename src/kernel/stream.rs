@@ -12,6 +12,7 @@
 //! logged (then it is early by the suspended time).
 
 use std::io::{ErrorKind, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -64,9 +65,14 @@ impl KmsgReader {
         // which the kernel poller reads after the pools' first cycle.
         world.wait_for_cycle("kernel", STARTUP_WAIT);
         loop {
-            match std::fs::File::open(&self.path) {
+            // Non-blocking, so that the end of the replayed ring buffer shows
+            // as EAGAIN; later records are waited for with poll(2).
+            let opened = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&self.path);
+            match opened {
                 Ok(f) => {
-                    lock(&world.kernel).kmsg_read = true;
                     self.health.report(&world, "kmsg", Ok(()));
                     let e = self.follow(f, &world);
                     self.health.report(&world, "kmsg", Err(e));
@@ -93,6 +99,7 @@ impl KmsgReader {
     /// Read records until an error that needs a reopen; returns it.
     fn follow(&mut self, mut f: std::fs::File, world: &World) -> String {
         let mut buf = vec![0u8; BUF_SIZE];
+        let mut replayed = false;
         loop {
             match f.read(&mut buf) {
                 Ok(0) => {
@@ -102,7 +109,14 @@ impl KmsgReader {
                 Err(e) if e.raw_os_error() == Some(libc::EPIPE) => self.lost_pending = true,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(100))
+                    // The ring buffer is replayed: from now on the kill
+                    // counters are complete, so export them.
+                    if !replayed {
+                        replayed = true;
+                        lock(&world.kernel).kmsg_read = true;
+                        world.mark_dirty();
+                    }
+                    wait_readable(&f, Duration::from_secs(1));
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) && buf.len() < MAX_BUF_SIZE => {
                     let len = buf.len() * 2;
@@ -220,6 +234,22 @@ impl KmsgReader {
             }
         }
         out
+    }
+}
+
+/// Block until `f` has data (or `timeout` passes).
+fn wait_readable(f: &std::fs::File, timeout: Duration) {
+    use std::os::fd::AsRawFd;
+    let mut pfd = libc::pollfd {
+        fd: f.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd that we own, for the duration of the call.
+    let rc = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as libc::c_int) };
+    if rc < 0 {
+        // EINTR or the like: the caller reads again, which says what it is.
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
