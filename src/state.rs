@@ -174,6 +174,28 @@ impl World {
         std::mem::replace(&mut *d, false)
     }
 
+    /// Run `cycle` every `interval`, forever, on the calling thread: time
+    /// it, count its CPU and errors under `collector`, and wake the
+    /// renderer when it reports a change. `cycle` returns (errors, changed).
+    pub fn run_collector(
+        &self,
+        collector: &'static str,
+        interval: Duration,
+        mut cycle: impl FnMut() -> (u64, bool),
+    ) -> ! {
+        loop {
+            let started = std::time::Instant::now();
+            let cpu0 = thread_cpu_seconds();
+            let (errors, changed) = cycle();
+            let cpu = thread_cpu_seconds() - cpu0;
+            self.record_cycle(collector, started.elapsed(), cpu, errors);
+            if changed {
+                self.mark_dirty();
+            }
+            std::thread::sleep(interval.saturating_sub(started.elapsed()));
+        }
+    }
+
     /// Wait (up to `timeout`) until `collector` has finished a cycle.
     pub fn wait_for_cycle(&self, collector: &str, timeout: Duration) {
         let start = std::time::Instant::now();

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::counters::{self, ProcCgroups};
 use super::{CgroupVersion, PoolCgroup, SourceHealth};
@@ -31,15 +31,7 @@ impl Poller {
         // Pools' cgroups are found from their masters: let the pool
         // collector find them first.
         world.wait_for_cycle("pools", Duration::from_secs(10));
-        loop {
-            let started = Instant::now();
-            let cpu0 = crate::state::thread_cpu_seconds();
-            let errors = self.collect(&world);
-            let cpu = crate::state::thread_cpu_seconds() - cpu0;
-            world.record_cycle("kernel", started.elapsed(), cpu, errors);
-            world.mark_dirty();
-            std::thread::sleep((started + interval).saturating_duration_since(Instant::now()));
-        }
+        world.run_collector("kernel", interval, || (self.collect(&world), true))
     }
 
     /// One cycle; returns the number of values that could not be read.

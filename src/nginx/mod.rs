@@ -11,7 +11,7 @@ pub mod error;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use prometheus_client::encoding::DescriptorEncoder;
 
@@ -168,28 +168,19 @@ pub fn start(cfg: &Config, args: &crate::cli::Args, world: Arc<World>) -> anyhow
 }
 
 fn run(mut sources: Vec<Source>, world: Arc<World>, interval: Duration) {
-    loop {
-        let started = Instant::now();
-        let cpu0 = crate::state::thread_cpu_seconds();
+    world.run_collector("nginx", interval, || {
         let errors0: u64 = sources.iter().map(|s| s.state.read_errors).sum();
         let mut changed = false;
         for s in &mut sources {
             changed |= s.poll();
         }
-        {
-            let mut st = lock(&world.nginx);
-            for s in &sources {
-                st.logs.insert(s.name.clone(), s.state.clone());
-            }
+        let mut st = lock(&world.nginx);
+        for s in &sources {
+            st.logs.insert(s.name.clone(), s.state.clone());
         }
         let errors = sources.iter().map(|s| s.state.read_errors).sum::<u64>() - errors0;
-        let cpu = crate::state::thread_cpu_seconds() - cpu0;
-        world.record_cycle("nginx", started.elapsed(), cpu, errors);
-        if changed {
-            world.mark_dirty();
-        }
-        std::thread::sleep(interval.saturating_sub(started.elapsed()));
-    }
+        (errors, changed)
+    })
 }
 
 define_metrics! { METRICS;

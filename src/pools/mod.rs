@@ -519,10 +519,9 @@ impl PoolSource {
 
     /// Run forever on the calling thread, publishing to `world`.
     pub fn run(mut self, world: Arc<World>) {
-        loop {
-            let started = Instant::now();
-            let cpu0 = crate::state::thread_cpu_seconds();
-            let errors = self.collect(started);
+        let interval = self.opts.interval;
+        world.run_collector("pools", interval, || {
+            let errors = self.collect(Instant::now());
             {
                 let mut pools = lock(&world.pools);
                 for s in self.states() {
@@ -535,12 +534,8 @@ impl PoolSource {
                     tl.push(e);
                 }
             }
-            let cpu = crate::state::thread_cpu_seconds() - cpu0;
-            world.record_cycle("pools", started.elapsed(), cpu, errors);
-            world.mark_dirty();
-            let next = started + self.opts.interval;
-            std::thread::sleep(next.saturating_duration_since(Instant::now()));
-        }
+            (errors, true)
+        })
     }
 }
 
