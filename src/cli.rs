@@ -3,15 +3,20 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 
-use crate::config::Config;
-use crate::pools::{proc::ProcRoot, PoolOptions, PoolSource};
-use crate::state::{lock, PoolSummary, Snapshot, World};
+use crate::config::{Config, Discover};
+use crate::follow::StartAt;
+use crate::kernel::counter_reader::{CounterOptions, CounterReader};
+use crate::kernel::kmsg_reader::{KmsgOptions, KmsgReader};
+use crate::nginx::{NginxOptions, NginxSource};
+use crate::pools::{PoolOptions, PoolSource};
+use crate::snapshot::{Inputs, Renderer, Snapshot};
+use crate::state::timeline::TIMELINE_CAP;
+use crate::state::{Published, Sinks};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LogFormat {
@@ -140,56 +145,9 @@ fn init_logging(args: &Args) {
     }
 }
 
-/// Re-encode the world whenever a source marks it dirty, at most every
-/// `min_gap`, so that bursts of log lines cost one render.
-fn run_renderer(world: Arc<World>, min_gap: Duration) {
-    let registry = crate::metrics::registry(world.clone());
-    loop {
-        world.wait_dirty(Duration::from_secs(1));
-        let body = crate::metrics::render(&registry);
-        let pools = lock(&world.pools)
-            .values()
-            .map(|p| PoolSummary {
-                name: p.name.clone(),
-                server: p.server.as_str(),
-                up: p.up,
-                master_pid: p.master.map(|m| m.pid),
-                workers: p.live_workers(),
-            })
-            .collect();
-        let mut sources: Vec<(String, String)> = lock(&world.kernel)
-            .sources
-            .iter()
-            .map(|(s, up)| {
-                let state = if *up {
-                    "readable"
-                } else {
-                    "NOT READABLE (see the log)"
-                };
-                (s.to_string(), state.to_string())
-            })
-            .collect();
-        sources.extend(lock(&world.nginx).logs.iter().map(|(name, l)| {
-            let c = &l.counters;
-            let state = format!(
-                "{} access lines, {} error lines, {} read errors",
-                c.access_lines, c.error_lines, l.read_errors
-            );
-            (format!("nginx {name}"), state)
-        }));
-        world.publish(Snapshot {
-            body: bytes::Bytes::from(body),
-            built_at: SystemTime::now(),
-            pools,
-            sources,
-        });
-        std::thread::sleep(min_gap);
-    }
-}
-
 /// Start a source's thread; sources block on reads and sleeps, so they run
 /// on threads of their own, off the async runtime.
-pub(crate) fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> anyhow::Result<()> {
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name(name.to_string())
         .stack_size(256 * 1024)
@@ -234,24 +192,59 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             error_log: args.nginx_error_log.clone(),
         });
     }
-    let world = World::new(cfg.origin.clone());
-
-    let root = ProcRoot::new(&args.procfs);
-    let opts = PoolOptions {
-        interval: args.pools_interval,
-        smaps_interval: args.smaps_interval.max(args.pools_interval),
-        smaps_max_rss: args.smaps_max_rss,
-        discover_interval: args.discover_interval,
-        ..PoolOptions::default()
+    let sinks = Sinks::new(TIMELINE_CAP);
+    let pools = PoolSource::new(pool_options(&args, &cfg), sinks.clone());
+    let counters = CounterReader::new(
+        CounterOptions {
+            procfs: args.procfs.clone(),
+            sysfs: args.sysfs.clone(),
+            interval: args.kernel_interval,
+        },
+        sinks.clone(),
+        pools.index(),
+    );
+    let kmsg = KmsgReader::new(
+        KmsgOptions {
+            path: cfg.kernel.kmsg_path.clone(),
+            exit_window: (args.pools_interval * 3).max(Duration::from_secs(60)),
+            boot_time: None,
+        },
+        sinks.clone(),
+        pools.index(),
+        counters.published(),
+    );
+    let nginx = NginxSource::new(
+        NginxOptions {
+            logs: cfg.nginx.clone(),
+            max_upstreams: cfg.max_upstreams,
+            start: StartAt::End,
+            interval: args.nginx_interval,
+        },
+        sinks.clone(),
+        pools.index(),
+    )
+    .map_err(|e| anyhow::anyhow!("config {}: {e}", cfg.origin))?;
+    let inputs = Inputs {
+        sinks,
+        config_origin: cfg.origin.clone(),
+        pools: pools.view(),
+        kills: kmsg.published(),
+        memory: counters.published(),
+        nginx: nginx.published(),
     };
-    let source = PoolSource::new(&cfg, root, opts);
-    let w = world.clone();
-    spawn("pools", move || source.run(w))?;
-    crate::kernel::start(&cfg, &args, world.clone())?;
-    crate::nginx::start(&cfg, &args, world.clone())?;
-    let w = world.clone();
+    let snapshot = Published::new(Snapshot::empty(&cfg.origin));
+
+    spawn("pools", move || pools.run())?;
+    spawn("kernel", move || counters.run())?;
+    if cfg.kernel.kmsg {
+        spawn("kmsg", move || kmsg.run())?;
+    }
+    if !nginx.is_empty() {
+        spawn("nginx", move || nginx.run())?;
+    }
+    let (renderer, out) = (Renderer::new(inputs), snapshot.clone());
     spawn("render", move || {
-        run_renderer(w, Duration::from_millis(200))
+        renderer.run(out, Duration::from_millis(200))
     })?;
 
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -264,13 +257,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {addr}"))?;
         tracing::info!(address = %addr, path = %args.telemetry_path, "listening");
-        axum::serve(listener, crate::server::app(world, &args.telemetry_path))
+        axum::serve(listener, crate::server::app(snapshot, &args.telemetry_path))
             .with_graceful_shutdown(shutdown_signal())
             .await
             .context("serving HTTP")
     })?;
     tracing::info!("shut down");
     Ok(())
+}
+
+/// The pool source's options, from the flags and the config.
+fn pool_options(args: &Args, cfg: &Config) -> PoolOptions {
+    PoolOptions {
+        procfs: args.procfs.clone(),
+        pools: cfg.pools.clone(),
+        discover_gunicorn: cfg.discover.contains(&Discover::Gunicorn),
+        interval: args.pools_interval,
+        smaps_interval: args.smaps_interval.max(args.pools_interval),
+        smaps_max_rss: args.smaps_max_rss,
+        discover_interval: args.discover_interval,
+        ..PoolOptions::default()
+    }
 }
 
 async fn shutdown_signal() {

@@ -1,9 +1,18 @@
 //! badgateway_exporter: per-worker memory of pre-fork app servers, kernel
 //! OOM kills attributed to their pool, and nginx upstream failures.
 //!
-//! Data flows one way: sources (`pools`, `kernel`, `nginx`) read the world
-//! into typed state (`state`), the renderer (`metrics`) encodes a snapshot,
-//! and outputs (`server`) serve it.
+//! Data flows one way, through layers; a module uses the layers below it,
+//! never one above (tests/layers.rs holds the table and checks it):
+//! 1. parsers and readers: `config`, `follow`, and the parser modules inside
+//!    each source (`kernel::kmsg`, `nginx::access`, `pools::proc`, ...);
+//! 2. `state`: the timeline, published values, source health;
+//! 3. sources: `pools`, `kernel`, `nginx`, each with options in and a
+//!    one-shot step, publishing its state and putting events on the
+//!    timeline;
+//! 4. rules over the timeline;
+//! 5. outputs: `metrics` (one file per source) and `snapshot`;
+//! 6. edges: `server` (HTTP) and `cli`, the only place that reads flags
+//!    and starts threads.
 
 pub mod cli;
 pub mod config;
@@ -13,4 +22,5 @@ pub mod metrics;
 pub mod nginx;
 pub mod pools;
 pub mod server;
+pub mod snapshot;
 pub mod state;

@@ -11,28 +11,29 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::Router;
 
-use crate::state::World;
+use crate::snapshot::Snapshot;
+use crate::state::Published;
 
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-pub fn app(world: Arc<World>, telemetry_path: &str) -> Router {
+pub fn app(snapshot: Arc<Published<Snapshot>>, telemetry_path: &str) -> Router {
     let path = telemetry_path.to_string();
     Router::new()
         .route("/", get(landing))
         .route("/healthz", get(healthz))
         .route(&path, get(metrics))
-        .with_state(AppState { world, path })
+        .with_state(AppState { snapshot, path })
 }
 
 #[derive(Clone)]
 struct AppState {
-    world: Arc<World>,
+    snapshot: Arc<Published<Snapshot>>,
     path: String,
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    let snap = s.world.snapshot();
+    let snap = s.snapshot.get();
     (
         [(CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
         snap.body.clone(),
@@ -40,7 +41,7 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
 }
 
 async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
-    let snap = s.world.snapshot();
+    let snap = s.snapshot.get();
     // Healthy once the renderer has published at least one snapshot.
     if snap.built_at == std::time::SystemTime::UNIX_EPOCH {
         (axum::http::StatusCode::SERVICE_UNAVAILABLE, "starting\n")
@@ -65,7 +66,7 @@ fn escape(s: &str) -> String {
 }
 
 async fn landing(State(s): State<AppState>) -> Html<String> {
-    let snap = s.world.snapshot();
+    let snap = s.snapshot.get();
     let mut rows = String::new();
     for p in &snap.pools {
         rows.push_str(&format!(
@@ -101,14 +102,14 @@ async fn landing(State(s): State<AppState>) -> Html<String> {
          <h2>Sources</h2>\n<table border=1 cellpadding=4>\n{sources}</table>\n</body></html>\n",
         version = env!("CARGO_PKG_VERSION"),
         path = escape(&s.path),
-        origin = escape(&s.world.config_origin),
+        origin = escape(&snap.config_origin),
     ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{PoolSummary, Snapshot};
+    use crate::snapshot::PoolSummary;
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
     use http_body_util::BodyExt;
@@ -131,8 +132,9 @@ mod tests {
 
     #[tokio::test]
     async fn serves_the_snapshot_with_openmetrics_type() {
-        let world = World::new("test.yml".into());
-        world.publish(Snapshot {
+        let snap = Published::new(Snapshot::empty("test.yml"));
+        snap.publish(Snapshot {
+            config_origin: "test.yml".into(),
             body: bytes::Bytes::from_static(
                 b"badgateway_pool_up{pool=\"a\",server=\"gunicorn\"} 1\n# EOF\n",
             ),
@@ -146,11 +148,11 @@ mod tests {
             }],
             sources: vec![("kmsg".into(), "NOT READABLE".into())],
         });
-        let (st, ct, body) = get_body(app(world.clone(), "/metrics"), "/metrics").await;
+        let (st, ct, body) = get_body(app(snap.clone(), "/metrics"), "/metrics").await;
         assert_eq!(st, StatusCode::OK);
         assert_eq!(ct, OPENMETRICS_CONTENT_TYPE);
         assert!(body.contains("badgateway_pool_up{pool=\"a\""));
-        let (st, _, page) = get_body(app(world.clone(), "/metrics"), "/").await;
+        let (st, _, page) = get_body(app(snap.clone(), "/metrics"), "/").await;
         assert_eq!(st, StatusCode::OK);
         assert!(page.contains("href=\"/metrics\""));
         assert!(
@@ -159,16 +161,16 @@ mod tests {
         );
         assert!(page.contains("<td>42</td><td>3</td>"));
         assert!(page.contains("<td>kmsg</td><td>NOT READABLE"), "{page}");
-        let (st, _, _) = get_body(app(world, "/m"), "/healthz").await;
+        let (st, _, _) = get_body(app(snap, "/m"), "/healthz").await;
         assert_eq!(st, StatusCode::OK);
     }
 
     #[tokio::test]
     async fn healthz_before_first_snapshot() {
-        let world = World::new("x".into());
-        let (st, _, _) = get_body(app(world.clone(), "/metrics"), "/healthz").await;
+        let snap = Published::new(Snapshot::empty("x"));
+        let (st, _, _) = get_body(app(snap.clone(), "/metrics"), "/healthz").await;
         assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
-        let (st, _, _) = get_body(app(world, "/custom"), "/custom").await;
+        let (st, _, _) = get_body(app(snap, "/custom"), "/custom").await;
         assert_eq!(st, StatusCode::OK);
     }
 }

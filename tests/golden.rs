@@ -5,9 +5,10 @@
 use std::path::Path;
 use std::time::Instant;
 
-use badgateway_exporter::config::Config;
-use badgateway_exporter::pools::{proc::ProcRoot, PoolOptions, PoolSource};
-use badgateway_exporter::state::{lock, World};
+use badgateway_exporter::config::{Config, Discover};
+use badgateway_exporter::pools::{PoolOptions, PoolSource};
+use badgateway_exporter::snapshot::{Inputs, Renderer};
+use badgateway_exporter::state::Sinks;
 
 fn render_fixture(tree: &str, config: &str) -> String {
     render_fixture_with(tree, config).0
@@ -20,14 +21,22 @@ fn render_fixture_with(tree: &str, config: &str) -> (String, Option<bool>) {
         .join(tree);
     let config = config.replace("$TREE", &root.display().to_string());
     let cfg = Config::parse(&config, Path::new("golden.yml")).unwrap();
-    let mut src = PoolSource::new(&cfg, ProcRoot::new(&root), PoolOptions::default());
+    let sinks = Sinks::new(64);
+    let opts = PoolOptions {
+        procfs: root,
+        pools: cfg.pools.clone(),
+        discover_gunicorn: cfg.discover.contains(&Discover::Gunicorn),
+        ..PoolOptions::default()
+    };
+    let mut src = PoolSource::new(opts, sinks.clone());
     src.collect(Instant::now());
-    let children_files = src.uses_children_files();
-    let world = World::new("golden".into());
-    for s in src.states() {
-        lock(&world.pools).insert(s.name.clone(), s.clone());
-    }
-    let text = badgateway_exporter::metrics::render(&badgateway_exporter::metrics::registry(world));
+    let children_files = src.view().get().children_files;
+    let inputs = Inputs {
+        pools: src.view(),
+        ..Inputs::empty(sinks, "golden")
+    };
+    let body = Renderer::new(inputs).render().body;
+    let text = String::from_utf8(body.to_vec()).unwrap();
     // Keep the pool families only: self-observation varies run to run.
     let text = text
         .lines()

@@ -58,6 +58,28 @@ pub fn parse_record(buf: &[u8]) -> Result<Record<'_>, RecordError> {
     })
 }
 
+/// The records of a capture of /dev/kmsg (what `cat /dev/kmsg` writes):
+/// each record is its header line plus the dictionary lines after it, which
+/// start with a space. Each item is what one `read()` of the device returns.
+pub fn capture_records(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut end = 0;
+        loop {
+            end += memchr::memchr(b'\n', &rest[end..]).map_or(rest.len() - end, |i| i + 1);
+            if end >= rest.len() || rest[end] != b' ' {
+                break;
+            }
+        }
+        let (rec, tail) = rest.split_at(end);
+        rest = tail;
+        Some(rec)
+    })
+}
+
 /// Decodes the kernel's `\xNN` escapes (used for control bytes, bytes >= 0x7f
 /// and the backslash itself). A backslash not followed by two hex digits is
 /// kept verbatim rather than rejected, since the text is still useful.
@@ -138,17 +160,9 @@ pub(crate) mod tests {
     /// Splits a fixture (one record per line, dictionary lines start with a
     /// space) back into the byte strings individual `read()`s would return.
     pub(crate) fn fixture_records(file: &str) -> Vec<String> {
-        let mut recs: Vec<String> = Vec::new();
-        for line in file.lines() {
-            match recs.last_mut() {
-                Some(r) if line.starts_with(' ') => {
-                    r.push_str(line);
-                    r.push('\n');
-                }
-                _ => recs.push(format!("{line}\n")),
-            }
-        }
-        recs
+        capture_records(file.as_bytes())
+            .map(|r| String::from_utf8(r.to_vec()).unwrap())
+            .collect()
     }
 
     const RECORDS_HAND: &str = include_str!(concat!(

@@ -1,27 +1,31 @@
-//! The nginx source: access-log status counts and error-log failure causes.
+//! The nginx source: access-log status counts and error-log failure
+//! causes, from one or more configured nginx instances.
 //!
-//! One thread polls every configured log through a rotation-safe follower;
-//! lines are parsed in place and counted into bounded tables that are
-//! published to the world after each poll.
+//! Each poll reads everything new from every log through a rotation-safe
+//! follower; lines are parsed in place and counted into bounded tables
+//! ([`log_counters`]). Each 5xx answered to a client and each upstream
+//! failure also goes on the timeline, tied to the pool that serves its
+//! upstream.
+//!
+//! - [`access`]: the `log_format` compiler and line parser;
+//! - [`error_log`]: the error-line parser and the failure reason table;
+//! - [`log_counters`]: the bounded tables one nginx's lines are counted in.
 
 pub mod access;
-pub mod counters;
-pub mod error;
+pub mod error_log;
+pub mod log_counters;
 
 use std::collections::BTreeMap;
-use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use prometheus_client::encoding::DescriptorEncoder;
-
-use crate::config::{Config, NginxConfig};
+use crate::config::NginxConfig;
 use crate::follow::{FollowConfig, Follower, StartAt};
-use crate::metrics::{define_metrics, family};
-use crate::state::{lock, World};
+use crate::state::timeline::{EventKind, Request, ServerError, UpstreamFailure};
+use crate::state::{PoolIndex, Published, Sinks};
 use access::{AccessFormat, Escape};
-use counters::{LogCounters, ParseError};
-use error::{Phase, Reason};
+use log_counters::LogCounters;
 
 /// Access lines can be long (query strings); error lines nginx cuts at 2048.
 pub const ACCESS_MAX_LINE: usize = 16 * 1024;
@@ -36,12 +40,29 @@ pub struct LogState {
     pub read_errors: u64,
     pub has_access: bool,
     pub has_error: bool,
+    /// (upstream, pool) for each upstream label value a pool serves.
+    pub upstream_pools: Vec<(String, String)>,
 }
 
-/// What the nginx source has seen, by configured name.
+/// What the nginx source publishes, by configured name.
 #[derive(Debug, Default, Clone)]
-pub struct NginxState {
+pub struct NginxView {
     pub logs: BTreeMap<String, LogState>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NginxOptions {
+    pub logs: Vec<NginxConfig>,
+    /// Upper bound on distinct `upstream` label values per log.
+    pub max_upstreams: usize,
+    /// Where to start in the files that exist at startup.
+    pub start: StartAt,
+    pub interval: Duration,
+}
+
+/// The health `source` label of one of a configured nginx's files.
+pub fn health_source(name: &str, file: &str) -> String {
+    format!("nginx/{name}/{file}")
 }
 
 /// Compile an entry's `log_format`: a built-in name, a full
@@ -69,17 +90,16 @@ pub fn compile_format(n: &NginxConfig) -> Result<AccessFormat, String> {
     Ok(fmt)
 }
 
-struct Source {
-    name: String,
+struct LogSource {
+    name: Arc<str>,
     format: Option<AccessFormat>,
     access: Option<Follower>,
     error: Option<Follower>,
     state: LogState,
-    warned: bool,
 }
 
-impl Source {
-    fn new(n: &NginxConfig, max_upstreams: usize, start: StartAt) -> Result<Source, String> {
+impl LogSource {
+    fn new(n: &NginxConfig, max_upstreams: usize, start: StartAt) -> Result<LogSource, String> {
         let format = match n.access_log {
             Some(_) => Some(compile_format(n)?),
             None => None,
@@ -94,8 +114,8 @@ impl Source {
                 },
             )
         };
-        Ok(Source {
-            name: n.name.clone(),
+        Ok(LogSource {
+            name: Arc::from(n.name.as_str()),
             format,
             access: n.access_log.as_ref().map(|p| follow(p, ACCESS_MAX_LINE)),
             error: n.error_log.as_ref().map(|p| follow(p, ERROR_MAX_LINE)),
@@ -106,227 +126,195 @@ impl Source {
                 read_errors: 0,
                 has_access: n.access_log.is_some(),
                 has_error: n.error_log.is_some(),
+                upstream_pools: Vec::new(),
             },
-            warned: false,
         })
     }
 
-    /// Read everything new from both logs. Returns whether anything changed.
-    fn poll(&mut self) -> bool {
+    /// Read everything new from both logs. Returns the number of files
+    /// that could not be read, and whether anything changed.
+    fn poll(&mut self, sinks: &Sinks, pools: &PoolIndex) -> (u64, bool) {
         let before = (
             self.state.counters.access_lines,
             self.state.counters.error_lines,
         );
         let counters = &mut self.state.counters;
+        let log = &self.name;
+        let pool_of =
+            |upstream: Option<&str>| upstream.and_then(|u| pools.serving(u).next().cloned());
         let mut rotations = 0;
         let mut lag = 0;
-        let mut errors = Vec::new();
+        let mut errors = 0;
         if let (Some(f), Some(fmt)) = (self.access.as_mut(), self.format.as_ref()) {
-            let r = f.poll(&mut |l| counters.access_line(fmt, l.bytes, l.truncated));
-            if let Err(e) = r {
-                errors.push((f.path().display().to_string(), e));
-            }
+            let read_at = SystemTime::now();
+            let r = f.poll(&mut |l| {
+                let Some(c) = counters.access_line(fmt, l.bytes, l.truncated) else {
+                    return;
+                };
+                if c.status < 500 {
+                    return;
+                }
+                let upstream = c.upstream.map(|u| String::from_utf8_lossy(u).into_owned());
+                let e = ServerError {
+                    log: log.clone(),
+                    status: c.status,
+                    upstream: upstream.as_deref().map(Into::into),
+                    conn: None,
+                    request: None,
+                };
+                sinks.timeline.push(
+                    read_at,
+                    pool_of(upstream.as_deref()),
+                    EventKind::ServerError(e),
+                );
+            });
+            errors += report(sinks, log, "access", f.path(), r.map(|_| ()));
             rotations += f.totals().rotations + f.totals().truncations;
             lag += f.lag_bytes();
         }
+        let counters = &mut self.state.counters;
         if let Some(f) = self.error.as_mut() {
-            if let Err(e) = f.poll(&mut |l| counters.error_line(l.bytes, l.truncated)) {
-                errors.push((f.path().display().to_string(), e));
-            }
+            let r = f.poll(&mut |l| {
+                let text = String::from_utf8_lossy(l.bytes);
+                let Some((line, failure)) = counters.error_line(&text, l.truncated) else {
+                    return;
+                };
+                let upstream = line.upstream.map(error_log::upstream_server);
+                let e = UpstreamFailure {
+                    log: log.clone(),
+                    reason: failure.reason,
+                    phase: failure.phase,
+                    status: failure.status,
+                    upstream: upstream.map(Into::into),
+                    conn: line.conn,
+                    request: line.request.and_then(Request::from_request_line),
+                };
+                let at = local_time(line.time).unwrap_or_else(SystemTime::now);
+                sinks
+                    .timeline
+                    .push(at, pool_of(upstream), EventKind::UpstreamFailure(e));
+            });
+            errors += report(sinks, log, "error", f.path(), r.map(|_| ()));
             rotations += f.totals().rotations + f.totals().truncations;
             lag += f.lag_bytes();
         }
         self.state.rotations = rotations;
         self.state.lag_bytes = lag;
-        self.state.read_errors += errors.len() as u64;
-        for (path, e) in errors {
-            if !self.warned {
-                tracing::warn!(log = %self.name, path = %path, error = %e, "reading nginx log");
-                self.warned = true;
-            }
-        }
-        before
+        self.state.read_errors += errors;
+        self.state.upstream_pools = self
+            .state
+            .counters
+            .upstreams
+            .names()
+            .flat_map(|(_, up)| {
+                pools
+                    .serving(up)
+                    .map(move |p| (up.to_string(), p.to_string()))
+            })
+            .collect();
+        let changed = before
             != (
                 self.state.counters.access_lines,
                 self.state.counters.error_lines,
-            )
-    }
-}
-
-pub fn start(cfg: &Config, args: &crate::cli::Args, world: Arc<World>) -> anyhow::Result<()> {
-    let mut sources = Vec::new();
-    for n in &cfg.nginx {
-        let s = Source::new(n, cfg.max_upstreams, StartAt::End)
-            .map_err(|e| anyhow::anyhow!("config {}: nginx {:?}: {e}", cfg.origin, n.name))?;
-        sources.push(s);
-    }
-    if sources.is_empty() {
-        return Ok(());
-    }
-    let interval = args.nginx_interval;
-    crate::cli::spawn("nginx", move || run(sources, world, interval))
-}
-
-fn run(mut sources: Vec<Source>, world: Arc<World>, interval: Duration) {
-    world.run_collector("nginx", interval, || {
-        let errors0: u64 = sources.iter().map(|s| s.state.read_errors).sum();
-        let mut changed = false;
-        for s in &mut sources {
-            changed |= s.poll();
-        }
-        let mut st = lock(&world.nginx);
-        for s in &sources {
-            st.logs.insert(s.name.clone(), s.state.clone());
-        }
-        let errors = sources.iter().map(|s| s.state.read_errors).sum::<u64>() - errors0;
+            );
         (errors, changed)
-    })
+    }
 }
 
-define_metrics! { METRICS;
-    RESPONSES: Counter, "badgateway_nginx_responses", ["log", "upstream", "status"], "Requests by final client status and the upstream of the last attempt (`-` when nginx answered without one).";
-    ATTEMPTS: Counter, "badgateway_nginx_upstream_attempts", ["log", "upstream", "status"], "Upstream attempts by status, from $upstream_addr/$upstream_status (`-` when the attempt has no status).";
-    BACKEND_ERRORS: Counter, "badgateway_nginx_upstream_backend_errors", ["log", "upstream", "status"], "5xx attempts that the backend sent itself (a response header arrived, per $upstream_header_time), as opposed to ones nginx generated.";
-    FAILURES: Counter, "badgateway_nginx_upstream_failures", ["log", "upstream", "reason", "phase"], "Upstream failures from the error log, by reason and phase. Phase read_body failures come after the status was sent and do not become 5xx.";
-    RESPONSE_SECONDS: Histogram, "badgateway_nginx_response_seconds", ["log", "upstream"], "$request_time, by the upstream of the last attempt.";
-    UPSTREAM_SECONDS: Histogram, "badgateway_nginx_upstream_response_seconds", ["log", "upstream"], "$upstream_response_time of each attempt.";
-    LOG_LINES: Counter, "badgateway_log_lines", ["log", "file"], "Lines read, by file (access, error).";
-    PARSE_ERRORS: Counter, "badgateway_log_parse_errors", ["log", "reason"], "Lines that did not count: format_mismatch, bad_status, invalid_utf8, too_long, error_layout.";
-    ROTATIONS: Counter, "badgateway_log_rotations", ["log"], "Rotations (rename, delete+recreate) and truncations (copytruncate) seen.";
-    LAG: Gauge, "badgateway_log_lag_bytes", ["log"], "Bytes written to the log files and not yet read.";
-    LOG_READ_ERRORS: Counter, "badgateway_log_read_errors", ["log"], "Polls that failed to read a log file (the follower keeps its place).";
-    OVERFLOW: Counter, "badgateway_label_overflow", ["metric"], "Label values folded into `other` because a label hit its cap.";
-    UPSTREAM_POOL: Gauge, "badgateway_nginx_upstream_pool", ["log", "upstream", "pool"], "1 for each upstream served by a pool's master (its unix socket or host:port); join on `upstream` to put a pool on nginx series.";
+/// Report one poll of a log file; returns 1 if it failed.
+fn report(sinks: &Sinks, log: &str, file: &str, path: &Path, r: std::io::Result<()>) -> u64 {
+    let r = r.map_err(|e| format!("reading {}: {e}", path.display()));
+    let failed = r.is_err() as u64;
+    sinks.health.report(&health_source(log, file), r);
+    failed
 }
 
-/// The three (upstream, status) tables, written the same way.
-#[derive(Clone, Copy)]
-enum StatusTable {
-    Responses,
-    Attempts,
-    BackendErrors,
+/// A time as nginx's error log writes it (`2026/11/23 04:20:01`, the
+/// host's local time, without an offset), as a wall-clock time.
+fn local_time(t: &str) -> Option<SystemTime> {
+    let (date, time) = t.split_once(' ')?;
+    let mut d = date.split('/').map(|x| x.parse::<i32>().ok());
+    let mut h = time.split(':').map(|x| x.parse::<i32>().ok());
+    // SAFETY: an all-zero tm is a valid value to fill in.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    tm.tm_year = d.next()?? - 1900;
+    tm.tm_mon = d.next()?? - 1;
+    tm.tm_mday = d.next()??;
+    tm.tm_hour = h.next()??;
+    tm.tm_min = h.next()??;
+    tm.tm_sec = h.next()??;
+    tm.tm_isdst = -1;
+    // SAFETY: mktime reads and normalises the tm we own; it consults the
+    // process's time zone like nginx did when it wrote the line.
+    let secs = unsafe { libc::mktime(&mut tm) };
+    (secs >= 0).then(|| SystemTime::UNIX_EPOCH + Duration::from_secs(secs as u64))
 }
 
-impl StatusTable {
-    fn of(self, c: &LogCounters) -> &counters::StatusCounts {
-        match self {
-            StatusTable::Responses => &c.responses,
-            StatusTable::Attempts => &c.attempts,
-            StatusTable::BackendErrors => &c.backend_errors,
+pub struct NginxSource {
+    logs: Vec<LogSource>,
+    opts: NginxOptions,
+    sinks: Sinks,
+    pools: Arc<Published<PoolIndex>>,
+    out: Arc<Published<NginxView>>,
+}
+
+impl NginxSource {
+    /// Fails when a log format does not compile; the error names the entry.
+    pub fn new(
+        opts: NginxOptions,
+        sinks: Sinks,
+        pools: Arc<Published<PoolIndex>>,
+    ) -> Result<NginxSource, String> {
+        let mut logs = Vec::new();
+        for n in &opts.logs {
+            logs.push(
+                LogSource::new(n, opts.max_upstreams, opts.start)
+                    .map_err(|e| format!("nginx {:?}: {e}", n.name))?,
+            );
         }
+        Ok(NginxSource {
+            logs,
+            opts,
+            sinks,
+            pools,
+            out: Published::new(NginxView::default()),
+        })
     }
-}
 
-pub fn encode(world: &World, enc: &mut DescriptorEncoder) -> fmt::Result {
-    let st = lock(&world.nginx).clone();
-    let listening: Vec<(String, Vec<String>)> = lock(&world.pools)
-        .values()
-        .filter(|p| !p.listen.is_empty())
-        .map(|p| (p.name.clone(), p.listen.clone()))
-        .collect();
-    let logs = || st.logs.iter();
-    for (def, table) in [
-        (&RESPONSES, StatusTable::Responses),
-        (&ATTEMPTS, StatusTable::Attempts),
-        (&BACKEND_ERRORS, StatusTable::BackendErrors),
-    ] {
-        family(enc, def, |f| {
-            logs().try_for_each(|(name, l)| {
-                let c = &l.counters;
-                let mut v: Vec<_> = table.of(c).iter().collect();
-                v.sort();
-                v.into_iter().try_for_each(|((up, status), n)| {
-                    let s = match *status {
-                        counters::NO_STATUS => "-".to_string(),
-                        s => s.to_string(),
-                    };
-                    f.counter(&[name, c.upstreams.name(*up), &s], *n)
-                })
-            })
-        })?;
+    pub fn published(&self) -> Arc<Published<NginxView>> {
+        self.out.clone()
     }
-    family(enc, &FAILURES, |f| {
-        logs()
-            .filter(|(_, l)| l.has_error)
-            .try_for_each(|(name, l)| {
-                let c = &l.counters;
-                let mut v: Vec<((u16, Reason, Phase), u64)> =
-                    c.failures.iter().map(|(k, v)| (*k, *v)).collect();
-                v.sort_by_key(|((u, r, p), _)| (*u, r.as_str(), p.as_str()));
-                v.into_iter().try_for_each(|((up, reason, phase), n)| {
-                    f.counter(
-                        &[name, c.upstreams.name(up), reason.as_str(), phase.as_str()],
-                        n,
-                    )
-                })
-            })
-    })?;
-    for (def, pick) in [(&RESPONSE_SECONDS, 0), (&UPSTREAM_SECONDS, 1)] {
-        family(enc, def, |f| {
-            logs().try_for_each(|(name, l)| {
-                let c = &l.counters;
-                let h = if pick == 0 {
-                    &c.response_seconds
-                } else {
-                    &c.upstream_seconds
-                };
-                let mut v: Vec<_> = h.iter().collect();
-                v.sort_by_key(|(k, _)| **k);
-                v.into_iter().try_for_each(|(up, h)| {
-                    f.histogram(
-                        &[name, c.upstreams.name(*up)],
-                        h.sum_ms as f64 / 1000.0,
-                        h.count,
-                        &h.cumulative(),
-                    )
-                })
-            })
-        })?;
+
+    pub fn is_empty(&self) -> bool {
+        self.logs.is_empty()
     }
-    family(enc, &LOG_LINES, |f| {
-        logs().try_for_each(|(name, l)| {
-            if l.has_access {
-                f.counter(&[name, "access"], l.counters.access_lines)?;
-            }
-            if l.has_error {
-                f.counter(&[name, "error"], l.counters.error_lines)?;
-            }
-            Ok(())
-        })
-    })?;
-    family(enc, &PARSE_ERRORS, |f| {
-        logs().try_for_each(|(name, l)| {
-            ParseError::ALL.iter().try_for_each(|e| {
-                f.counter(
-                    &[name, e.as_str()],
-                    l.counters.parse_errors.get(e).copied().unwrap_or(0),
-                )
-            })
-        })
-    })?;
-    family(enc, &ROTATIONS, |f| {
-        logs().try_for_each(|(name, l)| f.counter(&[name], l.rotations))
-    })?;
-    family(enc, &LAG, |f| {
-        logs().try_for_each(|(name, l)| f.gauge(&[name], l.lag_bytes))
-    })?;
-    family(enc, &LOG_READ_ERRORS, |f| {
-        logs().try_for_each(|(name, l)| f.counter(&[name], l.read_errors))
-    })?;
-    family(enc, &UPSTREAM_POOL, |f| {
-        logs().try_for_each(|(name, l)| {
-            l.counters.upstreams.names().try_for_each(|(_, up)| {
-                listening
-                    .iter()
-                    .filter(|(_, addrs)| addrs.iter().any(|a| crate::pools::listen::serves(a, up)))
-                    .try_for_each(|(pool, _)| f.gauge(&[name, up, pool], 1))
-            })
-        })
-    })?;
-    family(enc, &OVERFLOW, |f| {
-        let n: u64 = logs().map(|(_, l)| l.counters.upstreams.overflowed).sum();
-        f.counter(&["upstream"], n)
-    })
+
+    /// Read everything new from every log, and publish. Returns the number
+    /// of files that could not be read, and whether anything changed.
+    pub fn poll(&mut self) -> (u64, bool) {
+        let pools = self.pools.get();
+        let mut errors = 0;
+        let mut changed = false;
+        for l in &mut self.logs {
+            let (e, c) = l.poll(&self.sinks, &pools);
+            errors += e;
+            changed |= c;
+        }
+        self.out.publish(NginxView {
+            logs: self
+                .logs
+                .iter()
+                .map(|l| (l.name.to_string(), l.state.clone()))
+                .collect(),
+        });
+        (errors, changed)
+    }
+
+    /// Run forever on the calling thread.
+    pub fn run(mut self) -> ! {
+        let (sinks, interval) = (self.sinks.clone(), self.opts.interval);
+        sinks.run_loop("nginx", interval, || self.poll())
+    }
 }
 
 #[cfg(test)]

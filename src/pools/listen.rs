@@ -3,10 +3,10 @@
 //! /proc/MASTER/net/{unix,tcp,tcp6} (its network namespace).
 //!
 //! nginx names an upstream the same way (`unix:/run/app.sock`,
-//! `127.0.0.1:8000`), which is how a 502 is tied to the pool behind it.
+//! `127.0.0.1:8000`), which is how a 502 is tied to the pool behind it
+//! (see `state::pool_index::serves`).
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 
 use procfs::net::{TcpState, UnixState};
 use procfs::process::{FDTarget, Process};
@@ -46,37 +46,4 @@ pub fn listen_addresses(master: &Process) -> Vec<String> {
     out.sort();
     out.dedup();
     out
-}
-
-/// Whether an upstream as nginx logs it is served by `listen`: the same
-/// unix path, or the same port on the same address or on a wildcard one.
-pub fn serves(listen: &str, upstream: &str) -> bool {
-    if listen == upstream {
-        return true;
-    }
-    if listen.starts_with("unix:") || upstream.starts_with("unix:") {
-        return false;
-    }
-    let (Ok(l), Ok(u)) = (listen.parse::<SocketAddr>(), upstream.parse::<SocketAddr>()) else {
-        return false;
-    };
-    l.port() == u.port() && (l.ip().is_unspecified() || l.ip() == u.ip())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn upstream_matching() {
-        assert!(serves("unix:/run/app.sock", "unix:/run/app.sock"));
-        assert!(!serves("unix:/run/app.sock", "unix:/run/other.sock"));
-        assert!(serves("127.0.0.1:8000", "127.0.0.1:8000"));
-        assert!(serves("0.0.0.0:8000", "127.0.0.1:8000"));
-        assert!(serves("[::]:8000", "[::1]:8000"));
-        assert!(!serves("127.0.0.1:8000", "127.0.0.1:8001"));
-        assert!(!serves("10.0.0.1:8000", "127.0.0.1:8000"));
-        assert!(!serves("127.0.0.1:8000", "backend_group"));
-        assert!(!serves("unix:/a", "127.0.0.1:1"));
-    }
 }

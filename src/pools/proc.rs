@@ -110,6 +110,15 @@ impl ProcRoot {
         self.boot_time_secs as f64 + starttime_ticks as f64 / self.ticks_per_second as f64
     }
 
+    /// The wall-clock time at which a process started.
+    pub fn start_time(&self, starttime_ticks: u64) -> std::time::SystemTime {
+        std::time::SystemTime::UNIX_EPOCH
+            + std::time::Duration::from_secs(self.boot_time_secs)
+            + std::time::Duration::from_nanos(
+                starttime_ticks.saturating_mul(1_000_000_000) / self.ticks_per_second,
+            )
+    }
+
     /// The whole process table: pid, parent and start time of each process.
     /// Reads only `/proc/PID/stat`; processes that vanish mid-scan are skipped.
     pub fn scan(&self) -> std::io::Result<Vec<ProcEntry>> {

@@ -7,7 +7,7 @@
 use rustc_hash::FxHashMap as HashMap;
 
 use super::access::{self, AccessFields, AccessFormat};
-use super::error::{self, Phase, Reason};
+use super::error_log::{self, ErrorLine, Phase, Reason, UpstreamFailure};
 
 /// The `upstream` label of requests nginx answered without an upstream.
 pub const NO_UPSTREAM: &str = "-";
@@ -143,6 +143,16 @@ impl ParseError {
 /// The `status` label of an attempt without a status (`-`).
 pub const NO_STATUS: u16 = 0;
 
+/// An access line that counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counted<'a> {
+    /// The status nginx answered the client with.
+    pub status: u16,
+    /// The upstream of the last attempt, as written in the line.
+    pub upstream: Option<&'a [u8]>,
+    pub fields: AccessFields<'a>,
+}
+
 /// (upstream, status) -> count.
 pub type StatusCounts = HashMap<(u16, u16), u64>;
 
@@ -182,15 +192,21 @@ impl LogCounters {
         }
     }
 
-    fn parse_error(&mut self, e: ParseError) {
+    fn parse_error<T>(&mut self, e: ParseError) -> Option<T> {
         *self.parse_errors.entry(e).or_default() += 1;
+        None
     }
 
-    /// Count one access-log line. Nothing here allocates once an
-    /// upstream has been seen: fields borrow from the line.
-    pub fn access_line(&mut self, fmt: &AccessFormat, line: &[u8], truncated: bool) {
+    /// Count one access-log line; returns what was counted, for the
+    /// caller's timeline. Nothing here allocates once an upstream has been
+    /// seen: fields borrow from the line.
+    pub fn access_line<'a>(
+        &mut self,
+        fmt: &AccessFormat,
+        line: &'a [u8],
+        truncated: bool,
+    ) -> Option<Counted<'a>> {
         let mut fields = AccessFields::default();
-        let fields = &mut fields;
         self.access_lines += 1;
         if truncated {
             return self.parse_error(ParseError::TooLong);
@@ -200,7 +216,7 @@ impl LogCounters {
         if !line.is_ascii() && std::str::from_utf8(line).is_err() {
             return self.parse_error(ParseError::InvalidUtf8);
         }
-        if fmt.parse(line, fields).is_err() {
+        if fmt.parse(line, &mut fields).is_err() {
             return self.parse_error(ParseError::FormatMismatch);
         }
         let Some(status) = fields
@@ -213,6 +229,7 @@ impl LogCounters {
 
         // Attempts: $upstream_addr[i] with $upstream_status[i].
         let mut last_upstream = None;
+        let mut last_addr = None;
         if let Some(addrs) = fields.upstream_addr {
             let mut statuses = fields.upstream_status.map(access::upstream_entries);
             let mut times = fields.upstream_response_time.map(access::upstream_entries);
@@ -224,6 +241,7 @@ impl LogCounters {
                 let Some(addr) = addr else { continue };
                 let up = self.upstreams.id(addr);
                 last_upstream = Some(up);
+                last_addr = Some(addr);
                 let code = st
                     .and_then(access::parse_status)
                     .filter(|s| (100..600).contains(s))
@@ -244,29 +262,37 @@ impl LogCounters {
         if let Some(ms) = fields.request_time.and_then(access::parse_seconds_millis) {
             self.response_seconds.entry(up).or_default().observe_ms(ms);
         }
+        Some(Counted {
+            status,
+            upstream: last_addr,
+            fields,
+        })
     }
 
-    /// Count one error-log line; only upstream failures become series.
-    pub fn error_line(&mut self, line: &[u8], truncated: bool) {
+    /// Count one error-log line; only upstream failures become series,
+    /// and are returned for the caller's timeline.
+    pub fn error_line<'a>(
+        &mut self,
+        text: &'a str,
+        truncated: bool,
+    ) -> Option<(ErrorLine<'a>, UpstreamFailure)> {
         self.error_lines += 1;
         // nginx cuts error lines itself (at 2048 bytes); a cut line still
         // carries the message, so it is classified, not rejected.
         let _ = truncated;
-        let text = String::from_utf8_lossy(line);
-        let Some(parsed) = error::parse_error_line(&text) else {
+        let Some(parsed) = error_log::parse_error_line(text) else {
             return self.parse_error(ParseError::ErrorLayout);
         };
-        let Some(failure) = error::classify(&parsed) else {
-            return;
-        };
+        let failure = error_log::classify(&parsed)?;
         let up = match parsed.upstream {
-            Some(u) => self.upstreams.id(error::upstream_server(u).as_bytes()),
+            Some(u) => self.upstreams.id(error_log::upstream_server(u).as_bytes()),
             None => 0,
         };
         *self
             .failures
             .entry((up, failure.reason, failure.phase))
             .or_default() += 1;
+        Some((parsed, failure))
     }
 }
 
@@ -388,7 +414,7 @@ mod tests {
             "/fixtures/nginx/error.log"
         ));
         for l in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            c.error_line(l, false);
+            c.error_line(&String::from_utf8_lossy(l), false);
         }
         let by_reason = |r: Reason| -> u64 {
             c.failures

@@ -7,103 +7,127 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::counters::{self, ProcCgroups};
-use super::{CgroupVersion, PoolCgroup, SourceHealth};
-use crate::state::{lock, World};
+use super::counter_files::{self, ProcCgroups};
+use super::{CgroupVersion, MemoryCounters, PoolCgroup};
+use crate::state::{PoolIndex, Published, Sinks};
 
-pub struct Poller {
-    procfs: PathBuf,
-    sysfs: PathBuf,
-    health: SourceHealth,
+/// Where the counter files are.
+#[derive(Debug, Clone)]
+pub struct CounterOptions {
+    pub procfs: PathBuf,
+    pub sysfs: PathBuf,
+    pub interval: Duration,
 }
 
-impl Poller {
-    pub fn new(procfs: &Path, sysfs: &Path) -> Poller {
-        Poller {
-            procfs: procfs.to_path_buf(),
-            sysfs: sysfs.to_path_buf(),
-            health: SourceHealth::default(),
+pub struct CounterReader {
+    opts: CounterOptions,
+    sinks: Sinks,
+    pools: Arc<Published<PoolIndex>>,
+    out: Arc<Published<MemoryCounters>>,
+}
+
+impl CounterReader {
+    pub fn new(opts: CounterOptions, sinks: Sinks, pools: Arc<Published<PoolIndex>>) -> Self {
+        CounterReader {
+            opts,
+            sinks,
+            pools,
+            out: Published::new(MemoryCounters::default()),
         }
     }
 
-    /// Run forever on the calling thread, publishing to `world`.
-    pub fn run(mut self, world: Arc<World>, interval: Duration) {
-        // Pools' cgroups are found from their masters: let the pool
-        // collector find them first.
-        world.wait_for_cycle("pools", Duration::from_secs(10));
-        world.run_collector("kernel", interval, || (self.collect(&world), true))
+    pub fn published(&self) -> Arc<Published<MemoryCounters>> {
+        self.out.clone()
     }
 
-    /// One cycle; returns the number of values that could not be read.
-    pub fn collect(&mut self, world: &World) -> u64 {
-        let mut errors = 0;
-        let mut report = |health: &mut SourceHealth, source, r: Result<(), String>| {
-            errors += r.is_err() as u64;
-            health.report(world, source, r);
-        };
+    /// Run forever on the calling thread.
+    pub fn run(mut self) -> ! {
+        // Pools' cgroups are found from their masters: let the pool
+        // source find them first.
+        self.pools.wait_first(Duration::from_secs(10));
+        let (sinks, interval) = (self.sinks.clone(), self.opts.interval);
+        sinks.run_loop("kernel", interval, || (self.collect(), true))
+    }
 
-        let path = self.procfs.join("vmstat");
+    /// One cycle: read and publish every counter; returns the number of
+    /// files that could not be read.
+    pub fn collect(&mut self) -> u64 {
+        let mut errors = 0;
+        let health = self.sinks.health.clone();
+        let mut report = |source: &str, r: Result<(), String>| {
+            errors += r.is_err() as u64;
+            health.report(source, r);
+        };
+        let procfs = &self.opts.procfs;
+
+        let path = procfs.join("vmstat");
         let vmstat = read(&path).and_then(|t| {
-            counters::vmstat_oom_kills(&t)
+            counter_files::vmstat_oom_kills(&t)
                 .ok_or_else(|| format!("{}: no oom_kill line (kernel before 4.13)", path.display()))
         });
-        let r = vmstat.as_ref().map(|_| ()).map_err(Clone::clone);
-        lock(&world.kernel).vmstat_oom_kills = vmstat.ok();
-        report(&mut self.health, "vmstat", r);
+        report("vmstat", vmstat.as_ref().map(|_| ()).map_err(Clone::clone));
 
-        let path = self.procfs.join("meminfo");
+        let path = procfs.join("meminfo");
         let host = read(&path).and_then(|t| {
-            let m = counters::parse_meminfo(&t);
+            let m = counter_files::parse_meminfo(&t);
             match m.total {
                 Some(_) => Ok(m),
                 None => Err(format!("{}: no MemTotal line", path.display())),
             }
         });
-        let r = host.as_ref().map(|_| ()).map_err(Clone::clone);
-        lock(&world.kernel).host = host.unwrap_or_default();
-        report(&mut self.health, "meminfo", r);
+        report("meminfo", host.as_ref().map(|_| ()).map_err(Clone::clone));
 
-        let path = self.procfs.join("pressure/memory");
+        let path = procfs.join("pressure/memory");
         let pressure = read(&path)
             .map_err(|e| format!("{e} (no PSI: kernel before 4.20, or booted with psi=0)"))
             .and_then(|t| {
-                let p = counters::parse_pressure(&t);
+                let p = counter_files::parse_pressure(&t);
                 match p.some_usec {
                     Some(_) => Ok(p),
                     None => Err(format!("{}: no some total=", path.display())),
                 }
             });
-        let r = pressure.as_ref().map(|_| ()).map_err(Clone::clone);
-        lock(&world.kernel).pressure = pressure.unwrap_or_default();
-        report(&mut self.health, "pressure", r);
+        report(
+            "pressure",
+            pressure.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
 
-        let (cgroups, r) = self.cgroups(world);
-        lock(&world.kernel).cgroups = cgroups;
-        report(&mut self.health, "cgroup", r);
+        let (cgroups, r) = self.cgroups();
+        report("cgroup", r);
+        self.out.publish(MemoryCounters {
+            vmstat_oom_kills: vmstat.ok(),
+            host: host.unwrap_or_default(),
+            pressure: pressure.unwrap_or_default(),
+            cgroups,
+        });
         errors
     }
 
     /// The memory cgroup of every pool whose master is live. The first
     /// failure is reported; the other pools are still read.
-    fn cgroups(&self, world: &World) -> (BTreeMap<String, PoolCgroup>, Result<(), String>) {
-        let masters: Vec<(String, i32)> = lock(&world.pools)
-            .values()
-            .filter_map(|p| Some((p.name.clone(), p.master?.pid)))
+    fn cgroups(&self) -> (BTreeMap<String, PoolCgroup>, Result<(), String>) {
+        let (procfs, sysfs) = (&self.opts.procfs, &self.opts.sysfs);
+        let masters: Vec<(String, i32)> = self
+            .pools
+            .get()
+            .pools
+            .iter()
+            .filter_map(|p| Some((p.name.to_string(), p.master?.pid)))
             .collect();
         let mut out = BTreeMap::new();
         let mut result = Ok(());
-        let cgroup_root = self.sysfs.join("fs/cgroup");
+        let cgroup_root = sysfs.join("fs/cgroup");
         if !cgroup_root.is_dir() {
             result = Err(format!("{}: not a directory", cgroup_root.display()));
         }
         for (pool, pid) in masters {
-            let path = self.procfs.join(pid.to_string()).join("cgroup");
+            let path = procfs.join(pid.to_string()).join("cgroup");
             let Ok(text) = std::fs::read_to_string(&path) else {
                 // The master just exited; the pool source will notice.
                 continue;
             };
-            let procs = counters::parse_proc_cgroup(&text);
-            match memory_cgroup(&self.sysfs, &procs, |p| p.exists()) {
+            let procs = counter_files::parse_proc_cgroup(&text);
+            match memory_cgroup(sysfs, &procs, |p| p.exists()) {
                 Some(Found::Dir(dir, version, path)) => {
                     let (cg, r) = read_cgroup(&dir, version, path);
                     if let Err(e) = r {
@@ -193,10 +217,10 @@ fn read_cgroup(
     let cg = PoolCgroup {
         path,
         version,
-        usage: file(usage).and_then(|t| counters::parse_bytes(&t)),
-        limit: file(limit).and_then(|t| counters::parse_limit(&t)),
+        usage: file(usage).and_then(|t| counter_files::parse_bytes(&t)),
+        limit: file(limit).and_then(|t| counter_files::parse_limit(&t)),
         events: file(events)
-            .map(|t| counters::parse_memory_events(&t))
+            .map(|t| counter_files::parse_memory_events(&t))
             .unwrap_or_default(),
     };
     (cg, result)
@@ -205,7 +229,7 @@ fn read_cgroup(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use counters::ProcCgroups;
+    use counter_files::ProcCgroups;
 
     fn cg(v1: Option<&str>, v2: Option<&str>) -> ProcCgroups {
         ProcCgroups {

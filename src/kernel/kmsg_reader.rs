@@ -1,0 +1,530 @@
+//! Follows /dev/kmsg (or replays a capture of it) and records each OOM
+//! kill: counted by pool, and put on the timeline.
+//!
+//! One `read()` returns one record. A fresh open starts at the oldest
+//! record still in the ring buffer, so kills since boot (those not yet
+//! overwritten) are counted at startup. Records are keyed on `seq`, so a
+//! reopen never counts one twice. See Documentation/ABI/testing/dev-kmsg.
+//!
+//! The time of a kill is the record's `ts_usec` (the kernel's monotonic
+//! clock, not counting suspend) plus the wall-clock time at which that
+//! clock was 0, measured when the record is read. This is right for a
+//! replayed record too, unless the machine was suspended since it was
+//! logged (then it is early by the suspended time).
+
+use std::io::{ErrorKind, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::kills::{self, Assembler, Known, Victim};
+use super::kmsg::{self, Record};
+use super::oom::parse_oom_line;
+use super::{epoch_seconds, KillCounts, LastKill, MemoryCounters, NO_POOL};
+use crate::state::timeline::{EventKind, OomKill};
+use crate::state::{PoolIndex, Published, Sinks};
+
+/// Large enough for any record (the kernel's limit is 8 KiB of text plus
+/// the header and dictionary); `read()` fails with EINVAL if it is not.
+const BUF_SIZE: usize = 16 * 1024;
+const MAX_BUF_SIZE: usize = 1 << 20;
+const REOPEN_AFTER: Duration = Duration::from_secs(10);
+const STARTUP_WAIT: Duration = Duration::from_secs(15);
+
+/// The health `source` label of the kernel log.
+pub const SOURCE: &str = "kmsg";
+
+#[derive(Debug, Clone)]
+pub struct KmsgOptions {
+    /// /dev/kmsg, or a capture file in its record format.
+    pub path: PathBuf,
+    /// How long after a kill an exit seen by the pool source may be the
+    /// victim's.
+    pub exit_window: Duration,
+    /// The wall-clock time at which the kernel's log clock read 0. `None`:
+    /// measured from CLOCK_MONOTONIC when each record is read (right for
+    /// this host's own log); a capture from elsewhere gives its own.
+    pub boot_time: Option<SystemTime>,
+}
+
+pub struct KmsgReader {
+    opts: KmsgOptions,
+    sinks: Sinks,
+    pools: Arc<Published<PoolIndex>>,
+    /// The pools' memory cgroups, for attributing a kill by its cgroup.
+    memory: Arc<Published<MemoryCounters>>,
+    last_seq: Option<u64>,
+    /// `read()` said records were lost (EPIPE); the next record's `seq`
+    /// tells how many.
+    lost_pending: bool,
+    assembler: Assembler,
+    counts: KillCounts,
+    out: Arc<Published<KillCounts>>,
+}
+
+impl KmsgReader {
+    pub fn new(
+        opts: KmsgOptions,
+        sinks: Sinks,
+        pools: Arc<Published<PoolIndex>>,
+        memory: Arc<Published<MemoryCounters>>,
+    ) -> KmsgReader {
+        KmsgReader {
+            opts,
+            sinks,
+            pools,
+            memory,
+            last_seq: None,
+            lost_pending: false,
+            assembler: Assembler::default(),
+            counts: KillCounts::default(),
+            out: Published::new(KillCounts::default()),
+        }
+    }
+
+    pub fn published(&self) -> Arc<Published<KillCounts>> {
+        self.out.clone()
+    }
+
+    /// Read every record there is and return: the device until it has no
+    /// more (EAGAIN), or a capture file to its end. After it the kill
+    /// counts are complete and exported.
+    pub fn replay(&mut self) -> Result<(), String> {
+        let r = self.open().and_then(|mut f| {
+            let is_file = f.metadata().map(|m| m.is_file()).unwrap_or(false);
+            if is_file {
+                let mut text = Vec::new();
+                f.read_to_end(&mut text)
+                    .map_err(|e| format!("reading {}: {e}", self.opts.path.display()))?;
+                for rec in kmsg::capture_records(&text) {
+                    self.record(rec);
+                }
+                Ok(())
+            } else {
+                self.read(&mut f, false).map(|_| ())
+            }
+        });
+        self.sinks
+            .health
+            .report(SOURCE, r.clone().map_err(|e| e.to_string()));
+        if r.is_ok() {
+            self.set_replayed();
+        }
+        r
+    }
+
+    /// Run forever on the calling thread: replay the ring buffer, then
+    /// follow it; reopen after an error.
+    pub fn run(mut self) -> ! {
+        // The replay at startup attributes past kills by the pools' cgroups,
+        // which the counter reader reads after the pools' first cycle.
+        self.memory.wait_first(STARTUP_WAIT);
+        loop {
+            let r = self.open().and_then(|mut f| {
+                self.sinks.health.report(SOURCE, Ok(()));
+                self.read(&mut f, true)
+            });
+            if let Err(e) = r {
+                self.sinks.health.report(SOURCE, Err(e));
+            }
+            self.sinks.changed.notify();
+            std::thread::sleep(REOPEN_AFTER);
+        }
+    }
+
+    fn open(&self) -> Result<std::fs::File, String> {
+        // Non-blocking, so that the end of the replayed ring buffer shows
+        // as EAGAIN; later records are waited for with poll(2).
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&self.opts.path)
+            .map_err(|e| {
+                let hint = match e.kind() {
+                    ErrorKind::PermissionDenied => {
+                        " (needs CAP_SYSLOG when kernel.dmesg_restrict=1)"
+                    }
+                    ErrorKind::NotFound => {
+                        " (no /dev/kmsg: in a container, mount it from the host)"
+                    }
+                    _ => "",
+                };
+                format!("opening {}: {e}{hint}", self.opts.path.display())
+            })
+    }
+
+    fn set_replayed(&mut self) {
+        if !self.counts.replayed {
+            self.counts.replayed = true;
+            self.publish();
+        }
+    }
+
+    fn publish(&self) {
+        self.out.publish(self.counts.clone());
+        self.sinks.changed.notify();
+    }
+
+    /// Read records until the device has no more (`follow` false: return
+    /// then) or until an error that needs a reopen (returned).
+    fn read(&mut self, f: &mut std::fs::File, follow: bool) -> Result<(), String> {
+        let mut buf = vec![0u8; BUF_SIZE];
+        loop {
+            match f.read(&mut buf) {
+                Ok(0) => {
+                    return Err(format!(
+                        "{}: end of file (not a kmsg device?)",
+                        self.opts.path.display()
+                    ))
+                }
+                Ok(n) => self.record(&buf[..n]),
+                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => self.lost_pending = true,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    // The ring buffer is replayed: from now on the kill
+                    // counters are complete, so export them.
+                    self.set_replayed();
+                    if !follow {
+                        return Ok(());
+                    }
+                    wait_readable(f, Duration::from_secs(1));
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) && buf.len() < MAX_BUF_SIZE => {
+                    let len = buf.len() * 2;
+                    buf.resize(len, 0);
+                }
+                Err(e) => return Err(format!("reading {}: {e}", self.opts.path.display())),
+            }
+        }
+    }
+
+    fn record(&mut self, buf: &[u8]) {
+        let rec = match kmsg::parse_record(buf) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(error = %e, "skipping kmsg record");
+                return;
+            }
+        };
+        if self.last_seq.is_some_and(|last| rec.seq <= last) {
+            return;
+        }
+        let gap = self.last_seq.map_or(0, |last| rec.seq - last - 1);
+        let lost = if self.lost_pending { gap.max(1) } else { gap };
+        self.lost_pending = false;
+        self.last_seq = Some(rec.seq);
+        if lost > 0 {
+            self.counts.records_lost += lost;
+            self.publish();
+        }
+        // Facility 0 is the kernel's own: userspace writes to /dev/kmsg
+        // carry another, so they cannot fake a kill.
+        if rec.facility != 0 || rec.fragment {
+            return;
+        }
+        let Some(line) = parse_oom_line(&rec.text) else {
+            return;
+        };
+        if let Some(v) = self.assembler.feed(line) {
+            self.kill(&rec, v);
+        }
+    }
+
+    fn kill(&mut self, rec: &Record<'_>, v: Victim) {
+        let at = self.kill_time(rec.ts_usec);
+        let known = self.known();
+        let cgroups: Vec<(String, String)> = self
+            .memory
+            .get()
+            .cgroups
+            .iter()
+            .map(|(p, c)| (p.clone(), c.path.clone()))
+            .collect();
+        let a = kills::attribute(
+            v.pid,
+            epoch_seconds(at),
+            v.task_memcg.as_deref(),
+            &known,
+            &cgroups,
+            self.opts.exit_window.as_secs_f64(),
+        );
+        let k = OomKill {
+            seq: rec.seq,
+            pid: v.pid as i32,
+            comm: v.comm.into(),
+            slot: a.slot,
+            cgroup: v.task_memcg.map(Into::into),
+            memcg: v.memcg,
+            rule: a.rule,
+            anon_bytes: v.anon_rss_kb.saturating_mul(1024),
+            file_bytes: v.file_rss_kb.saturating_mul(1024),
+            shmem_bytes: v.shmem_rss_kb.map(|k| k.saturating_mul(1024)),
+        };
+        let pool = a.pool.as_deref().unwrap_or(NO_POOL);
+        tracing::info!(pid = k.pid, comm = %k.comm, pool, seq = k.seq, "OOM kill");
+        let e = self.counts.kills.entry(pool.to_string()).or_default();
+        e.kills += 1;
+        e.last = Some(LastKill {
+            at,
+            anon_bytes: k.anon_bytes,
+            file_bytes: k.file_bytes,
+            shmem_bytes: k.shmem_bytes,
+        });
+        self.sinks
+            .timeline
+            .push(at, a.pool.map(Arc::from), EventKind::OomKill(k));
+        self.publish();
+    }
+
+    /// Wall-clock time of a kmsg timestamp: the wall-clock time at which
+    /// the log clock read 0, plus `ts_usec`.
+    fn kill_time(&self, ts_usec: u64) -> SystemTime {
+        self.opts.boot_time.unwrap_or_else(boot_time) + Duration::from_micros(ts_usec)
+    }
+
+    /// Live pool processes and the recent exits, for attribution.
+    fn known(&self) -> Vec<Known> {
+        let mut out = Vec::new();
+        for p in &self.pools.get().pools {
+            for proc in p.master.iter().chain(&p.workers) {
+                out.push(Known {
+                    pool: p.name.to_string(),
+                    pid: proc.pid,
+                    slot: proc.slot,
+                    started: epoch_seconds(proc.started),
+                    exited: None,
+                });
+            }
+        }
+        let now = SystemTime::now();
+        let since = now
+            .checked_sub(self.opts.exit_window * 2)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        self.sinks.timeline.read(|tl| {
+            for e in tl.window(since, now + Duration::from_secs(1)) {
+                let (EventKind::WorkerExit(p) | EventKind::MasterExit(p)) = &e.kind else {
+                    continue;
+                };
+                let Some(pool) = &e.pool else { continue };
+                out.push(Known {
+                    pool: pool.to_string(),
+                    pid: p.pid,
+                    slot: p.slot,
+                    started: epoch_seconds(p.started),
+                    exited: Some(epoch_seconds(e.at)),
+                });
+            }
+        });
+        out
+    }
+}
+
+/// Block until `f` has data (or `timeout` passes).
+fn wait_readable(f: &std::fs::File, timeout: Duration) {
+    use std::os::fd::AsRawFd;
+    let mut pfd = libc::pollfd {
+        fd: f.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd that we own, for the duration of the call.
+    let rc = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as libc::c_int) };
+    if rc < 0 {
+        // EINTR or the like: the caller reads again, which says what it is.
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The wall-clock time at which CLOCK_MONOTONIC read 0: now, less the
+/// monotonic clock. The kernel's log clock does not count suspend, like
+/// CLOCK_MONOTONIC, so a record logged before a suspend comes out early by
+/// the suspended time.
+fn boot_time() -> SystemTime {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let now = SystemTime::now();
+    if rc != 0 {
+        return now;
+    }
+    let mono = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+    now.checked_sub(mono).unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::kmsg::tests::CAPTURED;
+    use super::*;
+    use crate::state::pool_index::PoolMembers;
+    use crate::state::timeline::Process;
+
+    fn reader(pools: PoolIndex) -> KmsgReader {
+        let index = Published::new(PoolIndex::default());
+        index.publish(pools);
+        KmsgReader::new(
+            KmsgOptions {
+                path: PathBuf::from("/nonexistent"),
+                exit_window: Duration::from_secs(60),
+                boot_time: None,
+            },
+            Sinks::new(64),
+            index,
+            Published::new(MemoryCounters::default()),
+        )
+    }
+
+    fn kills(r: &KmsgReader) -> Vec<(String, u64)> {
+        r.counts
+            .kills
+            .iter()
+            .map(|(p, k)| (p.clone(), k.kills))
+            .collect()
+    }
+
+    #[test]
+    fn a_reopen_replays_nothing_twice() {
+        let mut r = reader(PoolIndex::default());
+        let recs: Vec<&[u8]> = kmsg::capture_records(CAPTURED.as_bytes()).collect();
+        for rec in &recs {
+            r.record(rec);
+        }
+        // A reopen starts again from the oldest record in the ring buffer.
+        for rec in &recs {
+            r.record(rec);
+        }
+        assert_eq!(kills(&r), [("-".to_string(), 3)]);
+        assert_eq!(r.counts.records_lost, 0);
+        let last = r.counts.kills["-"].last.clone().unwrap();
+        assert_eq!(last.anon_bytes, 65152 * 1024);
+        assert_eq!(last.shmem_bytes, Some(0));
+        let events: Vec<(i32, u64)> = r.sinks.timeline.read(|t| {
+            t.iter()
+                .filter_map(|e| match &e.kind {
+                    EventKind::OomKill(k) => Some((k.pid, k.seq)),
+                    _ => None,
+                })
+                .collect()
+        });
+        assert_eq!(events.len(), 3);
+        assert_eq!(events[2], (7420, 582));
+        assert_eq!(*r.published().get(), r.counts);
+    }
+
+    #[test]
+    fn a_capture_file_replays_like_the_device() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kmsg.txt");
+        std::fs::write(&path, CAPTURED).unwrap();
+        let mut r = reader(PoolIndex::default());
+        r.opts.path = path;
+        r.opts.boot_time = Some(SystemTime::UNIX_EPOCH);
+        assert!(!r.published().get().replayed);
+        r.replay().unwrap();
+        let c = r.published().get();
+        assert!(c.replayed);
+        assert_eq!(c.kills["-"].kills, 3);
+        // ts_usec of the last kill's record, from the given boot time.
+        let at = c.kills["-"].last.as_ref().unwrap().at;
+        assert_eq!(
+            at.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(),
+            185
+        );
+        r.opts.path = PathBuf::from("/nonexistent/kmsg");
+        let e = r.replay().unwrap_err();
+        assert!(
+            e.contains("/nonexistent/kmsg") && e.contains("mount it"),
+            "{e}"
+        );
+        assert!(!r.sinks.health.get(SOURCE).unwrap().up);
+    }
+
+    #[test]
+    fn lost_records_are_counted_by_the_seq_gap() {
+        let mut r = reader(PoolIndex::default());
+        r.record(b"6,10,1,-;a\n");
+        r.record(b"6,11,2,-;b\n");
+        r.lost_pending = true;
+        r.record(b"6,15,3,-;c\n");
+        r.lost_pending = true;
+        r.record(b"6,16,4,-;d\n");
+        assert_eq!(r.counts.records_lost, 3 + 1);
+    }
+
+    #[test]
+    fn userspace_cannot_fake_a_kill() {
+        let mut r = reader(PoolIndex::default());
+        // Facility 1 (user): what `echo ... > /dev/kmsg` produces.
+        let fake = "11,7,1,-;Out of memory: Killed process 1 (x) total-vm:1kB, anon-rss:2kB, file-rss:3kB\n";
+        r.record(fake.as_bytes());
+        assert!(kills(&r).is_empty());
+    }
+
+    fn monotonic_usec() -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes into the timespec we own.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
+    }
+
+    #[test]
+    fn a_just_exited_worker_victim_carries_its_pool_and_slot() {
+        let mut r = reader(PoolIndex::default());
+        let exited = Process {
+            pid: 4321,
+            started: SystemTime::now() - Duration::from_secs(30),
+            slot: Some(2),
+        };
+        r.sinks.timeline.push(
+            SystemTime::now(),
+            Some(Arc::from("api")),
+            EventKind::WorkerExit(exited),
+        );
+        let line = format!("3,9,{},-;Memory cgroup out of memory: Killed process 4321 (gunicorn) total-vm:1kB, anon-rss:2kB, file-rss:3kB, shmem-rss:4kB, UID:0 pgtables:5kB oom_score_adj:0\n", monotonic_usec());
+        r.record(line.as_bytes());
+        assert_eq!(kills(&r), [("api".to_string(), 1)]);
+        let ev = r.sinks.timeline.read(|t| t.iter().last().cloned()).unwrap();
+        assert_eq!(ev.pool.as_deref(), Some("api"));
+        let EventKind::OomKill(k) = ev.kind else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(
+            (k.pid, k.slot, k.rule),
+            (4321, Some(2), kills::Rule::Exited)
+        );
+        assert_eq!(
+            (k.anon_bytes, k.file_bytes, k.shmem_bytes),
+            (2048, 3072, Some(4096))
+        );
+        let age = SystemTime::now().duration_since(ev.at).unwrap();
+        assert!(
+            age < Duration::from_secs(2),
+            "kill time from ts_usec: {age:?} ago"
+        );
+    }
+
+    #[test]
+    fn a_live_worker_victim_is_found_in_the_pool_index() {
+        let mut r = reader(PoolIndex {
+            pools: vec![PoolMembers {
+                name: Arc::from("web"),
+                master: None,
+                workers: vec![Process {
+                    pid: 555,
+                    started: SystemTime::now() - Duration::from_secs(60),
+                    slot: Some(1),
+                }],
+                listeners: Vec::new(),
+            }],
+        });
+        let line = format!("3,9,{},-;Out of memory: Killed process 555 (gunicorn) total-vm:1kB, anon-rss:2kB, file-rss:3kB, shmem-rss:4kB, UID:0 pgtables:5kB oom_score_adj:0\n", monotonic_usec());
+        r.record(line.as_bytes());
+        assert_eq!(kills(&r), [("web".to_string(), 1)]);
+    }
+}

@@ -1,0 +1,63 @@
+//! The exporter's own families: build, collector loops, source health and
+//! the timeline.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use prometheus_client::encoding::DescriptorEncoder;
+
+use super::{define_metrics, family};
+use crate::state::health::SourceStatus;
+use crate::state::CollectorStats;
+
+define_metrics! { METRICS;
+    BUILD_INFO: Gauge, "badgateway_exporter_build_info", ["version"], "Build of the exporter; always 1.";
+    COLLECTOR_DURATION: Gauge, "badgateway_collector_duration_seconds", ["collector"], "Wall time of the collector's last cycle.";
+    COLLECTOR_CPU: Counter, "badgateway_collector_cpu_seconds", ["collector"], "CPU time the collector has used.";
+    COLLECTOR_CYCLES: Counter, "badgateway_collector_cycles", ["collector"], "Cycles the collector has run.";
+    COLLECTOR_ERRORS: Counter, "badgateway_collector_errors", ["collector"], "Values the collector could not read; each is skipped, never fatal.";
+    SOURCE_UP: Gauge, "badgateway_source_up", ["source"], "1 if the source could be read on its last try, 0 if not: kernel files (kmsg, vmstat, meminfo, pressure, cgroup), each nginx log (nginx/NAME/access, nginx/NAME/error) and each pool's /proc reads (pool/NAME).";
+    SOURCE_ERRORS: Counter, "badgateway_source_errors", ["source"], "Tries that failed to read the source, by the same `source` values as badgateway_source_up.";
+    TIMELINE_DROPPED: Counter, "badgateway_timeline_events_dropped", [], "Events dropped from the bounded timeline of worker exits, OOM kills and upstream failures because it was full.";
+}
+
+/// What the exporter knows of itself.
+pub struct SelfState<'a> {
+    pub collectors: &'a BTreeMap<&'static str, CollectorStats>,
+    pub sources: &'a BTreeMap<String, SourceStatus>,
+    pub timeline_dropped: u64,
+}
+
+pub fn encode(s: &SelfState<'_>, enc: &mut DescriptorEncoder) -> fmt::Result {
+    family(enc, &BUILD_INFO, |f| {
+        f.gauge(&[env!("CARGO_PKG_VERSION")], 1)
+    })?;
+    let c = s.collectors;
+    family(enc, &COLLECTOR_DURATION, |f| {
+        c.iter()
+            .try_for_each(|(k, s)| f.gauge(&[k], s.last_duration.as_secs_f64()))
+    })?;
+    family(enc, &COLLECTOR_CPU, |f| {
+        c.iter()
+            .try_for_each(|(k, s)| f.counter(&[k], s.cpu_seconds))
+    })?;
+    family(enc, &COLLECTOR_CYCLES, |f| {
+        c.iter().try_for_each(|(k, s)| f.counter(&[k], s.cycles))
+    })?;
+    family(enc, &COLLECTOR_ERRORS, |f| {
+        c.iter().try_for_each(|(k, s)| f.counter(&[k], s.errors))
+    })?;
+    family(enc, &SOURCE_UP, |f| {
+        s.sources
+            .iter()
+            .try_for_each(|(k, st)| f.gauge(&[k], st.up as i64))
+    })?;
+    family(enc, &SOURCE_ERRORS, |f| {
+        s.sources
+            .iter()
+            .try_for_each(|(k, st)| f.counter(&[k], st.errors))
+    })?;
+    family(enc, &TIMELINE_DROPPED, |f| {
+        f.counter(&[], s.timeline_dropped)
+    })
+}

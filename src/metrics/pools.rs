@@ -1,0 +1,126 @@
+//! The pool source's families: pools, their workers' memory and fds, spawns
+//! and exits.
+
+use std::fmt;
+
+use prometheus_client::encoding::DescriptorEncoder;
+
+use super::{define_metrics, family};
+use crate::pools::PoolsView;
+
+define_metrics! { METRICS;
+    POOL_UP: Gauge, "badgateway_pool_up", ["pool", "server"], "1 while the pool's master process is found, 0 while it is not.";
+    POOL_WORKERS: Gauge, "badgateway_pool_workers", ["pool"], "Live worker processes of the pool.";
+    POOL_MEMORY: Gauge, "badgateway_pool_memory_bytes", ["pool", "type"], "Memory of the master plus all workers, by type (rss, pss, uss, swap).";
+    WORKER_MEMORY: Gauge, "badgateway_worker_memory_bytes", ["pool", "slot", "type"], "Memory of one worker, by type: rss, pss, uss (Private_Clean + Private_Dirty) and swap.";
+    WORKER_START: Gauge, "badgateway_worker_start_time_seconds", ["pool", "slot"], "Start time of the worker in the slot, in seconds since the epoch.";
+    WORKER_OPEN_FDS: Gauge, "badgateway_worker_open_fds", ["pool", "slot"], "Open file descriptors of the worker.";
+    WORKER_MAX_FDS: Gauge, "badgateway_worker_max_fds", ["pool", "slot"], "Soft limit on open file descriptors of the worker.";
+    WORKER_SPAWNS: Counter, "badgateway_worker_spawns", ["pool"], "Workers that appeared under the pool's master since the exporter started.";
+    WORKER_EXITS: Counter, "badgateway_worker_exits", ["pool"], "Workers that left the pool since the exporter started.";
+    MASTER_RESTARTS: Counter, "badgateway_master_restarts", ["pool"], "Times the pool's master was replaced by a new process.";
+    SMAPS_SKIPPED: Counter, "badgateway_smaps_skipped", ["pool"], "smaps_rollup reads skipped by the size guard (RSS above --collector.smaps.max-rss).";
+    READ_ERRORS: Counter, "badgateway_pool_read_errors", ["pool", "kind"], "Per-process values of the pool that could not be read, by kind (permission_denied, other).";
+    UNSLOTTED: Gauge, "badgateway_pool_unslotted_workers", ["pool"], "Live workers beyond max_slots, counted without per-slot series.";
+}
+
+pub fn encode(view: &PoolsView, enc: &mut DescriptorEncoder) -> fmt::Result {
+    let pools = &view.pools;
+    let slot_names: Vec<String> = (0..pools
+        .iter()
+        .flat_map(|p| p.workers.iter().map(|w| w.slot + 1))
+        .max()
+        .unwrap_or(0))
+        .map(|s| s.to_string())
+        .collect();
+    family(enc, &POOL_UP, |f| {
+        pools
+            .iter()
+            .try_for_each(|p| f.gauge(&[&p.name, p.server.as_str()], p.up as i64))
+    })?;
+    family(enc, &POOL_WORKERS, |f| {
+        pools
+            .iter()
+            .try_for_each(|p| f.gauge(&[&p.name], p.live_workers() as i64))
+    })?;
+    family(enc, &POOL_MEMORY, |f| {
+        pools.iter().filter(|p| p.up).try_for_each(|p| {
+            let m = p.total_memory();
+            f.gauge(&[&p.name, "rss"], m.rss)?;
+            if let Some(v) = m.pss {
+                f.gauge(&[&p.name, "pss"], v)?;
+            }
+            if let Some(v) = m.uss {
+                f.gauge(&[&p.name, "uss"], v)?;
+            }
+            f.gauge(&[&p.name, "swap"], m.swap)
+        })
+    })?;
+    let workers = || {
+        pools
+            .iter()
+            .flat_map(|p| p.workers.iter().map(move |w| (p.name.as_str(), w)))
+    };
+    family(enc, &WORKER_MEMORY, |f| {
+        workers().try_for_each(|(pool, w)| {
+            let slot = slot_names[w.slot].as_str();
+            f.gauge(&[pool, slot, "rss"], w.memory.rss)?;
+            if let Some(v) = w.memory.pss {
+                f.gauge(&[pool, slot, "pss"], v)?;
+            }
+            if let Some(v) = w.memory.uss {
+                f.gauge(&[pool, slot, "uss"], v)?;
+            }
+            f.gauge(&[pool, slot, "swap"], w.memory.swap)
+        })
+    })?;
+    family(enc, &WORKER_START, |f| {
+        workers().try_for_each(|(pool, w)| f.gauge(&[pool, &slot_names[w.slot]], w.start_time))
+    })?;
+    family(enc, &WORKER_OPEN_FDS, |f| {
+        workers().try_for_each(|(pool, w)| match w.open_fds {
+            Some(n) => f.gauge(&[pool, &slot_names[w.slot]], n),
+            None => Ok(()),
+        })
+    })?;
+    family(enc, &WORKER_MAX_FDS, |f| {
+        workers().try_for_each(|(pool, w)| match w.max_fds {
+            Some(n) => f.gauge(&[pool, &slot_names[w.slot]], n),
+            None => Ok(()),
+        })
+    })?;
+    family(enc, &WORKER_SPAWNS, |f| {
+        pools
+            .iter()
+            .try_for_each(|p| f.counter(&[&p.name], p.spawns))
+    })?;
+    family(enc, &WORKER_EXITS, |f| {
+        pools
+            .iter()
+            .try_for_each(|p| f.counter(&[&p.name], p.exits))
+    })?;
+    family(enc, &MASTER_RESTARTS, |f| {
+        pools
+            .iter()
+            .try_for_each(|p| f.counter(&[&p.name], p.master_restarts))
+    })?;
+    family(enc, &SMAPS_SKIPPED, |f| {
+        pools
+            .iter()
+            .try_for_each(|p| f.counter(&[&p.name], p.smaps_skipped))
+    })?;
+    family(enc, &READ_ERRORS, |f| {
+        pools.iter().try_for_each(|p| {
+            f.counter(
+                &[&p.name, "permission_denied"],
+                p.read_errors.permission_denied,
+            )?;
+            f.counter(&[&p.name, "other"], p.read_errors.other)
+        })
+    })?;
+    family(enc, &UNSLOTTED, |f| {
+        pools
+            .iter()
+            .try_for_each(|p| f.gauge(&[&p.name], p.unslotted_workers as i64))
+    })
+}

@@ -1,0 +1,285 @@
+//! One pool, one cycle: find its master and workers, reconcile slots, and
+//! read each process's memory and file descriptors.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use procfs::process::Process;
+
+use crate::config::{PoolConfig, Server};
+
+use super::listen;
+use super::proc::{ProcId, ProcRoot, ReadFailure};
+use super::process_table::{Finder, Lookup};
+use super::slots::Slots;
+use super::view::{Memory, PoolState, ReadErrors, WorkerState};
+use super::PoolOptions;
+
+/// Sockets rarely change while a master lives; re-read them now and then
+/// (and at once when the master changes).
+const LISTEN_REFRESH_CYCLES: u32 = 12;
+
+/// What happened to one of the pool's processes this cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    WorkerSpawn,
+    WorkerExit,
+    MasterStart,
+    MasterExit,
+}
+
+/// Per-pool bookkeeping that outlives one cycle.
+#[derive(Debug)]
+pub struct Tracker {
+    pub name: Arc<str>,
+    pub finder: Finder,
+    slots: Slots,
+    /// The last master seen, kept across down periods so that a comeback
+    /// under a new pid counts as a restart.
+    last_master: Option<ProcId>,
+    /// The first observation sets the baseline: workers that existed
+    /// before the exporter started are not counted as spawns.
+    baseline_taken: bool,
+    /// When smaps_rollup was last read, per process.
+    smaps_at: HashMap<ProcId, Instant>,
+    max_fds: HashMap<ProcId, Option<u64>>,
+    /// Cycles until listening addresses are read again.
+    listen_refresh: u32,
+    pub state: PoolState,
+}
+
+impl Tracker {
+    pub fn new(name: &str, server: Server, finder: Finder, max_slots: usize) -> Tracker {
+        Tracker {
+            name: Arc::from(name),
+            finder,
+            slots: Slots::new(max_slots),
+            last_master: None,
+            baseline_taken: false,
+            smaps_at: HashMap::new(),
+            max_fds: HashMap::new(),
+            listen_refresh: 0,
+            state: PoolState::new(name, server),
+        }
+    }
+
+    pub fn from_config(p: &PoolConfig) -> Tracker {
+        Tracker::new(
+            &p.name,
+            p.server,
+            Finder::Config(p.matcher.clone()),
+            p.max_slots,
+        )
+    }
+
+    /// One cycle. Changes go to `changes` as (what, process, slot); returns
+    /// the number of values that could not be read.
+    pub fn observe(
+        &mut self,
+        lookup: &mut Lookup<'_>,
+        opts: &PoolOptions,
+        now: Instant,
+        changes: &mut Vec<(Change, ProcId, Option<usize>)>,
+    ) -> u64 {
+        let t = self;
+        let master = lookup.find_master(&t.finder, &t.name, t.state.master);
+        let baseline = !t.baseline_taken;
+        t.baseline_taken = true;
+
+        if t.state.master != master {
+            if let Some(old) = t.state.master {
+                changes.push((Change::MasterExit, old, None));
+                t.smaps_at.remove(&old);
+            }
+            if let Some(new) = master {
+                if t.last_master.is_some_and(|l| l != new) {
+                    t.state.master_restarts += 1;
+                }
+                t.last_master = Some(new);
+                changes.push((Change::MasterStart, new, None));
+            }
+            t.state.master = master;
+            t.listen_refresh = 0;
+        }
+        t.state.up = master.is_some();
+        match master {
+            Some(m) if t.listen_refresh == 0 => {
+                t.state.listen = lookup
+                    .root
+                    .process(m.pid)
+                    .map(|p| listen::listen_addresses(&p))
+                    .unwrap_or_default();
+                t.listen_refresh = LISTEN_REFRESH_CYCLES;
+            }
+            Some(_) => t.listen_refresh -= 1,
+            None => t.state.listen.clear(),
+        }
+
+        let live: Vec<ProcId> = match master {
+            Some(m) => lookup.children(m),
+            None => Vec::new(),
+        };
+        let slot_changes = t.slots.observe(&live);
+        for (id, slot) in &slot_changes.exited {
+            t.state.exits += 1;
+            t.smaps_at.remove(id);
+            t.max_fds.remove(id);
+            changes.push((Change::WorkerExit, *id, *slot));
+        }
+        for (id, slot) in &slot_changes.spawned {
+            if !baseline {
+                t.state.spawns += 1;
+            }
+            changes.push((Change::WorkerSpawn, *id, *slot));
+        }
+
+        let mut errors = 0;
+        let root = lookup.root;
+        if let Some(m) = master {
+            let prev = t.state.master_memory;
+            let read = root
+                .process(m.pid)
+                .map_err(|e| ReadFailure::from(&e))
+                .and_then(|p| t.read_memory(root, &p, m, prev, opts, now));
+            match read {
+                Ok((mem, e)) => {
+                    t.state.master_memory = mem;
+                    errors += e;
+                }
+                Err(f) => errors += count_failure(&mut t.state.read_errors, f),
+            }
+        } else {
+            t.state.master_memory = Memory::default();
+        }
+
+        let prev: HashMap<ProcId, WorkerState> =
+            t.state.workers.drain(..).map(|w| (w.id, w)).collect();
+        let mut workers = Vec::with_capacity(live.len());
+        for (id, slot) in t.slots.assigned() {
+            let prev_mem = prev.get(&id).map(|w| w.memory).unwrap_or_default();
+            // One handle on /proc/PID for every value of this worker.
+            let read = root
+                .process(id.pid)
+                .map_err(|e| ReadFailure::from(&e))
+                .and_then(|p| Ok((t.read_memory(root, &p, id, prev_mem, opts, now)?, p)));
+            let ((memory, e), p) = match read {
+                Ok(r) => r,
+                Err(f) => {
+                    errors += count_failure(&mut t.state.read_errors, f);
+                    continue;
+                }
+            };
+            errors += e;
+            let (open_fds, max_fds, e) = t.read_fds(root, &p, id);
+            errors += e;
+            workers.push(WorkerState {
+                id,
+                slot,
+                start_time: root.start_time_seconds(id.starttime),
+                memory,
+                open_fds,
+                max_fds,
+            });
+        }
+        t.state.workers = workers;
+        t.state.unslotted_workers = t.slots.unslotted_count();
+        errors
+    }
+
+    /// RSS and swap every cycle; PSS and USS when due and under the size
+    /// guard.
+    fn read_memory(
+        &mut self,
+        root: &ProcRoot,
+        p: &Process,
+        id: ProcId,
+        prev: Memory,
+        opts: &PoolOptions,
+        now: Instant,
+    ) -> Result<(Memory, u64), ReadFailure> {
+        let status = root.status_memory(p)?;
+        let mut mem = Memory {
+            rss: status.rss_bytes,
+            swap: status.swap_bytes,
+            pss: prev.pss,
+            uss: prev.uss,
+        };
+        let mut errors = 0;
+        let due = self
+            .smaps_at
+            .get(&id)
+            .is_none_or(|at| now.duration_since(*at) >= opts.smaps_interval);
+        if due {
+            self.smaps_at.insert(id, now);
+            if status.rss_bytes > opts.smaps_max_rss {
+                self.state.smaps_skipped += 1;
+            } else {
+                match root.smaps_memory(p) {
+                    Ok(s) => {
+                        mem.pss = Some(s.pss_bytes);
+                        mem.uss = Some(s.uss_bytes);
+                    }
+                    Err(f) => {
+                        // Unreadable (not root, not the same user): export no
+                        // PSS/USS rather than a stale or zero value.
+                        mem.pss = None;
+                        mem.uss = None;
+                        errors += count_failure(&mut self.state.read_errors, f);
+                    }
+                }
+            }
+        }
+        // Between smaps reads PSS/USS are older than RSS; neither can exceed
+        // RSS at any instant, so cap them rather than report the impossible.
+        mem.pss = mem.pss.map(|v| v.min(mem.rss));
+        mem.uss = mem.uss.map(|v| v.min(mem.rss));
+        Ok((mem, errors))
+    }
+
+    fn read_fds(
+        &mut self,
+        root: &ProcRoot,
+        p: &Process,
+        id: ProcId,
+    ) -> (Option<u64>, Option<u64>, u64) {
+        let mut errors = 0;
+        let open = match root.open_fds(p) {
+            Ok(n) => Some(n),
+            Err(f) => {
+                errors += count_failure(&mut self.state.read_errors, f);
+                None
+            }
+        };
+        // The limit rarely changes in a worker's life; read it once.
+        let max = match self.max_fds.get(&id) {
+            Some(m) => *m,
+            None => match root.max_fds(p) {
+                Ok(m) => {
+                    self.max_fds.insert(id, m);
+                    m
+                }
+                Err(f) => {
+                    errors += count_failure(&mut self.state.read_errors, f);
+                    None
+                }
+            },
+        };
+        (open, max, errors)
+    }
+}
+
+/// Count a read failure; `Gone` is churn, not an error.
+fn count_failure(errors: &mut ReadErrors, f: ReadFailure) -> u64 {
+    match f {
+        ReadFailure::Gone => 0,
+        ReadFailure::PermissionDenied => {
+            errors.permission_denied += 1;
+            1
+        }
+        ReadFailure::Other => {
+            errors.other += 1;
+            1
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! What the pool source publishes after each cycle.
+
+use crate::config::Server;
+
+use super::proc::ProcId;
+
+/// Memory of one process, by the `type` label.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Memory {
+    pub rss: u64,
+    /// `None` until smaps_rollup has been read (or when it cannot be).
+    pub pss: Option<u64>,
+    pub uss: Option<u64>,
+    pub swap: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerState {
+    pub id: ProcId,
+    pub slot: usize,
+    /// Seconds since the epoch.
+    pub start_time: f64,
+    pub memory: Memory,
+    pub open_fds: Option<u64>,
+    pub max_fds: Option<u64>,
+}
+
+/// Error counts by what could not be read; exported, never fatal.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadErrors {
+    pub permission_denied: u64,
+    pub other: u64,
+}
+
+/// One pool, as the rest of the exporter sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolState {
+    pub name: String,
+    pub server: Server,
+    pub up: bool,
+    pub master: Option<ProcId>,
+    pub master_memory: Memory,
+    pub workers: Vec<WorkerState>,
+    /// Live workers beyond `max_slots`: counted, but without slot series.
+    pub unslotted_workers: usize,
+    pub spawns: u64,
+    pub exits: u64,
+    pub master_restarts: u64,
+    pub smaps_skipped: u64,
+    pub read_errors: ReadErrors,
+    /// Where the master listens (`unix:/path`, `host:port`).
+    pub listen: Vec<String>,
+}
+
+impl PoolState {
+    pub fn new(name: &str, server: Server) -> PoolState {
+        PoolState {
+            name: name.to_string(),
+            server,
+            up: false,
+            master: None,
+            master_memory: Memory::default(),
+            workers: Vec::new(),
+            unslotted_workers: 0,
+            spawns: 0,
+            exits: 0,
+            master_restarts: 0,
+            smaps_skipped: 0,
+            read_errors: ReadErrors::default(),
+            listen: Vec::new(),
+        }
+    }
+
+    pub fn live_workers(&self) -> usize {
+        self.workers.len() + self.unslotted_workers
+    }
+
+    /// Master plus workers, by memory type. PSS/USS sum only what was read.
+    pub fn total_memory(&self) -> Memory {
+        let mut t = if self.up {
+            self.master_memory
+        } else {
+            Memory::default()
+        };
+        for w in &self.workers {
+            t.rss += w.memory.rss;
+            t.swap += w.memory.swap;
+            t.pss = add_opt(t.pss, w.memory.pss);
+            t.uss = add_opt(t.uss, w.memory.uss);
+        }
+        t
+    }
+}
+
+fn add_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a + b),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Every pool, in the order they were configured or discovered.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PoolsView {
+    pub pools: Vec<PoolState>,
+    /// Whether the kernel's children files are in use (`None`: not known
+    /// yet).
+    pub children_files: Option<bool>,
+}

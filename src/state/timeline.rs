@@ -1,0 +1,345 @@
+//! The one bounded timeline every source writes its events to, and the
+//! rules and outputs read: a worker's exit, an OOM kill and an nginx 502
+//! that happened within a second of each other sit side by side here.
+//!
+//! Events are kept in arrival order, each with a sequence number, so a
+//! reader can ask for what arrived since it last looked. Their times come
+//! from several clocks (a kmsg timestamp, a log line's whole second, a
+//! pool cycle), so arrival order is only roughly time order: a window
+//! lookup checks every event's time. With the timeline bounded to a few
+//! thousand events that is a scan of microseconds.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use crate::kernel::kills::Rule;
+use crate::nginx::error_log::{Phase, Reason};
+
+/// Events kept: at a storm of 1,000 failed requests a second, the last
+/// eight seconds, which is what a join of a 502 with its cause needs.
+pub const TIMELINE_CAP: usize = 8192;
+
+/// A request line as nginx logged it, cut down to what may be shown to an
+/// operator: the method and the path, without the query string, the path
+/// cut at [`MAX_PATH`] bytes. Never a label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: Box<str>,
+    pub path: Box<str>,
+}
+
+/// The longest request path kept on the timeline.
+pub const MAX_PATH: usize = 128;
+
+impl Request {
+    /// `GET /a/b?c=d HTTP/1.1` -> (`GET`, `/a/b`). `None` when the text has
+    /// no method and path (nginx logs a bare `-` or garbage for bad requests).
+    pub fn from_request_line(line: &str) -> Option<Request> {
+        let mut parts = line.splitn(3, ' ');
+        let method = parts.next()?;
+        let target = parts.next()?;
+        if method.is_empty()
+            || method.len() > 16
+            || !method.bytes().all(|b| b.is_ascii_uppercase())
+            || target.is_empty()
+        {
+            return None;
+        }
+        let path = target.split(['?', '#']).next().unwrap_or("");
+        Some(Request {
+            method: method.into(),
+            path: cut(path, MAX_PATH).into(),
+        })
+    }
+}
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+pub fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// A process of a pool, as the pool source saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Process {
+    pub pid: i32,
+    /// Wall-clock start time: with the pid, the process's identity.
+    pub started: SystemTime,
+    /// `None` for a master, or a worker beyond `max_slots`.
+    pub slot: Option<usize>,
+}
+
+/// An OOM kill, as the kernel logged it and as it was attributed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OomKill {
+    /// The kmsg record's sequence number.
+    pub seq: u64,
+    pub pid: i32,
+    pub comm: Box<str>,
+    pub slot: Option<usize>,
+    /// The victim's memory cgroup (5.0+ kernels log it).
+    pub cgroup: Option<Box<str>>,
+    /// A memory-cgroup OOM rather than a global one.
+    pub memcg: bool,
+    pub rule: Rule,
+    pub anon_bytes: u64,
+    pub file_bytes: u64,
+    /// Absent from kernels before 4.7's format.
+    pub shmem_bytes: Option<u64>,
+}
+
+/// An upstream failure from nginx's error log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamFailure {
+    /// The configured nginx it came from.
+    pub log: Arc<str>,
+    pub reason: Reason,
+    pub phase: Phase,
+    /// The status nginx records for the attempt (502, 504), or `None` for
+    /// a failure after the header was sent.
+    pub status: Option<u16>,
+    /// The upstream server, spelled as `$upstream_addr` spells it.
+    pub upstream: Option<Box<str>>,
+    /// nginx's connection number (`*56`).
+    pub conn: Option<u64>,
+    pub request: Option<Request>,
+}
+
+/// A 5xx that nginx answered a client with, from the access log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerError {
+    pub log: Arc<str>,
+    pub status: u16,
+    /// The upstream of the last attempt; `None` when nginx answered
+    /// without one.
+    pub upstream: Option<Box<str>>,
+    /// `$connection`, when the format has it.
+    pub conn: Option<u64>,
+    pub request: Option<Request>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventKind {
+    WorkerSpawn(Process),
+    WorkerExit(Process),
+    MasterStart(Process),
+    MasterExit(Process),
+    OomKill(OomKill),
+    UpstreamFailure(UpstreamFailure),
+    ServerError(ServerError),
+}
+
+impl EventKind {
+    /// A short name for logs and pages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::WorkerSpawn(_) => "worker_spawn",
+            EventKind::WorkerExit(_) => "worker_exit",
+            EventKind::MasterStart(_) => "master_start",
+            EventKind::MasterExit(_) => "master_exit",
+            EventKind::OomKill(_) => "oom_kill",
+            EventKind::UpstreamFailure(_) => "upstream_failure",
+            EventKind::ServerError(_) => "server_error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Assigned on push: later arrivals have higher numbers.
+    pub seq: u64,
+    /// When it happened, by the clock of the evidence (see each source).
+    pub at: SystemTime,
+    /// The pool it belongs to, when known.
+    pub pool: Option<Arc<str>>,
+    pub kind: EventKind,
+}
+
+/// A bounded list of events in arrival order.
+#[derive(Debug)]
+pub struct Timeline {
+    events: VecDeque<Event>,
+    cap: usize,
+    next_seq: u64,
+    dropped: u64,
+}
+
+impl Timeline {
+    pub fn new(cap: usize) -> Timeline {
+        Timeline {
+            events: VecDeque::with_capacity(cap.min(1024)),
+            cap: cap.max(1),
+            next_seq: 1,
+            dropped: 0,
+        }
+    }
+
+    /// Add an event; the oldest arrival is dropped (and counted) when full.
+    pub fn push(&mut self, at: SystemTime, pool: Option<Arc<str>>, kind: EventKind) -> u64 {
+        if self.events.len() == self.cap {
+            self.events.pop_front();
+            self.dropped += 1;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.events.push_back(Event {
+            seq,
+            at,
+            pool,
+            kind,
+        });
+        seq
+    }
+
+    /// Events whose time lies in `[from, to]`, in arrival order.
+    pub fn window(&self, from: SystemTime, to: SystemTime) -> impl Iterator<Item = &Event> {
+        self.events
+            .iter()
+            .filter(move |e| e.at >= from && e.at <= to)
+    }
+
+    /// Events of `pool` whose time lies in `[from, to]`.
+    pub fn window_pool<'a>(
+        &'a self,
+        pool: &'a str,
+        from: SystemTime,
+        to: SystemTime,
+    ) -> impl Iterator<Item = &'a Event> {
+        self.window(from, to)
+            .filter(move |e| e.pool.as_deref() == Some(pool))
+    }
+
+    /// Events that arrived after the one numbered `seq`.
+    pub fn since(&self, seq: u64) -> impl Iterator<Item = &Event> {
+        let first = self.events.front().map_or(self.next_seq, |e| e.seq);
+        let skip = seq.saturating_add(1).saturating_sub(first) as usize;
+        self.events.iter().skip(skip)
+    }
+
+    /// The number the next event will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Event> {
+        self.events.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// Events dropped because the timeline was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+}
+
+/// The timeline shared by every source's thread.
+#[derive(Debug)]
+pub struct SharedTimeline(Mutex<Timeline>);
+
+impl SharedTimeline {
+    pub fn new(cap: usize) -> SharedTimeline {
+        SharedTimeline(Mutex::new(Timeline::new(cap)))
+    }
+
+    pub fn push(&self, at: SystemTime, pool: Option<Arc<str>>, kind: EventKind) -> u64 {
+        super::lock(&self.0).push(at, pool, kind)
+    }
+
+    /// Read the timeline under its lock.
+    pub fn read<R>(&self, f: impl FnOnce(&Timeline) -> R) -> R {
+        f(&super::lock(&self.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn t(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn spawn(pid: i32) -> EventKind {
+        EventKind::WorkerSpawn(Process {
+            pid,
+            started: t(0),
+            slot: Some(0),
+        })
+    }
+
+    #[test]
+    fn bounded_with_drops_counted() {
+        let mut tl = Timeline::new(3);
+        for i in 0..10 {
+            tl.push(t(i), None, spawn(i as i32));
+        }
+        assert_eq!(tl.len(), 3);
+        assert_eq!(tl.dropped(), 7);
+        let seqs: Vec<u64> = tl.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [8, 9, 10]);
+    }
+
+    #[test]
+    fn window_checks_times_not_arrival_order() {
+        let mut tl = Timeline::new(16);
+        let api: Arc<str> = Arc::from("api");
+        // A kmsg kill read after a later nginx line.
+        tl.push(t(105), Some(api.clone()), spawn(1));
+        tl.push(t(101), Some(api.clone()), spawn(2));
+        tl.push(t(103), None, spawn(3));
+        tl.push(t(110), Some(api), spawn(4));
+        let pids = |it: &mut dyn Iterator<Item = &Event>| -> Vec<i32> {
+            it.map(|e| match &e.kind {
+                EventKind::WorkerSpawn(p) => p.pid,
+                _ => unreachable!(),
+            })
+            .collect()
+        };
+        assert_eq!(pids(&mut tl.window(t(101), t(105))), [1, 2, 3]);
+        assert_eq!(pids(&mut tl.window_pool("api", t(100), t(104))), [2]);
+        assert_eq!(
+            pids(&mut tl.window_pool("web", t(0), t(999))),
+            Vec::<i32>::new()
+        );
+    }
+
+    #[test]
+    fn since_a_sequence_number_survives_drops() {
+        let mut tl = Timeline::new(4);
+        for i in 0..6 {
+            tl.push(t(i), None, spawn(i as i32));
+        }
+        // Held: 3..=6.
+        assert_eq!(tl.since(4).map(|e| e.seq).collect::<Vec<_>>(), [5, 6]);
+        assert_eq!(tl.since(0).map(|e| e.seq).collect::<Vec<_>>(), [3, 4, 5, 6]);
+        assert_eq!(tl.since(6).count(), 0);
+        assert_eq!(tl.next_seq(), 7);
+    }
+
+    #[test]
+    fn requests_lose_the_query_and_long_paths() {
+        let r = Request::from_request_line("GET /api/report?from=2020&to=2026 HTTP/1.1").unwrap();
+        assert_eq!((&*r.method, &*r.path), ("GET", "/api/report"));
+        let long = format!("POST /{} HTTP/1.1", "é".repeat(100));
+        let r = Request::from_request_line(&long).unwrap();
+        assert!(r.path.len() <= MAX_PATH && r.path.starts_with("/é"));
+        assert_eq!(Request::from_request_line("-"), None);
+        assert_eq!(Request::from_request_line("\\x16\\x03 x"), None);
+        assert_eq!(cut("abc", 2), "ab");
+    }
+}
