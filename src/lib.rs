@@ -3,7 +3,8 @@
 //!
 //! Data flows one way, through layers; a module uses the layers below it,
 //! never one above (tests/layers.rs holds the table and checks it):
-//! 1. parsers and readers: `config`, `follow`, and the parser modules inside
+//! 1. parsers and readers: `config`, `follow`, `upstream_failure` (the
+//!    vocabulary of nginx upstream failures), and the parser modules inside
 //!    each source (`kernel::kmsg`, `nginx::access`, `pools::proc`, ...);
 //! 2. `state`: the timeline, published values, source health;
 //! 3. sources: `pools`, `kernel`, `nginx`, each with options in and a
@@ -24,3 +25,4 @@ pub mod pools;
 pub mod server;
 pub mod snapshot;
 pub mod state;
+pub mod upstream_failure;

@@ -76,18 +76,7 @@ pub struct Known {
     pub exited: Option<f64>,
 }
 
-/// Which rule attributed a kill.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rule {
-    /// The pid is a live process of the pool that started before the kill.
-    Live,
-    /// The pid is a process of the pool that exited just after the kill.
-    Exited,
-    /// The victim's memory cgroup is the pool's, and no other pool's.
-    Cgroup,
-    /// None of the above: counted under `pool="-"`.
-    Unknown,
-}
+pub use crate::state::timeline::KillRule as Rule;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attribution {

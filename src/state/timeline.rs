@@ -13,8 +13,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use crate::kernel::kills::Rule;
-use crate::nginx::error_log::{Phase, Reason};
+use crate::upstream_failure::{Phase, Reason};
 
 /// Events kept: at a storm of 1,000 failed requests a second, the last
 /// eight seconds, which is what a join of a 502 with its cause needs.
@@ -66,6 +65,19 @@ pub fn cut(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// Which rule tied an OOM victim to its pool (see `kernel::kills`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillRule {
+    /// The pid is a live process of the pool that started before the kill.
+    Live,
+    /// The pid is a process of the pool that exited just after the kill.
+    Exited,
+    /// The victim's memory cgroup is the pool's, and no other pool's.
+    Cgroup,
+    /// None of the above: counted under `pool="-"`.
+    Unknown,
+}
+
 /// A process of a pool, as the pool source saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Process {
@@ -88,7 +100,7 @@ pub struct OomKill {
     pub cgroup: Option<Box<str>>,
     /// A memory-cgroup OOM rather than a global one.
     pub memcg: bool,
-    pub rule: Rule,
+    pub rule: KillRule,
     pub anon_bytes: u64,
     pub file_bytes: u64,
     /// Absent from kernels before 4.7's format.
