@@ -98,7 +98,8 @@ impl Family<'_> {
             .encode_counter::<Vec<(String, String)>, _, f64>(&v, None)
     }
 
-    /// `buckets` are (upper bound, cumulative count), ending with +Inf.
+    /// `buckets` are (upper bound, count in that bucket alone), ending
+    /// with +Inf; prometheus-client's encoder makes them cumulative.
     pub fn histogram(
         &mut self,
         labels: &[&str],

@@ -98,7 +98,7 @@ pub fn encode(st: &NginxView, enc: &mut DescriptorEncoder) -> fmt::Result {
                         &[name, c.upstreams.name(*up)],
                         h.sum_ms as f64 / 1000.0,
                         h.count,
-                        &h.cumulative(),
+                        &h.buckets(),
                     )
                 })
             })

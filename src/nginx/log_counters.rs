@@ -90,19 +90,20 @@ impl Histogram {
         self.count += 1;
     }
 
-    /// (upper bound in seconds, cumulative count), ending with +Inf.
-    pub fn cumulative(&self) -> Vec<(f64, u64)> {
-        let mut acc = 0;
-        let mut out = Vec::with_capacity(self.counts.len());
-        for (i, c) in self.counts.iter().enumerate() {
-            acc += c;
-            let le = BUCKETS_MS
-                .get(i)
-                .map(|b| *b as f64 / 1000.0)
-                .unwrap_or(f64::INFINITY);
-            out.push((le, acc));
-        }
-        out
+    /// (upper bound in seconds, count in that bucket alone), ending with
+    /// +Inf: the encoder makes them cumulative.
+    pub fn buckets(&self) -> Vec<(f64, u64)> {
+        self.counts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let le = BUCKETS_MS
+                    .get(i)
+                    .map(|b| *b as f64 / 1000.0)
+                    .unwrap_or(f64::INFINITY);
+                (le, *c)
+            })
+            .collect()
     }
 }
 
@@ -437,10 +438,12 @@ mod tests {
         for ms in [0, 5, 6, 1000, 70000] {
             h.observe_ms(ms);
         }
-        let c = h.cumulative();
-        assert_eq!(c[0], (0.005, 2));
-        assert_eq!(c[1], (0.01, 3));
-        assert_eq!(c.last().unwrap(), &(f64::INFINITY, 5));
+        let b = h.buckets();
+        assert_eq!(b[0], (0.005, 2));
+        assert_eq!(b[1], (0.01, 1));
+        assert_eq!(b[7], (1.0, 1));
+        assert_eq!(b.last().unwrap(), &(f64::INFINITY, 1));
+        assert_eq!(b.iter().map(|(_, c)| c).sum::<u64>(), h.count);
         assert_eq!(h.sum_ms, 71011);
     }
 }
