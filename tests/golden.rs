@@ -107,3 +107,131 @@ fn children_files_and_the_scan_agree() {
         "{fast}"
     );
 }
+
+/// Every source's one-shot step over one captured host (a /proc tree, a
+/// cgroup tree, a kmsg capture, nginx's access and error logs), rendered
+/// into one snapshot and diffed with the checked-in expectation. See
+/// fixtures/golden/host/README.md.
+#[test]
+fn every_source_on_one_captured_host() {
+    use badgateway_exporter::follow::StartAt;
+    use badgateway_exporter::kernel::counter_reader::{CounterOptions, CounterReader};
+    use badgateway_exporter::kernel::kmsg_reader::{KmsgOptions, KmsgReader};
+    use badgateway_exporter::nginx::{NginxOptions, NginxSource};
+    use std::time::{Duration, SystemTime};
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/golden/host");
+    let text = std::fs::read_to_string(dir.join("config.yml"))
+        .unwrap()
+        .replace("$DIR", &dir.display().to_string());
+    let cfg = Config::parse(&text, &dir.join("config.yml")).unwrap();
+    let sinks = Sinks::new(1024);
+    let mut pools = PoolSource::new(
+        PoolOptions {
+            procfs: dir.join("proc"),
+            pools: cfg.pools.clone(),
+            ..PoolOptions::default()
+        },
+        sinks.clone(),
+    );
+    let mut counters = CounterReader::new(
+        CounterOptions {
+            procfs: dir.join("proc"),
+            sysfs: dir.join("sys"),
+            interval: Duration::from_secs(5),
+        },
+        sinks.clone(),
+        pools.index(),
+    );
+    // The capture's clock starts at the fixture's boot time.
+    let btime: u64 = std::fs::read_to_string(dir.join("proc/stat"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())
+        .unwrap();
+    let mut kmsg = KmsgReader::new(
+        KmsgOptions {
+            path: cfg.kernel.kmsg_path.clone(),
+            exit_window: Duration::from_secs(60),
+            boot_time: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(btime)),
+        },
+        sinks.clone(),
+        pools.index(),
+        counters.published(),
+    );
+    let mut nginx = NginxSource::new(
+        NginxOptions {
+            logs: cfg.nginx.clone(),
+            max_upstreams: cfg.max_upstreams,
+            start: StartAt::Beginning,
+            interval: Duration::from_millis(250),
+        },
+        sinks.clone(),
+        pools.index(),
+    )
+    .unwrap();
+
+    assert_eq!(pools.collect(Instant::now()), 0);
+    assert_eq!(counters.collect(), 0);
+    kmsg.replay().unwrap();
+    assert_eq!(nginx.poll(), (0, true));
+
+    let inputs = Inputs {
+        pools: pools.view(),
+        kills: kmsg.published(),
+        memory: counters.published(),
+        nginx: nginx.published(),
+        ..Inputs::empty(sinks.clone(), "golden")
+    };
+    let body = Renderer::new(inputs).render().body;
+    // The collector loops did not run; their families are empty headers,
+    // and the build's version changes with releases.
+    let got: String = String::from_utf8(body.to_vec())
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            !l.contains("badgateway_collector_") && !l.contains("badgateway_exporter_build_info")
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    // Every histogram's +Inf bucket is its count.
+    let mut histograms = 0;
+    for l in got.lines().filter(|l| l.contains("_bucket{le=\"+Inf\"")) {
+        let (series, inf) = l.rsplit_once(' ').unwrap();
+        let count_series = series.replace("_bucket{le=\"+Inf\",", "_count{");
+        let count = got
+            .lines()
+            .find_map(|c| c.strip_prefix(&format!("{count_series} ")))
+            .unwrap_or_else(|| panic!("no {count_series}"));
+        assert_eq!(inf, count, "{l}");
+        histograms += 1;
+    }
+    assert!(histograms > 10, "{histograms}");
+    let golden = dir.join("expected.txt");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, &got).unwrap();
+    }
+    let want = std::fs::read_to_string(&golden)
+        .unwrap_or_else(|e| panic!("{}: {e}; run with UPDATE_GOLDEN=1", golden.display()));
+    assert_eq!(
+        got,
+        want,
+        "rendered output differs from {}",
+        golden.display()
+    );
+
+    // The joins read this timeline: every source put its events on it.
+    let kinds: std::collections::BTreeSet<&str> = sinks
+        .timeline
+        .read(|t| t.iter().map(|e| e.kind.name()).collect());
+    assert_eq!(
+        kinds.into_iter().collect::<Vec<_>>(),
+        [
+            "master_start",
+            "oom_kill",
+            "server_error",
+            "upstream_failure",
+            "worker_spawn"
+        ]
+    );
+}
