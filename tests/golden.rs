@@ -57,10 +57,16 @@ fn render_fixture_with(tree: &str, config: &str) -> (String, Option<bool>) {
 fn check(tree: &str, config: &str) {
     let got = render_fixture(tree, config);
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/proc/{tree}.golden"));
+    diff_with_golden(&got, &golden);
+}
+
+/// Compare with the checked-in expectation, or rewrite it under
+/// UPDATE_GOLDEN=1.
+fn diff_with_golden(got: &str, golden: &Path) {
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&golden, &got).unwrap();
+        std::fs::write(golden, got).unwrap();
     }
-    let want = std::fs::read_to_string(&golden)
+    let want = std::fs::read_to_string(golden)
         .unwrap_or_else(|e| panic!("{}: {e}; run with UPDATE_GOLDEN=1", golden.display()));
     assert_eq!(
         got,
@@ -207,18 +213,7 @@ fn every_source_on_one_captured_host() {
         histograms += 1;
     }
     assert!(histograms > 10, "{histograms}");
-    let golden = dir.join("expected.txt");
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&golden, &got).unwrap();
-    }
-    let want = std::fs::read_to_string(&golden)
-        .unwrap_or_else(|e| panic!("{}: {e}; run with UPDATE_GOLDEN=1", golden.display()));
-    assert_eq!(
-        got,
-        want,
-        "rendered output differs from {}",
-        golden.display()
-    );
+    diff_with_golden(&got, &dir.join("expected.txt"));
 
     // The joins read this timeline: every source put its events on it.
     let kinds: std::collections::BTreeSet<&str> = sinks
