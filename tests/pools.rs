@@ -104,6 +104,38 @@ fn memory_per_slot_and_bounded_slots_under_recycling() {
                 > 1.6e9
         );
     }
+    // CPU per slot is the workers' own /proc/PID/stat time: a request
+    // that spins for 0.3 s shows in one slot (idle workers add a tick now
+    // and then, hence the tolerance).
+    let (st, _) = http_get(&g.bind, "/burn?s=0.3", T).expect("request to gunicorn");
+    assert_eq!(st, 200);
+    let s = e.wait_scrape(T, "the burn in a slot's CPU", |s| {
+        s.sum("badgateway_worker_cpu_seconds_total", &pool) >= 0.25
+    });
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let proc_cpu: f64 = g
+        .worker_pids()
+        .iter()
+        .map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            let f: Vec<&str> = stat
+                .rsplit_once(')')
+                .unwrap()
+                .1
+                .split_whitespace()
+                .collect();
+            (f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()) as f64 / ticks
+        })
+        .sum();
+    let cpu = s.sum("badgateway_worker_cpu_seconds_total", &pool);
+    assert_eq!(
+        s.find("badgateway_worker_cpu_seconds_total", &pool).len(),
+        4
+    );
+    assert!(
+        (cpu - proc_cpu).abs() < 0.1,
+        "exported {cpu} s, /proc {proc_cpu} s"
+    );
     // The pool's RSS includes the master: more than the workers' sum.
     let worker_rss = s.sum(
         "badgateway_worker_memory_bytes",

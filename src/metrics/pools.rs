@@ -16,6 +16,7 @@ define_metrics! { METRICS;
     WORKER_START: Gauge, "badgateway_worker_start_time_seconds", ["pool", "slot"], "Start time of the worker in the slot, in seconds since the epoch.";
     WORKER_OPEN_FDS: Gauge, "badgateway_worker_open_fds", ["pool", "slot"], "Open file descriptors of the worker.";
     WORKER_MAX_FDS: Gauge, "badgateway_worker_max_fds", ["pool", "slot"], "Soft limit on open file descriptors of the worker.";
+    WORKER_CPU: Counter, "badgateway_worker_cpu_seconds", ["pool", "slot"], "User plus system CPU time of the worker in the slot; starts again from the new worker's own time when the slot's worker is replaced.";
     WORKER_SPAWNS: Counter, "badgateway_worker_spawns", ["pool"], "Workers that appeared under the pool's master since the exporter started.";
     WORKER_EXITS: Counter, "badgateway_worker_exits", ["pool"], "Workers that left the pool since the exporter started.";
     MASTER_RESTARTS: Counter, "badgateway_master_restarts", ["pool"], "Times the pool's master was replaced by a new process.";
@@ -86,6 +87,12 @@ pub fn encode(view: &PoolsView, enc: &mut DescriptorEncoder) -> fmt::Result {
     family(enc, &WORKER_MAX_FDS, |f| {
         workers().try_for_each(|(pool, w)| match w.max_fds {
             Some(n) => f.gauge(&[pool, &slot_names[w.slot]], n),
+            None => Ok(()),
+        })
+    })?;
+    family(enc, &WORKER_CPU, |f| {
+        workers().try_for_each(|(pool, w)| match w.cpu_seconds {
+            Some(s) => f.counter(&[pool, &slot_names[w.slot]], s),
             None => Ok(()),
         })
     })?;

@@ -173,6 +173,13 @@ impl Tracker {
             errors += e;
             let (open_fds, max_fds, e) = t.read_fds(root, &p, id);
             errors += e;
+            let cpu_seconds = match root.cpu_seconds(id.pid) {
+                Ok(s) => Some(s),
+                Err(f) => {
+                    errors += count_failure(&mut t.state.read_errors, f);
+                    None
+                }
+            };
             workers.push(WorkerState {
                 id,
                 slot,
@@ -180,6 +187,7 @@ impl Tracker {
                 memory,
                 open_fds,
                 max_fds,
+                cpu_seconds,
             });
         }
         t.state.workers = workers;

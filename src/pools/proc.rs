@@ -167,6 +167,21 @@ impl ProcRoot {
         })
     }
 
+    /// User plus system CPU time of `pid`, in seconds.
+    pub fn cpu_seconds(&self, pid: i32) -> Result<f64, ReadFailure> {
+        let mut buf = Vec::with_capacity(512);
+        read_into(&self.root.join(pid.to_string()).join("stat"), &mut buf).map_err(|e| match e
+            .kind()
+        {
+            std::io::ErrorKind::NotFound => ReadFailure::Gone,
+            std::io::ErrorKind::PermissionDenied => ReadFailure::PermissionDenied,
+            _ if e.raw_os_error() == Some(libc::ESRCH) => ReadFailure::Gone,
+            _ => ReadFailure::Other,
+        })?;
+        let s = parse_stat_brief(&buf).ok_or(ReadFailure::Other)?;
+        Ok((s.utime + s.stime) as f64 / self.ticks_per_second as f64)
+    }
+
     /// Children of `pid` from /proc/PID/task/*/children (any thread may be
     /// the parent). `None` when the kernel lacks the files
     /// (CONFIG_PROC_CHILDREN) or the process is gone.
@@ -250,11 +265,14 @@ impl ProcRoot {
     }
 }
 
-/// The three fields of /proc/PID/stat the scan needs.
+/// The fields of /proc/PID/stat the exporter needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatBrief {
     pub state: u8,
     pub ppid: i32,
+    /// User and system CPU time, in clock ticks.
+    pub utime: u64,
+    pub stime: u64,
     pub starttime: u64,
 }
 
@@ -266,17 +284,18 @@ pub struct StatBrief {
 pub fn parse_stat_brief(buf: &[u8]) -> Option<StatBrief> {
     let close = memchr::memrchr(b')', buf)?;
     let mut fields = buf.get(close + 2..)?.split(|b| *b == b' ');
+    let num = |f: &[u8]| -> Option<u64> { std::str::from_utf8(f).ok()?.trim_end().parse().ok() };
+    // Fields are numbered from 1 in proc(5); state is field 3.
     let state = *fields.next()?.first()?;
     let ppid = std::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
-    // starttime is field 22 of the file; state is field 3.
-    let starttime = std::str::from_utf8(fields.nth(22 - 5)?)
-        .ok()?
-        .trim_end()
-        .parse()
-        .ok()?;
+    let utime = num(fields.nth(14 - 5)?)?;
+    let stime = num(fields.next()?)?;
+    let starttime = num(fields.nth(22 - 16)?)?;
     Some(StatBrief {
         state,
         ppid,
+        utime,
+        stime,
         starttime,
     })
 }
@@ -343,6 +362,7 @@ mod tests {
             let full = procfs::process::Stat::from_read(&buf[..]).unwrap();
             let b = parse_stat_brief(&buf).unwrap();
             assert_eq!(b.ppid, full.ppid);
+            assert_eq!((b.utime, b.stime), (full.utime, full.stime));
             assert_eq!(b.starttime, full.starttime);
             assert_eq!(b.state as char, full.state);
             n += 1;
@@ -358,6 +378,8 @@ mod tests {
             Some(StatBrief {
                 state: b'S',
                 ppid: 7,
+                utime: 0,
+                stime: 0,
                 starttime: 12345
             })
         );

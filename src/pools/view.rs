@@ -23,6 +23,8 @@ pub struct WorkerState {
     pub memory: Memory,
     pub open_fds: Option<u64>,
     pub max_fds: Option<u64>,
+    /// User plus system CPU time, seconds.
+    pub cpu_seconds: Option<f64>,
 }
 
 /// Error counts by what could not be read; exported, never fatal.

@@ -5,6 +5,7 @@
 /leak?mb=N   allocates N MiB and keeps it, the memory growth that ends in
              an OOM kill
 /pid         answers with the worker's pid
+/burn?s=N    spins on the CPU for N seconds (a CPU-bound request)
 """
 import os
 import time
@@ -18,6 +19,10 @@ def app(environ, start_response):
     q = parse_qs(environ.get("QUERY_STRING", ""))
     if path == "/sleep":
         time.sleep(float(q.get("s", ["1"])[0]))
+    elif path == "/burn":
+        end = time.process_time() + float(q.get("s", ["1"])[0])
+        while time.process_time() < end:
+            pass
     elif path == "/leak":
         mb = int(q.get("mb", ["10"])[0])
         for _ in range(mb):
