@@ -14,6 +14,7 @@ use crate::kernel::counter_reader::{CounterOptions, CounterReader};
 use crate::kernel::kmsg_reader::{KmsgOptions, KmsgReader};
 use crate::nginx::{NginxOptions, NginxSource};
 use crate::pools::{PoolOptions, PoolSource};
+use crate::rules::{Judge, JudgeOptions};
 use crate::snapshot::{Inputs, Renderer, Snapshot};
 use crate::state::timeline::TIMELINE_CAP;
 use crate::state::{Published, Sinks};
@@ -224,6 +225,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         pools.index(),
     )
     .map_err(|e| anyhow::anyhow!("config {}: {e}", cfg.origin))?;
+    let judge = Judge::new(JudgeOptions::default(), sinks.clone());
     let inputs = Inputs {
         sinks,
         config_origin: cfg.origin.clone(),
@@ -231,6 +233,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         kills: kmsg.published(),
         memory: counters.published(),
         nginx: nginx.published(),
+        exits: judge.exits(),
     };
     let snapshot = Published::new(Snapshot::empty(&cfg.origin));
 
@@ -242,6 +245,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !nginx.is_empty() {
         spawn("nginx", move || nginx.run())?;
     }
+    spawn("rules", move || judge.run())?;
     let (renderer, out) = (Renderer::new(inputs), snapshot.clone());
     spawn("render", move || {
         renderer.run(out, Duration::from_millis(200))

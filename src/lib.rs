@@ -22,6 +22,7 @@ pub mod kernel;
 pub mod metrics;
 pub mod nginx;
 pub mod pools;
+pub mod rules;
 pub mod server;
 pub mod snapshot;
 pub mod state;

@@ -14,6 +14,7 @@ use crate::kernel::{KillCounts, MemoryCounters};
 use crate::metrics;
 use crate::nginx::NginxView;
 use crate::pools::PoolsView;
+use crate::rules::ExitCounts;
 use crate::state::{Published, Sinks};
 
 /// Every published state the outputs read.
@@ -26,6 +27,7 @@ pub struct Inputs {
     pub kills: Arc<Published<KillCounts>>,
     pub memory: Arc<Published<MemoryCounters>>,
     pub nginx: Arc<Published<NginxView>>,
+    pub exits: Arc<Published<ExitCounts>>,
 }
 
 impl fmt::Debug for Inputs {
@@ -44,6 +46,7 @@ impl Inputs {
             kills: Published::new(KillCounts::default()),
             memory: Published::new(MemoryCounters::default()),
             nginx: Published::new(NginxView::default()),
+            exits: Published::new(ExitCounts::default()),
         }
     }
 }
@@ -103,6 +106,11 @@ impl Collector for Families {
         )?;
         let pools = i.pools.get();
         metrics::pools::encode(&pools, &mut enc)?;
+        metrics::rules::encode(
+            &i.exits.get(),
+            pools.pools.iter().map(|p| p.name.as_str()),
+            &mut enc,
+        )?;
         metrics::kernel::encode(
             &i.kills.get(),
             &i.memory.get(),

@@ -29,6 +29,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("pools", 3),
     ("kernel", 3),
     ("nginx", 3),
+    // 4. Rules: pure tables over the timeline, and the judge that runs them.
+    ("rules", 4),
     // 5. Outputs: metric encoding and the snapshot.
     ("metrics", 5),
     ("snapshot", 5),

@@ -303,8 +303,10 @@ impl KmsgReader {
             .unwrap_or(SystemTime::UNIX_EPOCH);
         self.sinks.timeline.read(|tl| {
             for e in tl.window(since, now + Duration::from_secs(1)) {
-                let (EventKind::WorkerExit(p) | EventKind::MasterExit(p)) = &e.kind else {
-                    continue;
+                let p = match &e.kind {
+                    EventKind::WorkerExit(w) => &w.process,
+                    EventKind::MasterExit(p) => p,
+                    _ => continue,
                 };
                 let Some(pool) = &e.pool else { continue };
                 out.push(Known {
@@ -360,7 +362,7 @@ mod tests {
     use super::super::kmsg::tests::CAPTURED;
     use super::*;
     use crate::state::pool_index::PoolMembers;
-    use crate::state::timeline::Process;
+    use crate::state::timeline::{Process, WorkerExit};
 
     fn reader(pools: PoolIndex) -> KmsgReader {
         let index = Published::new(PoolIndex::default());
@@ -484,7 +486,12 @@ mod tests {
         r.sinks.timeline.push(
             SystemTime::now(),
             Some(Arc::from("api")),
-            EventKind::WorkerExit(exited),
+            EventKind::WorkerExit(WorkerExit {
+                process: exited,
+                status: None,
+                rss_bytes: None,
+                pss_bytes: None,
+            }),
         );
         let line = format!("3,9,{},-;Memory cgroup out of memory: Killed process 4321 (gunicorn) total-vm:1kB, anon-rss:2kB, file-rss:3kB, shmem-rss:4kB, UID:0 pgtables:5kB oom_score_adj:0\n", monotonic_usec());
         r.record(line.as_bytes());

@@ -10,6 +10,7 @@ pub mod exporter;
 pub mod kernel;
 pub mod nginx;
 pub mod pools;
+pub mod rules;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -66,6 +67,7 @@ pub fn all() -> impl Iterator<Item = &'static MetricDef> {
         .chain(pools::METRICS)
         .chain(kernel::METRICS)
         .chain(nginx::METRICS)
+        .chain(rules::METRICS)
         .copied()
 }
 

@@ -18,7 +18,6 @@ define_metrics! { METRICS;
     WORKER_MAX_FDS: Gauge, "badgateway_worker_max_fds", ["pool", "slot"], "Soft limit on open file descriptors of the worker.";
     WORKER_CPU: Counter, "badgateway_worker_cpu_seconds", ["pool", "slot"], "User plus system CPU time of the worker in the slot; starts again from the new worker's own time when the slot's worker is replaced.";
     WORKER_SPAWNS: Counter, "badgateway_worker_spawns", ["pool"], "Workers that appeared under the pool's master since the exporter started.";
-    WORKER_EXITS: Counter, "badgateway_worker_exits", ["pool"], "Workers that left the pool since the exporter started.";
     MASTER_RESTARTS: Counter, "badgateway_master_restarts", ["pool"], "Times the pool's master was replaced by a new process.";
     SMAPS_SKIPPED: Counter, "badgateway_smaps_skipped", ["pool"], "smaps_rollup reads skipped by the size guard (RSS above --collector.smaps.max-rss).";
     READ_ERRORS: Counter, "badgateway_pool_read_errors", ["pool", "kind"], "Per-process values of the pool that could not be read, by kind (permission_denied, other).";
@@ -100,11 +99,6 @@ pub fn encode(view: &PoolsView, enc: &mut DescriptorEncoder) -> fmt::Result {
         pools
             .iter()
             .try_for_each(|p| f.counter(&[&p.name], p.spawns))
-    })?;
-    family(enc, &WORKER_EXITS, |f| {
-        pools
-            .iter()
-            .try_for_each(|p| f.counter(&[&p.name], p.exits))
     })?;
     family(enc, &MASTER_RESTARTS, |f| {
         pools

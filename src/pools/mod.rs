@@ -24,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{PoolConfig, Server, DEFAULT_MAX_SLOTS};
 use crate::state::pool_index::PoolMembers;
-use crate::state::timeline::{EventKind, Process};
+use crate::state::timeline::{EventKind, Process, WorkerExit};
 use crate::state::{PoolIndex, Published, Sinks};
 use observe::{Change, Tracker};
 use proc::{ProcId, ProcRoot};
@@ -155,7 +155,12 @@ impl PoolSource {
                 };
                 let kind = match change {
                     Change::WorkerSpawn => EventKind::WorkerSpawn(p),
-                    Change::WorkerExit => EventKind::WorkerExit(p),
+                    Change::WorkerExit(memory) => EventKind::WorkerExit(WorkerExit {
+                        process: p,
+                        status: None,
+                        rss_bytes: memory.map(|m| m.rss),
+                        pss_bytes: memory.and_then(|m| m.pss),
+                    }),
                     Change::MasterStart => EventKind::MasterStart(p),
                     Change::MasterExit => EventKind::MasterExit(p),
                 };

@@ -24,7 +24,8 @@ const LISTEN_REFRESH_CYCLES: u32 = 12;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
     WorkerSpawn,
-    WorkerExit,
+    /// With the worker's memory at its last sample.
+    WorkerExit(Option<Memory>),
     MasterStart,
     MasterExit,
 }
@@ -125,7 +126,8 @@ impl Tracker {
             t.state.exits += 1;
             t.smaps_at.remove(id);
             t.max_fds.remove(id);
-            changes.push((Change::WorkerExit, *id, *slot));
+            let last = t.state.workers.iter().find(|w| w.id == *id);
+            changes.push((Change::WorkerExit(last.map(|w| w.memory)), *id, *slot));
         }
         for (id, slot) in &slot_changes.spawned {
             if !baseline {

@@ -88,6 +88,96 @@ pub struct Process {
     pub slot: Option<usize>,
 }
 
+/// How a process ended: from the proc connector's wait status, or from
+/// the app server's log when the master logged it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Exited(u8),
+    /// Killed by this signal.
+    Signaled(i32),
+}
+
+/// A worker that left its pool, as the pool source saw it go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerExit {
+    pub process: Process,
+    /// `None` when only /proc polling saw it go.
+    pub status: Option<ExitStatus>,
+    /// Its memory at the last sample before it went.
+    pub rss_bytes: Option<u64>,
+    pub pss_bytes: Option<u64>,
+}
+
+/// Why a worker ended: the `reason` label of
+/// `badgateway_worker_exits_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ExitReason {
+    MaxRequests,
+    OomKilled,
+    Timeout,
+    Signal,
+    ExitError,
+    Reload,
+    Shutdown,
+    Unknown,
+}
+
+impl ExitReason {
+    pub const ALL: &'static [ExitReason] = &[
+        ExitReason::MaxRequests,
+        ExitReason::OomKilled,
+        ExitReason::Timeout,
+        ExitReason::Signal,
+        ExitReason::ExitError,
+        ExitReason::Reload,
+        ExitReason::Shutdown,
+        ExitReason::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExitReason::MaxRequests => "max_requests",
+            ExitReason::OomKilled => "oom_killed",
+            ExitReason::Timeout => "timeout",
+            ExitReason::Signal => "signal",
+            ExitReason::ExitError => "exit_error",
+            ExitReason::Reload => "reload",
+            ExitReason::Shutdown => "shutdown",
+            ExitReason::Unknown => "unknown",
+        }
+    }
+}
+
+/// A worker exit with the reason the rules gave it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerEnd {
+    pub exit: WorkerExit,
+    pub reason: ExitReason,
+    /// From its start to its exit.
+    pub lifetime: std::time::Duration,
+}
+
+/// What an app server's own log (or its control socket) said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppLog {
+    /// A worker booted.
+    WorkerBooted { pid: i32 },
+    /// The master found the worker silent past its timeout and is killing
+    /// it.
+    WorkerTimeout { pid: i32 },
+    /// The master reaped a worker killed by this signal.
+    WorkerSignaled { pid: i32, signal: i32 },
+    /// The master reaped a worker that exited with this code.
+    WorkerExited { pid: i32, code: u8 },
+    /// The worker reached its request limit and leaves after this request.
+    Autorestarting { pid: i32 },
+    /// The master was told to reload (SIGHUP): new workers, old ones
+    /// stopped.
+    Reload,
+    /// The master is shutting down with its workers.
+    Shutdown,
+}
+
 /// An OOM kill, as the kernel logged it and as it was attributed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OomKill {
@@ -140,7 +230,9 @@ pub struct ServerError {
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventKind {
     WorkerSpawn(Process),
-    WorkerExit(Process),
+    WorkerExit(WorkerExit),
+    WorkerEnd(WorkerEnd),
+    AppLog(AppLog),
     MasterStart(Process),
     MasterExit(Process),
     OomKill(OomKill),
@@ -154,6 +246,8 @@ impl EventKind {
         match self {
             EventKind::WorkerSpawn(_) => "worker_spawn",
             EventKind::WorkerExit(_) => "worker_exit",
+            EventKind::WorkerEnd(_) => "worker_end",
+            EventKind::AppLog(_) => "app_log",
             EventKind::MasterStart(_) => "master_start",
             EventKind::MasterExit(_) => "master_exit",
             EventKind::OomKill(_) => "oom_kill",
@@ -231,8 +325,8 @@ impl Timeline {
     /// Events that arrived after the one numbered `seq`.
     pub fn since(&self, seq: u64) -> impl Iterator<Item = &Event> {
         let first = self.events.front().map_or(self.next_seq, |e| e.seq);
-        let skip = seq.saturating_add(1).saturating_sub(first) as usize;
-        self.events.iter().skip(skip)
+        let skip = (seq.saturating_add(1).saturating_sub(first) as usize).min(self.events.len());
+        self.events.range(skip..)
     }
 
     /// The number the next event will get.
