@@ -425,8 +425,11 @@ impl Default for ProcConnectorOptions {
 pub struct ReadStats {
     /// Events appended to the caller's Vec.
     pub events: usize,
-    /// Messages the kernel sent and this socket never got (gaps in the
-    /// per-CPU sequence): the receive buffer overflowed.
+    /// Messages the kernel sent and this socket never got: gaps in the
+    /// per-CPU sequence, counted when the next message from that CPU
+    /// arrives. Exact once every CPU has been heard from since open (losses
+    /// before a CPU's first message cannot be seen); `overruns` says at
+    /// once that some were lost.
     pub lost: u64,
     /// ENOBUFS reports: how many times the buffer overflowed.
     pub overruns: u64,
@@ -471,11 +474,18 @@ impl ProcConnector {
         conn.socket
             .send(&subscription_request(PROC_CN_MCAST_LISTEN, nonce), 0)
             .map_err(|e| io_error("send PROC_CN_MCAST_LISTEN", e))?;
-        conn.wait_ack(opts.ack_timeout)?;
+        conn.wait_ack(nonce, "PROC_CN_MCAST_LISTEN", opts.ack_timeout)?;
         Ok(conn)
     }
 
-    fn wait_ack(&mut self, timeout: Duration) -> Result<(), ProcConnectorError> {
+    /// Reads until the ack of the request sent with `nonce`; events read
+    /// meanwhile are dropped.
+    fn wait_ack(
+        &mut self,
+        nonce: u32,
+        op: &'static str,
+        timeout: Duration,
+    ) -> Result<(), ProcConnectorError> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -487,7 +497,7 @@ impl ProcConnector {
                 let m = m?;
                 self.losses.account(&m);
                 if let Message::Ack { ack, err, .. } = m {
-                    if ack == self.nonce.wrapping_add(1) {
+                    if ack == nonce.wrapping_add(1) {
                         return match err {
                             0 => Ok(()),
                             e => Err(match io::Error::from_raw_os_error(e as i32) {
@@ -496,9 +506,7 @@ impl ProcConnector {
                                     Some(libc::EPERM | libc::EACCES)
                                 ) =>
                                 {
-                                    ProcConnectorError::PermissionDenied {
-                                        op: "PROC_CN_MCAST_LISTEN",
-                                    }
+                                    ProcConnectorError::PermissionDenied { op }
                                 }
                                 e => ProcConnectorError::Refused(e),
                             }),
@@ -548,6 +556,11 @@ impl ProcConnector {
     /// ENOBUFS reports since open.
     pub fn overruns_total(&self) -> u64 {
         self.overruns
+    }
+
+    /// Changes the receive buffer, e.g. after overruns.
+    pub fn set_recv_buffer_bytes(&self, bytes: usize) -> Result<(), ProcConnectorError> {
+        set_recv_buffer(&self.socket, bytes).map_err(|e| io_error("set the receive buffer", e))
     }
 
     /// The receive buffer the kernel granted (it doubles the request for
@@ -668,7 +681,8 @@ impl AsFd for ProcConnector {
 
 impl Drop for ProcConnector {
     fn drop(&mut self) {
-        // Best effort: the socket is closed right after anyway.
+        // Best effort, and unconfirmed: the kernel filters the ack of an
+        // IGNORE out of the socket that sent it. The socket closes next.
         let _ = self.socket.send(
             &subscription_request(PROC_CN_MCAST_IGNORE, self.nonce.wrapping_add(2)),
             libc::MSG_DONTWAIT,

@@ -233,7 +233,16 @@ pub struct SockDiag {
     socket: Socket,
     buf: Vec<u8>,
     seq: u32,
-    pending: Vec<Option<QueueSample>>,
+    slots: Vec<Slot>,
+}
+
+/// Where the answer for one listener of a batch stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Waiting,
+    Done(QueueSample),
+    /// Another listener on the same address and port answered.
+    Sibling,
 }
 
 /// A reply that does not come within this is an error, not a hang.
@@ -251,7 +260,7 @@ impl SockDiag {
             socket,
             buf: vec![0; 64 << 10],
             seq: 0,
-            pending: Vec::new(),
+            slots: Vec::new(),
         })
     }
 
@@ -282,20 +291,20 @@ impl SockDiag {
     ) -> Result<(), SockDiagError> {
         let first = self.seq.wrapping_add(1);
         self.seq = self.seq.wrapping_add(listeners.len() as u32);
-        self.pending.clear();
+        self.slots.clear();
         let mut datagram = Vec::with_capacity(listeners.len() * 72);
         for (i, l) in listeners.iter().enumerate() {
             if let Listener::Unix { inode } = *l {
                 if u32::try_from(inode).is_err() {
                     // Socket inodes are 32-bit (sockfs uses get_next_ino).
-                    self.pending.push(Some(QueueSample::Gone));
+                    self.slots.push(Slot::Done(QueueSample::Gone));
                     continue;
                 }
             }
-            self.pending.push(None);
+            self.slots.push(Slot::Waiting);
             datagram.extend(request(l, first.wrapping_add(i as u32)));
         }
-        let mut left = self.pending.iter().filter(|s| s.is_none()).count();
+        let mut left = self.slots.iter().filter(|s| **s == Slot::Waiting).count();
         if left > 0 {
             self.send(&datagram)?;
         }
@@ -303,11 +312,11 @@ impl SockDiag {
             let n = self.recv(first)?;
             for reply in parse_replies(&self.buf[..n])? {
                 let i = reply.seq.wrapping_sub(first) as usize;
-                if i >= listeners.len() || self.pending[i].is_some() {
+                if i >= listeners.len() || self.slots[i] != Slot::Waiting {
                     continue; // a late reply to an earlier call
                 }
-                let sample = match (reply.answer, listeners[i]) {
-                    (Answer::Error(libc::ENOENT), _) => QueueSample::Gone,
+                self.slots[i] = match (reply.answer, listeners[i]) {
+                    (Answer::Error(libc::ENOENT), _) => Slot::Done(QueueSample::Gone),
                     (Answer::Error(errno), _) => {
                         return Err(SockDiagError::Kernel {
                             seq: reply.seq,
@@ -315,24 +324,30 @@ impl SockDiag {
                         })
                     }
                     (Answer::Done, _) => continue,
-                    (Answer::Socket { inode, .. }, Listener::Tcp { local, inode: want })
+                    // An SO_REUSEPORT sibling answered: ours is found among
+                    // the listeners on that port once this batch is read.
+                    (Answer::Socket { inode, .. }, Listener::Tcp { inode: want, .. })
                         if u64::from(inode) != want =>
                     {
-                        // An SO_REUSEPORT sibling answered: find ours among
-                        // the listeners on that port.
-                        self.tcp_listener_by_inode(local, want)?
+                        Slot::Sibling
                     }
-                    (Answer::Socket { state, queues, .. }, _) => to_sample(state, queues),
+                    (Answer::Socket { state, queues, .. }, _) => {
+                        Slot::Done(to_sample(state, queues))
+                    }
                 };
-                self.pending[i] = Some(sample);
                 left -= 1;
             }
         }
-        out.extend(
-            self.pending
-                .iter()
-                .map(|s| s.expect("every request answered")),
-        );
+        for (i, l) in listeners.iter().enumerate() {
+            let sample = match (self.slots[i], *l) {
+                (Slot::Done(s), _) => s,
+                (Slot::Sibling, Listener::Tcp { local, inode }) => {
+                    self.tcp_listener_by_inode(local, inode)?
+                }
+                (slot, _) => unreachable!("{slot:?} after every reply"),
+            };
+            out.push(sample);
+        }
         Ok(())
     }
 
