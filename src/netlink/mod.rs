@@ -6,6 +6,35 @@
 pub mod proc_connector;
 pub mod sock_diag;
 
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+/// Waits until `fd` is readable (true) or `timeout` passes (false). A signal
+/// ends the wait early with true: callers read (EAGAIN) and wait again.
+fn poll_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // Round up, so that a sub-millisecond wait still waits.
+    let ms = timeout.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
+    // SAFETY: one valid pollfd.
+    match unsafe { libc::poll(&mut pfd, 1, ms) } {
+        r if r > 0 => Ok(true),
+        0 => Ok(false),
+        _ => {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                Ok(true)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
 /// The captures of tools/capture_netlink.py and the facts its MANIFEST
 /// records about each (pids, inodes, expected queue lengths).
 #[cfg(test)]

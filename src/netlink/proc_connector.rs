@@ -589,27 +589,7 @@ impl ProcConnector {
 
     /// Waits until the socket is readable or `timeout` passes.
     fn poll(&self, timeout: Duration) -> Result<bool, ProcConnectorError> {
-        let mut pfd = libc::pollfd {
-            fd: self.socket.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // Round up, so that a sub-millisecond wait still waits.
-        let ms = timeout.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
-        // SAFETY: one valid pollfd.
-        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
-        match r {
-            r if r > 0 => Ok(true),
-            0 => Ok(false),
-            _ => {
-                let e = io::Error::last_os_error();
-                if e.raw_os_error() == Some(libc::EINTR) {
-                    Ok(false)
-                } else {
-                    Err(io_error("poll", e))
-                }
-            }
-        }
+        super::poll_readable(self.socket.as_raw_fd(), timeout).map_err(|e| io_error("poll", e))
     }
 }
 

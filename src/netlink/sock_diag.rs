@@ -404,14 +404,9 @@ impl SockDiag {
                 Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
                     // The kernel answers while handling the send, so this
                     // is rare; wait, but not forever.
-                    let mut pfd = libc::pollfd {
-                        fd: self.socket.as_raw_fd(),
-                        events: libc::POLLIN,
-                        revents: 0,
-                    };
-                    // SAFETY: one valid pollfd.
-                    let r = unsafe { libc::poll(&mut pfd, 1, REPLY_TIMEOUT.as_millis() as i32) };
-                    if r == 0 {
+                    let readable = super::poll_readable(self.socket.as_raw_fd(), REPLY_TIMEOUT)
+                        .map_err(|source| SockDiagError::Io { op: "poll", source })?;
+                    if !readable {
                         return Err(SockDiagError::NoReply {
                             seq,
                             timeout: REPLY_TIMEOUT,
