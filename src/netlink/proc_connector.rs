@@ -23,7 +23,7 @@
 //! - `timestamp_ns` is `ktime_get_ns()`, CLOCK_MONOTONIC (see [`monotonic_ns`]).
 //! - `cn_msg.seq` is a per-CPU counter over every message the connector sends
 //!   (acks included), so a gap in it on one CPU is a lost message: that is how
-//!   [`ProcConnector`] counts losses exactly.
+//!   [`ProcConnector`] counts losses (see [`ReadStats::lost`]).
 //! - The subscription ack carries the kernel's counter in `seq` and our `ack`
 //!   plus one in `ack`: the request's `ack` field is the nonce to match.
 //! - A thread's fork names the *process's* parent as parent (a new thread's
@@ -34,9 +34,11 @@
 //! - A signal whose default action dumps core (SIGSEGV, SIGABRT) sends a
 //!   `PROC_EVENT_COREDUMP` before the exit even when no core file is written;
 //!   the exit's wait status says whether one was.
-//! - Anyone may subscribe: since Linux 6.6 neither binding the group nor
-//!   PROC_CN_MCAST_LISTEN needs CAP_NET_ADMIN (a `nobody` subscriber gets an
-//!   ack with err 0 and every event). Older kernels answer EPERM. The
+//! - Anyone may subscribe: neither binding the group nor PROC_CN_MCAST_LISTEN
+//!   needs CAP_NET_ADMIN (a `nobody` subscriber with no capabilities gets an
+//!   ack with err 0 and every event). The 2023 cn_proc changes (Linux 6.6)
+//!   opened it; older kernels answer EPERM. Events carry pids of the initial
+//!   pid namespace. The
 //!   connector lives only in the initial network namespace (elsewhere the
 //!   subscription is refused with ECONNREFUSED), and the kernel silently
 //!   ignores a subscription from outside the initial user or pid namespace:
@@ -435,7 +437,8 @@ pub struct ReadStats {
     pub overruns: u64,
 }
 
-/// A subscription to the process events connector. Dropping it unsubscribes.
+/// A subscription to the process events connector. Dropping it sends
+/// PROC_CN_MCAST_IGNORE and closes the socket.
 pub struct ProcConnector {
     socket: Socket,
     buf: Vec<u8>,
