@@ -20,6 +20,7 @@ pub mod config;
 pub mod follow;
 pub mod kernel;
 pub mod metrics;
+pub mod netlink;
 pub mod nginx;
 pub mod pools;
 pub mod rules;
