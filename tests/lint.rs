@@ -441,7 +441,13 @@ fn dashboards_follow_the_dashboard_linter_rules() {
             }
         }
 
-        // Panels.
+        // Panels, each with its own title.
+        let mut titles = BTreeSet::new();
+        for p in panels(d) {
+            if p["type"] != "row" && !titles.insert(p["title"].as_str().unwrap_or("")) {
+                err(format!("two panels titled {}", p["title"]));
+            }
+        }
         for p in panels(d) {
             let title = p["title"].as_str().unwrap_or("");
             let mut perr = |m: String| err(format!("panel {title:?}: {m}"));

@@ -229,7 +229,7 @@ def overview():
     )
     b.panel(
         "bargauge",
-        "Failed requests by cause",
+        "Failed requests by cause, time range",
         "502s and 504s in the dashboard's time range, by the cause the exporter found "
         "(worker_oom_killed, worker_timeout, pool_down, backlog_full, ...).",
         "short",
@@ -241,7 +241,7 @@ def overview():
     )
     b.panel(
         "stat",
-        "OOM kills",
+        "OOM kills, time range",
         "Processes the kernel OOM-killed in the dashboard's time range: pools' workers, "
         "and everything on the selected hosts.",
         "short",
