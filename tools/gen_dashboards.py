@@ -24,6 +24,15 @@ POOL_OF = (
 )
 
 
+# A stat panel: the last value of each series, coloured, with its name.
+STAT = {
+    "colorMode": "background",
+    "graphMode": "none",
+    "textMode": "value_and_name",
+    "reduceOptions": {"calcs": ["lastNotNull"], "values": False},
+}
+
+
 def sel(metric, extra="", pool=True):
     m = JIP if pool else JI
     return metric + "{" + m + (", " + extra if extra else "") + "}"
@@ -252,8 +261,7 @@ def overview():
         w=6,
         h=4,
         instant=True,
-        options={"colorMode": "background", "graphMode": "none", "textMode": "value_and_name",
-                 "reduceOptions": {"calcs": ["lastNotNull"], "values": False}},
+        options=STAT,
     )
     b.panel(
         "stat",
@@ -264,8 +272,7 @@ def overview():
         w=3,
         h=4,
         instant=True,
-        options={"colorMode": "background", "graphMode": "none", "textMode": "value_and_name",
-                 "reduceOptions": {"calcs": ["lastNotNull"], "values": False}},
+        options=STAT,
     )
     b.panel(
         "stat",
@@ -527,8 +534,7 @@ def overview():
         [("min by (instance, source) (" + sel("badgateway_source_up", pool=False) + ")", "{{source}} on {{instance}}")],
         w=8,
         instant=True,
-        options={"colorMode": "background", "graphMode": "none", "textMode": "value_and_name",
-                 "reduceOptions": {"calcs": ["lastNotNull"], "values": False}},
+        options=STAT,
     )
     b.panel(
         "timeseries",
