@@ -33,6 +33,14 @@ make_venv() { # dir, packages...
 }
 make_venv "$root/target/test-venv" 'gunicorn==27.0.1'
 make_venv "$root/target/test-venv-spt" 'gunicorn==27.0.1' 'setproctitle'
+# matplotlib, for the picture of the main dashboard that tests/pipeline.rs
+# draws from Prometheus's answers (Grafana cannot run here).
+if [ ! -x "$root/target/plot-venv/bin/python" ] || ! "$root/target/plot-venv/bin/python" -c 'import matplotlib' 2>/dev/null; then
+  echo "installing matplotlib into $root/target/plot-venv"
+  python3 -m venv "$root/target/plot-venv"
+  "$root/target/plot-venv/bin/pip" install -q --disable-pip-version-check 'matplotlib==3.11.*'
+fi
+export BADGATEWAY_PLOT_PYTHON="$root/target/plot-venv/bin/python"
 export BADGATEWAY_TEST_VENV="$root/target/test-venv"
 export BADGATEWAY_TEST_VENV_SETPROCTITLE="$root/target/test-venv-spt"
 

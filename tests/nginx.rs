@@ -4,100 +4,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::nginx::Nginx;
 use common::*;
 
 const T: Duration = Duration::from_secs(30);
-
-fn nginx_bin() -> PathBuf {
-    let p = PathBuf::from("/usr/sbin/nginx");
-    assert!(
-        p.exists(),
-        "nginx is not installed at {}: run scripts/test.sh, which installs nginx-light",
-        p.display()
-    );
-    p
-}
-
-const LOG_FORMAT: &str = r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" rt=$request_time uct="$upstream_connect_time" uht="$upstream_header_time" urt="$upstream_response_time" ua="$upstream_addr" us="$upstream_status""#;
-
-struct Nginx {
-    proc: Proc,
-    dir: PathBuf,
-    addr: String,
-}
-
-impl Nginx {
-    /// Start nginx with `locations` inside one loopback server block.
-    fn start(dir: &Path, locations: &str) -> Nginx {
-        let port = free_port();
-        let conf = format!(
-            r#"
-worker_processes 1;
-user root;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log error;
-daemon off;
-events {{ worker_connections 256; }}
-http {{
-    log_format upstreamlog '{LOG_FORMAT}';
-    access_log {dir}/access.log upstreamlog;
-    client_body_temp_path {dir}/tmp_body;
-    proxy_temp_path {dir}/tmp_proxy;
-    fastcgi_temp_path {dir}/tmp_fcgi;
-    uwsgi_temp_path {dir}/tmp_uwsgi;
-    scgi_temp_path {dir}/tmp_scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        server_name _;
-        proxy_next_upstream off;
-        {locations}
-    }}
-}}
-"#,
-            dir = dir.display()
-        );
-        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-        let proc = spawn(
-            "nginx",
-            Command::new(nginx_bin())
-                .arg("-p")
-                .arg(dir)
-                .arg("-c")
-                .arg(dir.join("nginx.conf"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
-        );
-        let addr = format!("127.0.0.1:{port}");
-        wait_for(Duration::from_secs(10), "nginx to listen", || {
-            std::net::TcpStream::connect(&addr).is_ok()
-        });
-        Nginx {
-            proc,
-            dir: dir.to_path_buf(),
-            addr,
-        }
-    }
-
-    fn config(&self, name: &str) -> String {
-        format!(
-            "nginx:\n  - name: {name}\n    access_log: {d}/access.log\n    error_log: {d}/error.log\n    log_format: |-\n      log_format upstreamlog '{f}';\n",
-            d = self.dir.display(),
-            f = LOG_FORMAT
-        )
-    }
-
-    fn get(&self, path: &str) -> u16 {
-        http_get(&self.addr, path, Duration::from_secs(30))
-            .map(|(s, _)| s)
-            .unwrap_or_else(|e| panic!("GET {path} through nginx: {e}"))
-    }
-}
 
 fn unix_gunicorn(dir: &Path, name: &str, workers: usize, extra: &[&str]) -> Gunicorn {
     Gunicorn::start(GunicornOpts {

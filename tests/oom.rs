@@ -7,121 +7,12 @@ mod common;
 use std::collections::BTreeSet;
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::cgroup::Cgroup;
 use common::*;
 
 const MIB: u64 = 1 << 20;
-
-/// A memory cgroup made for one test; removed on drop even if the test
-/// fails: every process in it is killed first.
-struct Cgroup {
-    dir: PathBuf,
-    /// The path inside the hierarchy, as the kernel prints `task_memcg=`.
-    path: String,
-    v2: bool,
-}
-
-impl Cgroup {
-    fn create(tag: &str) -> Cgroup {
-        let name = format!("bgw-{tag}-{}", std::process::id());
-        let has_memory = |root: &str| {
-            std::fs::read_to_string(format!("{root}/cgroup.controllers"))
-                .is_ok_and(|c| c.split_whitespace().any(|k| k == "memory"))
-        };
-        let (root, v2) = if has_memory("/sys/fs/cgroup") {
-            ("/sys/fs/cgroup", true)
-        } else if has_memory("/sys/fs/cgroup/unified") {
-            ("/sys/fs/cgroup/unified", true)
-        } else {
-            ("/sys/fs/cgroup/memory", false)
-        };
-        if v2 {
-            // Children only get the controller if the parent delegates it.
-            let _ = std::fs::write(format!("{root}/cgroup.subtree_control"), "+memory");
-        }
-        let dir = Path::new(root).join(&name);
-        let _ = std::fs::remove_dir(&dir);
-        std::fs::create_dir(&dir)
-            .unwrap_or_else(|e| panic!("creating {} (needs root): {e}", dir.display()));
-        Cgroup {
-            dir,
-            path: format!("/{name}"),
-            v2,
-        }
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    fn pids(&self) -> Vec<i32> {
-        std::fs::read_to_string(self.file("cgroup.procs"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect()
-    }
-
-    fn usage(&self) -> u64 {
-        let f = if self.v2 {
-            "memory.current"
-        } else {
-            "memory.usage_in_bytes"
-        };
-        std::fs::read_to_string(self.file(f))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    }
-
-    fn set_limit(&self, bytes: u64) {
-        let write = |f: &str, v: &str| {
-            std::fs::write(self.file(f), v).unwrap_or_else(|e| panic!("writing {v} to {f}: {e}"))
-        };
-        if self.v2 {
-            write("memory.max", &bytes.to_string());
-            if self.file("memory.swap.max").exists() {
-                write("memory.swap.max", "0");
-            }
-        } else {
-            write("memory.limit_in_bytes", &bytes.to_string());
-            // Without swap accounting the kill comes later, not never;
-            // with it, memory+swap gets the same limit.
-            if self.file("memory.memsw.limit_in_bytes").exists() {
-                let _ = std::fs::write(self.file("memory.memsw.limit_in_bytes"), bytes.to_string());
-            }
-        }
-    }
-}
-
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            let pids = self.pids();
-            if pids.is_empty() {
-                break;
-            }
-            for p in pids {
-                unsafe {
-                    libc::kill(p, libc::SIGKILL);
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        // The last charges leave the cgroup a moment after its processes.
-        for _ in 0..100 {
-            if std::fs::remove_dir(&self.dir).is_ok() || !self.dir.exists() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!("could not remove cgroup {}", self.dir.display());
-    }
-}
 
 /// The kernel log's texts with their seq, read without blocking. Parsed
 /// here by hand, independently of the exporter's parser.

@@ -2,6 +2,10 @@
 //! exporter binary, and scrapes parsed from its real /metrics output.
 #![allow(dead_code)]
 
+pub mod cgroup;
+pub mod nginx;
+pub mod shipped;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
