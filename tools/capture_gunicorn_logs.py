@@ -11,17 +11,20 @@ fixtures/gunicorn/VERSION/NAME.log:
                       TIMEOUT, SIGABRT (pending, it is stopped), then SIGKILL
                       on a later pass, logged "Perhaps out of memory?"
   timeout_busy        a worker inside a 10 s request past --timeout 2: WORKER
-                      TIMEOUT, SIGABRT, and the worker exits with code 1
+                      TIMEOUT, SIGABRT, whose handler raises SystemExit in
+                      the request; the worker logs the traceback and leaves
+                      with code 0, so no exit line
   segv                a worker crashing with a real segmentation fault
-  exit_code           sys.exit(7) inside a request, which Gunicorn catches
-                      (the worker answers 500 and lives on), then os._exit(7)
+  exit_code           sys.exit(7) inside a request, which 23.0 and 27.0
+                      catch (the worker answers 500 and lives on) and 20.1
+                      does not, then os._exit(7)
   exit_code_3_boot    sys.exit(3) while the app is imported (boot_exit.py):
                       3 is Gunicorn's WORKER_BOOT_ERROR, so the master halts
                       ("Reason: Worker failed to boot.")
   exit_code_3_os      os._exit(3) inside a request: the master halts the same
   hup_reload          SIGHUP to the master: new workers, old ones stopped
-  term_shutdown       SIGTERM to the master, at --log-level debug (multi-line
-                      configuration dump, "Handling signal: chld")
+  term_shutdown       SIGTERM to the master, at --log-level debug (DEBUG
+                      lines, a multi-line configuration dump)
   term_shutdown_busy  SIGTERM while a request outlives --graceful-timeout: the
                       master SIGKILLs the worker during shutdown
   sigkill_external    a worker SIGKILLed by someone else (as the OOM killer
@@ -31,6 +34,15 @@ fixtures/gunicorn/VERSION/NAME.log:
                       signal 40 ("signal 40"), and SIGTERM raised by the
                       worker itself after restoring its default action
   master_signals      TTIN, TTOU, USR1 and WINCH, then SIGINT
+  control             (25.1.0 and later) raw control-socket frames, each
+                      answer as it came off the socket (4-byte big-endian
+                      length, then JSON) in control_*.frame: show workers,
+                      show workers with one worker SIGSTOPped for 4.5 s, show
+                      stats after a recycle and a HUP, an unknown command;
+                      and app_socket_answer.bin, what an app's own unix
+                      socket answers to the same request: nothing until
+                      the worker, stuck reading a request line, hits its
+                      --timeout (2 s here) and answers 500
 
 Scenarios run under different TZ values, so the logs carry +0000, +0530 and
 -0400/-0500 offsets. Every process started here is in its own session and is
@@ -298,9 +310,63 @@ def master_signals():
     m.finish()
 
 
+def control():
+    if not CONTROL_SOCKET:
+        return
+    import struct
+    import json
+    # --timeout 6: an idle worker beats every 3 s, a stopped one not at all.
+    m = Master("control", 2, ["--max-requests", "2", "--timeout", "6"], "UTC")
+    ctl = os.path.join(m.dir, "gunicorn.ctl")
+    app_sock = os.path.join(m.dir, "app.sock")
+    # A second master for the app socket: one bound to a unix path.
+    m2 = Master("control_app", 1, ["--bind", "unix:" + app_sock, "--timeout", "2"], "UTC")
+
+    def request(path, command, raw=False):
+        payload = json.dumps({"id": 1, "command": command, "args": []}).encode()
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(10)
+            s.connect(path)
+            s.sendall(struct.pack(">I", len(payload)) + payload)
+            data = b""
+            while True:
+                try:
+                    chunk = s.recv(65536)
+                except socket.timeout:
+                    break
+                if not chunk:
+                    break
+                data += chunk
+                if not raw and len(data) >= 4 and len(data) >= 4 + struct.unpack(">I", data[:4])[0]:
+                    break
+            return data
+
+    def save(name, data):
+        with open(os.path.join(OUT, name), "wb") as f:
+            f.write(data)
+
+    wait_for("the control socket", lambda: os.path.exists(ctl))
+    save("control_show_workers.frame", request(ctl, "show workers"))
+    victim = m.workers(2)[0]
+    os.kill(victim, signal.SIGSTOP)
+    time.sleep(4.5)
+    save("control_show_workers_stopped.frame", request(ctl, "show workers"))
+    os.kill(victim, signal.SIGCONT)
+    for _ in range(4):
+        m.get("/")
+    m.signal(signal.SIGHUP)
+    time.sleep(1.5)
+    m.workers(2)
+    save("control_show_stats.frame", request(ctl, "show stats"))
+    save("control_unknown_command.frame", request(ctl, "show nonsense"))
+    save("app_socket_answer.bin", request(app_sock, "show workers", raw=True))
+    m2.kill()
+    m.finish()
+
+
 SCENARIOS = ["max_requests", "timeout_sigstop", "timeout_busy", "segv", "exit_code",
              "exit_code_3_boot", "exit_code_3_os", "hup_reload", "term_shutdown",
-             "term_shutdown_busy", "sigkill_external", "worker_signals", "master_signals"]
+             "term_shutdown_busy", "sigkill_external", "worker_signals", "master_signals", "control"]
 
 
 def main():

@@ -476,7 +476,9 @@ mod tests {
                 fixture!($v, "master_signals"),
             )*] };
         }
-        all!("27.0.1", "23.0.0", "20.1.0")
+        let mut all = all!("27.0.1", "23.0.0", "20.1.0");
+        all.push(fixture!("27.0.1", "control"));
+        all
     }
 
     fn log(name: &str) -> Vec<LogLine<'static>> {

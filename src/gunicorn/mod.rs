@@ -9,5 +9,5 @@
 //!   kill and reload counts), and how to tell that socket among the master's
 //!   listening unix sockets.
 
-
+pub mod control;
 pub mod log;
