@@ -12,6 +12,7 @@ const LAYERS: &[(&str, u8)] = &[
     //    follower, and the vocabularies they produce.
     ("config", 1),
     ("follow", 1),
+    ("gunicorn", 1),
     ("upstream_failure", 1),
     ("pools::proc", 1),
     ("pools::discover", 1),
