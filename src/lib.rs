@@ -18,6 +18,7 @@
 pub mod cli;
 pub mod config;
 pub mod follow;
+pub mod gunicorn;
 pub mod kernel;
 pub mod metrics;
 pub mod netlink;

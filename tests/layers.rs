@@ -13,6 +13,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("config", 1),
     ("follow", 1),
     ("netlink", 1),
+    ("gunicorn", 1),
     ("upstream_failure", 1),
     ("pools::proc", 1),
     ("pools::discover", 1),
