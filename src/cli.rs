@@ -65,6 +65,11 @@ pub struct Args {
     /// Skip smaps_rollup for processes whose RSS is above this many bytes.
     #[arg(long = "collector.smaps.max-rss", default_value_t = 16 << 30)]
     pub smaps_max_rss: u64,
+    /// Follow forks and exits with the kernel's process events (the proc
+    /// connector): exit statuses, and workers that live shorter than a
+    /// cycle. `false`: /proc polling alone.
+    #[arg(long = "collector.proc-events", default_value_t = true, action = clap::ArgAction::Set)]
+    pub proc_events: bool,
     /// How often to scan command lines for new Gunicorn masters.
     #[arg(long = "collector.discover.interval", default_value = "10s", value_parser = parse_duration)]
     pub discover_interval: Duration,
@@ -280,6 +285,7 @@ fn pool_options(args: &Args, cfg: &Config) -> PoolOptions {
         smaps_interval: args.smaps_interval.max(args.pools_interval),
         smaps_max_rss: args.smaps_max_rss,
         discover_interval: args.discover_interval,
+        proc_events: args.proc_events,
         ..PoolOptions::default()
     }
 }

@@ -188,6 +188,21 @@ fn memory_per_slot_and_bounded_slots_under_recycling() {
         "slots stay 0..3 under recycling"
     );
     assert_eq!(s.get("badgateway_master_restarts_total", &pool), Some(0.0));
+    // Recycled workers exit with status 0 on their own: max_requests, from
+    // the proc connector's wait status (no log file here).
+    let by_reason = |r| {
+        s.get(
+            "badgateway_worker_exits_total",
+            &[("pool", "api"), ("reason", r)],
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        by_reason("max_requests"),
+        s.sum("badgateway_worker_exits_total", &pool),
+        "{}",
+        s.text
+    );
 
     // A dead master: pool_up 0 and no stale worker series.
     g.proc.signal(libc::SIGKILL);

@@ -280,7 +280,7 @@ impl KmsgReader {
     /// Wall-clock time of a kmsg timestamp: the wall-clock time at which
     /// the log clock read 0, plus `ts_usec`.
     fn kill_time(&self, ts_usec: u64) -> SystemTime {
-        self.opts.boot_time.unwrap_or_else(boot_time) + Duration::from_micros(ts_usec)
+        self.opts.boot_time.unwrap_or_else(crate::state::boot_time) + Duration::from_micros(ts_usec)
     }
 
     /// Live pool processes and the recent exits, for attribution.
@@ -336,25 +336,6 @@ fn wait_readable(f: &std::fs::File, timeout: Duration) {
         // EINTR or the like: the caller reads again, which says what it is.
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-/// The wall-clock time at which CLOCK_MONOTONIC read 0: now, less the
-/// monotonic clock. The kernel's log clock does not count suspend, like
-/// CLOCK_MONOTONIC, so a record logged before a suspend comes out early by
-/// the suspended time.
-fn boot_time() -> SystemTime {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    let now = SystemTime::now();
-    if rc != 0 {
-        return now;
-    }
-    let mono = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
-    now.checked_sub(mono).unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 #[cfg(test)]

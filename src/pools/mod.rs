@@ -1,11 +1,20 @@
 //! The pool source: app-server masters, their workers and their memory,
-//! read from /proc.
+//! read from /proc and followed between reads by the kernel's process
+//! events.
 //!
 //! - [`view`]: what it publishes;
 //! - [`process_table`]: finding masters and workers for one cycle;
-//! - [`observe`]: one pool, one cycle (slots, memory, fds);
+//! - [`observe`]: one pool: its cycle, and the forks and exits between;
 //! - [`proc`], [`discover`], [`listen`], [`slots`]: the readers and pure
 //!   rules underneath.
+//!
+//! With the proc connector (`crate::netlink::proc_connector`) a fork of a
+//! master is a new worker at once and a worker's exit comes with its wait
+//! status, so a worker spawned and OOM-killed between two cycles is still
+//! attributed to its pool, and a cycle need not read the whole process
+//! table: it checks the workers it knows. Every
+//! [`RECONCILE_EVERY`] cycles, after a lost event, or without the
+//! connector, the cycle looks the master's children up instead.
 //!
 //! Each cycle publishes a [`PoolsView`] for the outputs, a [`PoolIndex`]
 //! for the other sources, and puts spawns and exits on the timeline.
@@ -23,10 +32,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{PoolConfig, Server, DEFAULT_MAX_SLOTS};
+use crate::netlink::proc_connector::{
+    EventKind as ProcEventKind, ExitOutcome, ProcConnector, ProcConnectorOptions, ProcEvent,
+};
 use crate::state::pool_index::PoolMembers;
-use crate::state::timeline::{EventKind, Process, WorkerExit};
-use crate::state::{PoolIndex, Published, Sinks};
-use observe::{Change, Tracker};
+use crate::state::timeline::{EventKind, ExitStatus, Process, WorkerExit};
+use crate::state::{thread_cpu_seconds, PoolIndex, Published, Sinks};
+use observe::{Change, PoolChange, Tracker};
 use proc::{ProcId, ProcRoot};
 use process_table::{Finder, Lookup};
 pub use view::{Memory, PoolState, PoolsView, ReadErrors, WorkerState};
@@ -48,6 +60,10 @@ pub struct PoolOptions {
     /// How often to look for new Gunicorn masters when discovery is on.
     pub discover_interval: Duration,
     pub max_discovered: usize,
+    /// Follow forks and exits with the proc connector.
+    pub proc_events: bool,
+    /// How often the proc connector's events are read between cycles.
+    pub events_interval: Duration,
 }
 
 impl Default for PoolOptions {
@@ -61,6 +77,8 @@ impl Default for PoolOptions {
             smaps_max_rss: 16 << 30,
             discover_interval: Duration::from_secs(30),
             max_discovered: 32,
+            proc_events: false,
+            events_interval: Duration::from_millis(50),
         }
     }
 }
@@ -70,6 +88,17 @@ pub fn health_source(pool: &str) -> String {
     format!("pool/{pool}")
 }
 
+/// The health `source` label of the process events.
+pub const PROC_EVENTS_SOURCE: &str = "proc_connector";
+
+/// Cycles between two lookups of every master's children while the events
+/// keep the worker sets: a safety net, not the way workers are found.
+pub const RECONCILE_EVERY: u32 = 12;
+
+/// The proc connector's receive buffer: about 2,000 events between two
+/// reads.
+const EVENTS_BUFFER_BYTES: usize = 2 << 20;
+
 pub struct PoolSource {
     root: ProcRoot,
     opts: PoolOptions,
@@ -78,12 +107,37 @@ pub struct PoolSource {
     last_discovery: Option<Instant>,
     /// Whether /proc/PID/task/TID/children exists; `None` until known.
     children_files: Option<bool>,
+    events: Option<ProcConnector>,
+    event_buf: Vec<ProcEvent>,
+    /// Cycles since the master's children were last looked up.
+    since_reconcile: u32,
+    /// The wall-clock time at which the events' monotonic clock read 0.
+    boot: SystemTime,
     view: Arc<Published<PoolsView>>,
     index: Arc<Published<PoolIndex>>,
 }
 
 impl PoolSource {
     pub fn new(opts: PoolOptions, sinks: Sinks) -> PoolSource {
+        let events = if opts.proc_events {
+            let o = ProcConnectorOptions {
+                recv_buffer_bytes: EVENTS_BUFFER_BYTES,
+                ..ProcConnectorOptions::default()
+            };
+            match ProcConnector::open(&o) {
+                Ok(c) => {
+                    sinks.health.report(PROC_EVENTS_SOURCE, Ok(()));
+                    Some(c)
+                }
+                Err(e) => {
+                    let why = format!("{e}; following workers by /proc polling alone");
+                    sinks.health.report(PROC_EVENTS_SOURCE, Err(why));
+                    None
+                }
+            }
+        } else {
+            None
+        };
         PoolSource {
             root: ProcRoot::new(&opts.procfs),
             trackers: opts.pools.iter().map(Tracker::from_config).collect(),
@@ -91,6 +145,10 @@ impl PoolSource {
             sinks,
             last_discovery: None,
             children_files: None,
+            events,
+            event_buf: Vec::new(),
+            since_reconcile: RECONCILE_EVERY,
+            boot: crate::state::boot_time(),
             view: Published::new(PoolsView::default()),
             index: Published::new(PoolIndex::default()),
         }
@@ -109,6 +167,9 @@ impl PoolSource {
     /// One cycle: read every pool, put its changes on the timeline, and
     /// publish. Returns the number of values that could not be read.
     pub fn collect(&mut self, now: Instant) -> u64 {
+        // Events that came before this cycle are applied first, so that
+        // the cycle agrees with them.
+        self.drain_events();
         let cap = self.opts.max_discovered + self.configured();
         let mut lookup = Lookup::new(&self.root, &mut self.children_files);
         lookup.discovery_due = self.opts.discover_gunicorn
@@ -130,12 +191,25 @@ impl PoolSource {
                 }
             }
         }
+        let trust_events = self.events.is_some() && self.since_reconcile < RECONCILE_EVERY;
+        self.since_reconcile = if trust_events {
+            self.since_reconcile + 1
+        } else {
+            0
+        };
         let mut errors = 0;
         let wall = SystemTime::now();
         let mut changes = Vec::new();
         for t in &mut self.trackers {
             let before = t.state.read_errors.clone();
-            let e = t.observe(&mut lookup, &self.opts, now, &mut changes);
+            let e = t.observe(
+                &mut lookup,
+                &self.opts,
+                now,
+                wall,
+                trust_events,
+                &mut changes,
+            );
             errors += e;
             let after = &t.state.read_errors;
             let result = match e {
@@ -147,29 +221,85 @@ impl PoolSource {
                 )),
             };
             self.sinks.health.report(&health_source(&t.name), result);
-            for (change, id, slot) in changes.drain(..) {
-                let p = Process {
-                    pid: id.pid,
-                    started: self.root.start_time(id.starttime),
-                    slot,
-                };
-                let kind = match change {
-                    Change::WorkerSpawn => EventKind::WorkerSpawn(p),
-                    Change::WorkerExit(memory) => EventKind::WorkerExit(WorkerExit {
-                        process: p,
-                        status: None,
-                        rss_bytes: memory.map(|m| m.rss),
-                        pss_bytes: memory.and_then(|m| m.pss),
-                    }),
-                    Change::MasterStart => EventKind::MasterStart(p),
-                    Change::MasterExit => EventKind::MasterExit(p),
-                };
-                self.sinks.timeline.push(wall, Some(t.name.clone()), kind);
-            }
+            put_on_timeline(&self.sinks, &self.root, &t.name, &mut changes);
         }
         errors += lookup.scan_errors;
         self.publish();
         errors
+    }
+
+    /// Apply the process events that are waiting: a fork of a master is a
+    /// new worker, the exit of a worker or a master is that. Returns
+    /// whether a master exited (the caller runs a cycle at once).
+    pub fn drain_events(&mut self) -> bool {
+        let Some(conn) = self.events.as_mut() else {
+            return false;
+        };
+        self.event_buf.clear();
+        match conn.read(Duration::ZERO, &mut self.event_buf) {
+            Ok(r) if r.lost > 0 || r.overruns > 0 => {
+                // Something may have been missed: look the children up.
+                tracing::debug!(lost = r.lost, overruns = r.overruns, "process events lost");
+                self.since_reconcile = RECONCILE_EVERY;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                self.sinks.health.report(
+                    PROC_EVENTS_SOURCE,
+                    Err(format!("{e}; following workers by /proc polling alone")),
+                );
+                self.events = None;
+                return false;
+            }
+        }
+        let mut changes = Vec::new();
+        let mut master_gone = false;
+        let mut changed = false;
+        let events = std::mem::take(&mut self.event_buf);
+        for ev in &events {
+            let at = self.boot + Duration::from_nanos(ev.timestamp_ns);
+            match ev.kind {
+                ProcEventKind::Fork { parent, child } if !child.is_thread() => {
+                    let Some(t) = self
+                        .trackers
+                        .iter_mut()
+                        .find(|t| t.state.master.is_some_and(|m| m.pid == parent.tgid))
+                    else {
+                        continue;
+                    };
+                    // The child's identity from its stat; if it is gone
+                    // already, from the event's clock.
+                    let id = self.root.identity(child.pid).unwrap_or(ProcId {
+                        pid: child.pid,
+                        starttime: self.root.ticks_since_boot(ev.timestamp_ns),
+                    });
+                    t.forked(id, at, &mut changes);
+                    put_on_timeline(&self.sinks, &self.root, &t.name, &mut changes);
+                    changed = true;
+                }
+                ProcEventKind::Exit { task, status, .. } if !task.is_thread() => {
+                    let status = match status.outcome() {
+                        ExitOutcome::Exited(c) => ExitStatus::Exited(c),
+                        ExitOutcome::Signaled { signal, .. } => ExitStatus::Signaled(signal),
+                    };
+                    for t in &mut self.trackers {
+                        if t.state.master.is_some_and(|m| m.pid == task.pid) {
+                            master_gone = true;
+                        } else if t.exited(task.pid, Some(status), at, &mut changes) {
+                            put_on_timeline(&self.sinks, &self.root, &t.name, &mut changes);
+                            changed = true;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.event_buf = events;
+        if changed {
+            self.publish();
+            self.sinks.changed.notify();
+        }
+        master_gone
     }
 
     fn configured(&self) -> usize {
@@ -198,12 +328,7 @@ impl PoolSource {
                 .map(|t| PoolMembers {
                     name: t.name.clone(),
                     master: t.state.master.map(|m| process(m, None)),
-                    workers: t
-                        .state
-                        .workers
-                        .iter()
-                        .map(|w| process(w.id, Some(w.slot)))
-                        .collect(),
+                    workers: t.workers().map(|(id, slot)| process(id, slot)).collect(),
                     listeners: t.state.listen.clone(),
                 })
                 .collect(),
@@ -211,9 +336,66 @@ impl PoolSource {
         self.index.publish(index);
     }
 
-    /// Run forever on the calling thread, one cycle every interval.
+    /// Run forever on the calling thread: a cycle every interval, and the
+    /// process events between cycles.
     pub fn run(mut self) -> ! {
-        let (sinks, interval) = (self.sinks.clone(), self.opts.interval);
-        sinks.run_loop("pools", interval, || (self.collect(Instant::now()), true))
+        let sinks = self.sinks.clone();
+        loop {
+            let started = Instant::now();
+            let cpu0 = thread_cpu_seconds();
+            let errors = self.collect(started);
+            sinks.collectors.record(
+                "pools",
+                started.elapsed(),
+                thread_cpu_seconds() - cpu0,
+                errors,
+            );
+            sinks.changed.notify();
+            let next = started + self.opts.interval;
+            // Between cycles: the events, read in batches; a master that
+            // exits cuts the wait short.
+            loop {
+                let left = next.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                if self.events.is_none() {
+                    std::thread::sleep(left);
+                    break;
+                }
+                std::thread::sleep(left.min(self.opts.events_interval));
+                let cpu0 = thread_cpu_seconds();
+                let master_gone = self.drain_events();
+                sinks
+                    .collectors
+                    .add_cpu("pools", thread_cpu_seconds() - cpu0);
+                if master_gone {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Put a pool's changes on the timeline, in order, and clear them.
+fn put_on_timeline(sinks: &Sinks, root: &ProcRoot, pool: &Arc<str>, changes: &mut Vec<PoolChange>) {
+    for c in changes.drain(..) {
+        let p = Process {
+            pid: c.id.pid,
+            started: root.start_time(c.id.starttime),
+            slot: c.slot,
+        };
+        let kind = match c.change {
+            Change::WorkerSpawn => EventKind::WorkerSpawn(p),
+            Change::WorkerExit(memory, status) => EventKind::WorkerExit(WorkerExit {
+                process: p,
+                status,
+                rss_bytes: memory.map(|m| m.rss),
+                pss_bytes: memory.and_then(|m| m.pss),
+            }),
+            Change::MasterStart => EventKind::MasterStart(p),
+            Change::MasterExit => EventKind::MasterExit(p),
+        };
+        sinks.timeline.push(c.at, Some(pool.clone()), kind);
     }
 }

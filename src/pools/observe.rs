@@ -1,13 +1,14 @@
-//! One pool, one cycle: find its master and workers, reconcile slots, and
-//! read each process's memory and file descriptors.
+//! One pool: its master and workers, kept up to date by a cycle that reads
+//! /proc and, between cycles, by the process events of the proc connector
+//! (a fork of the master, an exit of a worker), and each process's memory,
+//! CPU and file descriptors.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
-
-use procfs::process::Process;
+use std::time::{Instant, SystemTime};
 
 use crate::config::{PoolConfig, Server};
+use crate::state::timeline::ExitStatus;
 
 use super::listen;
 use super::proc::{ProcId, ProcRoot, ReadFailure};
@@ -20,14 +21,24 @@ use super::PoolOptions;
 /// (and at once when the master changes).
 const LISTEN_REFRESH_CYCLES: u32 = 12;
 
-/// What happened to one of the pool's processes this cycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What happened to one of the pool's processes.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Change {
     WorkerSpawn,
-    /// With the worker's memory at its last sample.
-    WorkerExit(Option<Memory>),
+    /// With the worker's memory at its last sample, and how it ended when
+    /// the proc connector said.
+    WorkerExit(Option<Memory>, Option<ExitStatus>),
     MasterStart,
     MasterExit,
+}
+
+/// One change, when it happened, to which process.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PoolChange {
+    pub change: Change,
+    pub id: ProcId,
+    pub slot: Option<usize>,
+    pub at: SystemTime,
 }
 
 /// Per-pool bookkeeping that outlives one cycle.
@@ -74,23 +85,94 @@ impl Tracker {
         )
     }
 
-    /// One cycle. Changes go to `changes` as (what, process, slot); returns
-    /// the number of values that could not be read.
+    /// Live workers and their slots (`None` past `max_slots`).
+    pub fn workers(&self) -> impl Iterator<Item = (ProcId, Option<usize>)> + '_ {
+        self.slots.all()
+    }
+
+    /// The master forked `id`, seen by the proc connector at `at`.
+    pub fn forked(&mut self, id: ProcId, at: SystemTime, changes: &mut Vec<PoolChange>) {
+        if self.slots.contains(&id) {
+            return;
+        }
+        let slot = self.slots.add(id);
+        self.state.spawns += 1;
+        self.state.unslotted_workers = self.slots.unslotted_count();
+        changes.push(PoolChange {
+            change: Change::WorkerSpawn,
+            id,
+            slot,
+            at,
+        });
+    }
+
+    /// A worker exited, seen by the proc connector at `at`. Returns false
+    /// when `pid` is not a worker of this pool.
+    pub fn exited(
+        &mut self,
+        pid: i32,
+        status: Option<ExitStatus>,
+        at: SystemTime,
+        changes: &mut Vec<PoolChange>,
+    ) -> bool {
+        let Some(id) = self.slots.find_pid(pid) else {
+            return false;
+        };
+        let slot = self.slots.remove(&id);
+        self.worker_gone(id, slot, status, at, changes);
+        self.state.workers.retain(|w| w.id != id);
+        self.state.unslotted_workers = self.slots.unslotted_count();
+        true
+    }
+
+    fn worker_gone(
+        &mut self,
+        id: ProcId,
+        slot: Option<usize>,
+        status: Option<ExitStatus>,
+        at: SystemTime,
+        changes: &mut Vec<PoolChange>,
+    ) {
+        self.state.exits += 1;
+        self.smaps_at.remove(&id);
+        self.max_fds.remove(&id);
+        let last = self.state.workers.iter().find(|w| w.id == id);
+        changes.push(PoolChange {
+            change: Change::WorkerExit(last.map(|w| w.memory), status),
+            id,
+            slot,
+            at,
+        });
+    }
+
+    /// One cycle. With `trust_events`, the worker set kept by the proc
+    /// connector's events stands, and only its members are checked; else
+    /// the master's children are looked up. Changes go to `changes`;
+    /// returns the number of values that could not be read.
     pub fn observe(
         &mut self,
         lookup: &mut Lookup<'_>,
         opts: &PoolOptions,
         now: Instant,
-        changes: &mut Vec<(Change, ProcId, Option<usize>)>,
+        wall: SystemTime,
+        trust_events: bool,
+        changes: &mut Vec<PoolChange>,
     ) -> u64 {
         let t = self;
         let master = lookup.find_master(&t.finder, &t.name, t.state.master);
         let baseline = !t.baseline_taken;
         t.baseline_taken = true;
+        let change = |change, id, slot| PoolChange {
+            change,
+            id,
+            slot,
+            at: wall,
+        };
 
-        if t.state.master != master {
+        let master_changed = t.state.master != master;
+        if master_changed {
             if let Some(old) = t.state.master {
-                changes.push((Change::MasterExit, old, None));
+                changes.push(change(Change::MasterExit, old, None));
                 t.smaps_at.remove(&old);
             }
             if let Some(new) = master {
@@ -98,7 +180,7 @@ impl Tracker {
                     t.state.master_restarts += 1;
                 }
                 t.last_master = Some(new);
-                changes.push((Change::MasterStart, new, None));
+                changes.push(change(Change::MasterStart, new, None));
             }
             t.state.master = master;
             t.listen_refresh = 0;
@@ -117,34 +199,41 @@ impl Tracker {
             None => t.state.listen.clear(),
         }
 
+        let root = lookup.root;
+        let mut stats = HashMap::new();
         let live: Vec<ProcId> = match master {
+            // The events kept the set: check that each member still lives
+            // (an exit event may have been lost), reading the stat the CPU
+            // figure needs anyway.
+            Some(_) if trust_events && !master_changed => t
+                .slots
+                .all()
+                .filter_map(|(id, _)| {
+                    let s = root.stat(id.pid).ok()?;
+                    (s.identity(id.pid) == Some(id)).then(|| {
+                        stats.insert(id, s);
+                        id
+                    })
+                })
+                .collect(),
             Some(m) => lookup.children(m),
             None => Vec::new(),
         };
         let slot_changes = t.slots.observe(&live);
         for (id, slot) in &slot_changes.exited {
-            t.state.exits += 1;
-            t.smaps_at.remove(id);
-            t.max_fds.remove(id);
-            let last = t.state.workers.iter().find(|w| w.id == *id);
-            changes.push((Change::WorkerExit(last.map(|w| w.memory)), *id, *slot));
+            t.worker_gone(*id, *slot, None, wall, changes);
         }
         for (id, slot) in &slot_changes.spawned {
             if !baseline {
                 t.state.spawns += 1;
             }
-            changes.push((Change::WorkerSpawn, *id, *slot));
+            changes.push(change(Change::WorkerSpawn, *id, *slot));
         }
 
         let mut errors = 0;
-        let root = lookup.root;
         if let Some(m) = master {
             let prev = t.state.master_memory;
-            let read = root
-                .process(m.pid)
-                .map_err(|e| ReadFailure::from(&e))
-                .and_then(|p| t.read_memory(root, &p, m, prev, opts, now));
-            match read {
+            match t.read_memory(root, m, prev, opts, now) {
                 Ok((mem, e)) => {
                     t.state.master_memory = mem;
                     errors += e;
@@ -160,12 +249,7 @@ impl Tracker {
         let mut workers = Vec::with_capacity(live.len());
         for (id, slot) in t.slots.assigned() {
             let prev_mem = prev.get(&id).map(|w| w.memory).unwrap_or_default();
-            // One handle on /proc/PID for every value of this worker.
-            let read = root
-                .process(id.pid)
-                .map_err(|e| ReadFailure::from(&e))
-                .and_then(|p| Ok((t.read_memory(root, &p, id, prev_mem, opts, now)?, p)));
-            let ((memory, e), p) = match read {
+            let (memory, e) = match t.read_memory(root, id, prev_mem, opts, now) {
                 Ok(r) => r,
                 Err(f) => {
                     errors += count_failure(&mut t.state.read_errors, f);
@@ -173,10 +257,14 @@ impl Tracker {
                 }
             };
             errors += e;
-            let (open_fds, max_fds, e) = t.read_fds(root, &p, id);
+            let (open_fds, max_fds, e) = t.read_fds(root, id);
             errors += e;
-            let cpu_seconds = match root.cpu_seconds(id.pid) {
-                Ok(s) => Some(s),
+            let stat = match stats.remove(&id) {
+                Some(s) => Ok(s),
+                None => root.stat(id.pid),
+            };
+            let cpu_seconds = match stat {
+                Ok(s) => Some(root.ticks_to_seconds(s.utime + s.stime)),
                 Err(f) => {
                     errors += count_failure(&mut t.state.read_errors, f);
                     None
@@ -202,13 +290,12 @@ impl Tracker {
     fn read_memory(
         &mut self,
         root: &ProcRoot,
-        p: &Process,
         id: ProcId,
         prev: Memory,
         opts: &PoolOptions,
         now: Instant,
     ) -> Result<(Memory, u64), ReadFailure> {
-        let status = root.status_memory(p)?;
+        let status = root.status_memory(id.pid)?;
         let mut mem = Memory {
             rss: status.rss_bytes,
             swap: status.swap_bytes,
@@ -225,7 +312,7 @@ impl Tracker {
             if status.rss_bytes > opts.smaps_max_rss {
                 self.state.smaps_skipped += 1;
             } else {
-                match root.smaps_memory(p) {
+                match root.smaps_memory(id.pid) {
                     Ok(s) => {
                         mem.pss = Some(s.pss_bytes);
                         mem.uss = Some(s.uss_bytes);
@@ -247,14 +334,9 @@ impl Tracker {
         Ok((mem, errors))
     }
 
-    fn read_fds(
-        &mut self,
-        root: &ProcRoot,
-        p: &Process,
-        id: ProcId,
-    ) -> (Option<u64>, Option<u64>, u64) {
+    fn read_fds(&mut self, root: &ProcRoot, id: ProcId) -> (Option<u64>, Option<u64>, u64) {
         let mut errors = 0;
-        let open = match root.open_fds(p) {
+        let open = match root.open_fds(id.pid) {
             Ok(n) => Some(n),
             Err(f) => {
                 errors += count_failure(&mut self.state.read_errors, f);
@@ -264,7 +346,7 @@ impl Tracker {
         // The limit rarely changes in a worker's life; read it once.
         let max = match self.max_fds.get(&id) {
             Some(m) => *m,
-            None => match root.max_fds(p) {
+            None => match root.max_fds(id.pid) {
                 Ok(m) => {
                     self.max_fds.insert(id, m);
                     m

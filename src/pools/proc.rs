@@ -54,6 +54,18 @@ pub enum ReadFailure {
     Other,
 }
 
+impl ReadFailure {
+    pub fn from_io(e: &std::io::Error) -> ReadFailure {
+        match e.kind() {
+            std::io::ErrorKind::NotFound => ReadFailure::Gone,
+            std::io::ErrorKind::PermissionDenied => ReadFailure::PermissionDenied,
+            // ESRCH: the process died while we read it.
+            _ if e.raw_os_error() == Some(libc::ESRCH) => ReadFailure::Gone,
+            _ => ReadFailure::Other,
+        }
+    }
+}
+
 impl From<&ProcError> for ReadFailure {
     fn from(e: &ProcError) -> Self {
         match e {
@@ -103,6 +115,12 @@ impl ProcRoot {
 
     pub fn process(&self, pid: i32) -> Result<Process, ProcError> {
         Process::new_with_root(self.root.join(pid.to_string()))
+    }
+
+    fn pid_file(&self, pid: i32, name: &str) -> PathBuf {
+        let mut p = self.root.join(pid.to_string());
+        p.push(name);
+        p
     }
 
     /// Seconds since the epoch at which a process started.
@@ -158,28 +176,26 @@ impl ProcRoot {
     /// The identity of `pid` now, if it exists.
     /// A zombie has no identity: it has exited.
     pub fn identity(&self, pid: i32) -> Option<ProcId> {
-        let mut buf = Vec::with_capacity(512);
-        read_into(&self.root.join(pid.to_string()).join("stat"), &mut buf).ok()?;
-        let s = parse_stat_brief(&buf)?;
-        (!matches!(s.state, b'Z' | b'X')).then_some(ProcId {
-            pid,
-            starttime: s.starttime,
-        })
+        self.stat(pid).ok()?.identity(pid)
     }
 
-    /// User plus system CPU time of `pid`, in seconds.
-    pub fn cpu_seconds(&self, pid: i32) -> Result<f64, ReadFailure> {
-        let mut buf = Vec::with_capacity(512);
-        read_into(&self.root.join(pid.to_string()).join("stat"), &mut buf).map_err(|e| match e
-            .kind()
-        {
-            std::io::ErrorKind::NotFound => ReadFailure::Gone,
-            std::io::ErrorKind::PermissionDenied => ReadFailure::PermissionDenied,
-            _ if e.raw_os_error() == Some(libc::ESRCH) => ReadFailure::Gone,
-            _ => ReadFailure::Other,
-        })?;
-        let s = parse_stat_brief(&buf).ok_or(ReadFailure::Other)?;
-        Ok((s.utime + s.stime) as f64 / self.ticks_per_second as f64)
+    /// The fields of /proc/PID/stat the pool source uses: identity, parent
+    /// and CPU time. Read into a stack buffer: no allocation.
+    pub fn stat(&self, pid: i32) -> Result<StatBrief, ReadFailure> {
+        let mut buf = [0u8; 1024];
+        let n = read_small(&self.pid_file(pid, "stat"), &mut buf)?;
+        parse_stat_brief(&buf[..n]).ok_or(ReadFailure::Other)
+    }
+
+    /// Nanoseconds since boot as clock ticks, the unit of a stat's
+    /// starttime.
+    pub fn ticks_since_boot(&self, ns: u64) -> u64 {
+        ((ns as u128 * self.ticks_per_second as u128) / 1_000_000_000) as u64
+    }
+
+    /// CPU clock ticks as seconds.
+    pub fn ticks_to_seconds(&self, ticks: u64) -> f64 {
+        ticks as f64 / self.ticks_per_second as f64
     }
 
     /// Children of `pid` from /proc/PID/task/*/children (any thread may be
@@ -208,19 +224,19 @@ impl ProcRoot {
         Some(args.join(" "))
     }
 
-    /// Cheap per-cycle memory figures from /proc/PID/status.
-    pub fn status_memory(&self, p: &Process) -> Result<StatusMemory, ReadFailure> {
-        let st = p.status().map_err(|e| ReadFailure::from(&e))?;
-        Ok(StatusMemory {
-            rss_bytes: st.vmrss.unwrap_or(0) * 1024,
-            swap_bytes: st.vmswap.unwrap_or(0) * 1024,
-        })
+    /// Cheap per-cycle memory figures from /proc/PID/status, read into a
+    /// stack buffer and scanned for the two lines: no allocation.
+    pub fn status_memory(&self, pid: i32) -> Result<StatusMemory, ReadFailure> {
+        let mut buf = [0u8; 4096];
+        let n = read_small(&self.pid_file(pid, "status"), &mut buf)?;
+        parse_status_memory(&buf[..n]).ok_or(ReadFailure::Other)
     }
 
     /// PSS and USS from /proc/PID/smaps_rollup. This takes the target's
     /// mmap lock and walks its page tables, so callers run it on a slower
     /// interval and behind a size guard.
-    pub fn smaps_memory(&self, p: &Process) -> Result<SmapsMemory, ReadFailure> {
+    pub fn smaps_memory(&self, pid: i32) -> Result<SmapsMemory, ReadFailure> {
+        let p = self.process(pid).map_err(|e| ReadFailure::from(&e))?;
         let rollup = p.smaps_rollup().map_err(|e| ReadFailure::from(&e))?;
         let Some((_, ext)) = rollup
             .memory_map_rollup
@@ -237,26 +253,28 @@ impl ProcRoot {
         })
     }
 
-    pub fn open_fds(&self, p: &Process) -> Result<u64, ReadFailure> {
+    /// Open file descriptors. Since Linux 6.2 a procfs reports the count as
+    /// the size of /proc/PID/fd, which one stat() reads; otherwise (and in a
+    /// fixture tree) the directory is counted.
+    pub fn open_fds(&self, pid: i32) -> Result<u64, ReadFailure> {
+        let dir = self.pid_file(pid, "fd");
         if self.is_procfs {
-            return p
-                .fd_count()
-                .map(|n| n as u64)
-                .map_err(|e| ReadFailure::from(&e));
+            let size = std::fs::metadata(&dir)
+                .map_err(|e| ReadFailure::from_io(&e))?
+                .len();
+            if size > 0 {
+                return Ok(size);
+            }
         }
-        let dir = self.root.join(p.pid().to_string()).join("fd");
         match std::fs::read_dir(&dir) {
             Ok(d) => Ok(d.count() as u64),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ReadFailure::Gone),
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                Err(ReadFailure::PermissionDenied)
-            }
-            Err(_) => Err(ReadFailure::Other),
+            Err(e) => Err(ReadFailure::from_io(&e)),
         }
     }
 
     /// The soft limit on open files; `None` when unlimited.
-    pub fn max_fds(&self, p: &Process) -> Result<Option<u64>, ReadFailure> {
+    pub fn max_fds(&self, pid: i32) -> Result<Option<u64>, ReadFailure> {
+        let p = self.process(pid).map_err(|e| ReadFailure::from(&e))?;
         let limits = p.limits().map_err(|e| ReadFailure::from(&e))?;
         Ok(match limits.max_open_files.soft_limit {
             LimitValue::Value(v) => Some(v),
@@ -274,6 +292,17 @@ pub struct StatBrief {
     pub utime: u64,
     pub stime: u64,
     pub starttime: u64,
+}
+
+impl StatBrief {
+    /// The process's identity, unless it is a zombie (it has exited; only
+    /// its parent has not reaped it yet).
+    pub fn identity(&self, pid: i32) -> Option<ProcId> {
+        (!matches!(self.state, b'Z' | b'X')).then_some(ProcId {
+            pid,
+            starttime: self.starttime,
+        })
+    }
 }
 
 /// Parse state, ppid and starttime from /proc/PID/stat without allocating.
@@ -325,6 +354,50 @@ pub fn parse_btime(stat: &str) -> Option<u64> {
     stat.lines()
         .find_map(|l| l.strip_prefix("btime "))
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// Read a small /proc file into `buf`; a file that fills it is read no
+/// further (the fields wanted come first).
+fn read_small(path: &Path, buf: &mut [u8]) -> Result<usize, ReadFailure> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| ReadFailure::from_io(&e))?;
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(ReadFailure::from_io(&e)),
+        }
+    }
+    Ok(n)
+}
+
+/// `VmRSS` and `VmSwap` from /proc/PID/status, in bytes. A kernel thread
+/// has neither and reads as zero; a text without a `Name:` line is not a
+/// status file.
+pub fn parse_status_memory(text: &[u8]) -> Option<StatusMemory> {
+    if !text.starts_with(b"Name:") {
+        return None;
+    }
+    let mut m = StatusMemory::default();
+    for line in text.split(|b| *b == b'\n') {
+        let slot = match line.strip_prefix(b"VmRSS:") {
+            Some(v) => Some((&mut m.rss_bytes, v)),
+            None => line.strip_prefix(b"VmSwap:").map(|v| (&mut m.swap_bytes, v)),
+        };
+        if let Some((slot, v)) = slot {
+            let kb: u64 = std::str::from_utf8(v)
+                .ok()?
+                .trim()
+                .strip_suffix("kB")?
+                .trim_end()
+                .parse()
+                .ok()?;
+            *slot = kb * 1024;
+        }
+    }
+    Some(m)
 }
 
 fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
@@ -387,6 +460,25 @@ mod tests {
         assert_eq!(parse_stat_brief(b""), None);
         assert_eq!(parse_stat_brief(b"1 (x) S"), None);
         assert_eq!(parse_stat_brief(b"1 (x) S notanumber"), None);
+    }
+
+    #[test]
+    fn status_memory_matches_procfs_on_captured_files() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/proc/gunicorn_plain");
+        for pid in ["17589", "17591", "17592"] {
+            let text = std::fs::read(dir.join(pid).join("status")).unwrap();
+            let full = procfs::process::Status::from_read(&text[..]).unwrap();
+            let m = parse_status_memory(&text).unwrap();
+            assert_eq!(m.rss_bytes, full.vmrss.unwrap() * 1024, "{pid}");
+            assert_eq!(m.swap_bytes, full.vmswap.unwrap_or(0) * 1024, "{pid}");
+            assert!(m.rss_bytes > 1 << 20);
+        }
+        assert_eq!(
+            parse_status_memory(b"Name:\tkthreadd\nState:\tS\n"),
+            Some(StatusMemory::default())
+        );
+        assert_eq!(parse_status_memory(b"garbage"), None);
+        assert_eq!(parse_status_memory(b"Name:\tx\nVmRSS:\t12 MB\n"), None);
     }
 
     #[test]

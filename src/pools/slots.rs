@@ -94,6 +94,53 @@ impl Slots {
         changes
     }
 
+    /// Every live worker with its slot (`None` past the cap).
+    pub fn all(&self) -> impl Iterator<Item = (ProcId, Option<usize>)> + '_ {
+        self.by_id
+            .iter()
+            .map(|(id, s)| (*id, (*s != usize::MAX).then_some(*s)))
+    }
+
+    pub fn contains(&self, id: &ProcId) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    /// The live worker with this pid.
+    pub fn find_pid(&self, pid: i32) -> Option<ProcId> {
+        self.by_id.keys().find(|id| id.pid == pid).copied()
+    }
+
+    /// A new worker, seen between observations: it takes the lowest free
+    /// slot, as in [`Slots::observe`].
+    pub fn add(&mut self, id: ProcId) -> Option<usize> {
+        if let Some(s) = self.slot_of(&id) {
+            return (s != usize::MAX).then_some(s);
+        }
+        let slot = self.take();
+        self.by_id.insert(id, slot.unwrap_or(usize::MAX));
+        slot
+    }
+
+    /// A worker gone between observations; returns the slot it held. A
+    /// worker left without a slot takes the freed one.
+    pub fn remove(&mut self, id: &ProcId) -> Option<usize> {
+        let slot = self.by_id.remove(id)?;
+        if slot == usize::MAX {
+            return None;
+        }
+        self.free.insert(slot);
+        let waiting: Option<ProcId> = self
+            .unslotted()
+            .min_by_key(|id| (id.starttime, id.pid))
+            .copied();
+        if let Some(w) = waiting {
+            if let Some(s) = self.take() {
+                self.by_id.insert(w, s);
+            }
+        }
+        Some(slot)
+    }
+
     fn take(&mut self) -> Option<usize> {
         if let Some(s) = self.free.pop_first() {
             return Some(s);
@@ -163,6 +210,22 @@ mod tests {
         s.observe(&[id(2), id(3)]);
         assert_eq!(s.slot_of(&id(3)), Some(0));
         assert_eq!(s.unslotted_count(), 0);
+    }
+
+    #[test]
+    fn events_between_observations_keep_the_same_rules() {
+        let mut s = Slots::new(2);
+        assert_eq!(s.add(id(1)), Some(0));
+        assert_eq!(s.add(id(2)), Some(1));
+        assert_eq!(s.add(id(3)), None, "past the cap");
+        assert_eq!(s.add(id(1)), Some(0), "adding twice changes nothing");
+        assert_eq!(s.find_pid(2), Some(id(2)));
+        assert_eq!(s.remove(&id(1)), Some(0));
+        assert_eq!(s.slot_of(&id(3)), Some(0), "the waiting worker takes it");
+        assert_eq!(s.remove(&id(1)), None);
+        // A later observation agrees: nothing changed.
+        let c = s.observe(&[id(2), id(3)]);
+        assert_eq!(c, SlotChanges::default());
     }
 
     proptest! {

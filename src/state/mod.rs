@@ -52,6 +52,11 @@ impl Collectors {
         s.cpu_seconds += cpu;
     }
 
+    /// CPU a collector spent outside its cycles (e.g. reading events).
+    pub fn add_cpu(&self, collector: &'static str, cpu: f64) {
+        lock(&self.0).entry(collector).or_default().cpu_seconds += cpu;
+    }
+
     pub fn all(&self) -> BTreeMap<&'static str, CollectorStats> {
         lock(&self.0).clone()
     }
@@ -128,6 +133,26 @@ impl Sinks {
             std::thread::sleep(interval.saturating_sub(started.elapsed()));
         }
     }
+}
+
+/// The wall-clock time at which CLOCK_MONOTONIC read 0: now, less the
+/// monotonic clock. The kernel's log and process events are stamped with
+/// that clock, which does not count suspend, so an event from before a
+/// suspend comes out early by the suspended time.
+pub fn boot_time() -> std::time::SystemTime {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let now = std::time::SystemTime::now();
+    if rc != 0 {
+        return now;
+    }
+    let mono = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+    now.checked_sub(mono)
+        .unwrap_or(std::time::SystemTime::UNIX_EPOCH)
 }
 
 /// CPU time used by the calling thread, in seconds.
