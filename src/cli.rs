@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 
-use crate::config::{Config, Discover};
+use crate::app_log::{AppLogOptions, AppLogSource};
+use crate::config::{Config, Discover, Server};
 use crate::follow::StartAt;
 use crate::kernel::counter_reader::{CounterOptions, CounterReader};
 use crate::kernel::kmsg_reader::{KmsgOptions, KmsgReader};
@@ -230,6 +231,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         pools.index(),
     )
     .map_err(|e| anyhow::anyhow!("config {}: {e}", cfg.origin))?;
+    let app_logs = AppLogSource::new(app_log_options(&args, &cfg), sinks.clone());
     let judge = Judge::new(JudgeOptions::default(), sinks.clone());
     let inputs = Inputs {
         sinks,
@@ -239,6 +241,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         memory: counters.published(),
         nginx: nginx.published(),
         exits: judge.exits(),
+        app_log: app_logs.published(),
     };
     let snapshot = Published::new(Snapshot::empty(&cfg.origin));
 
@@ -249,6 +252,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if !nginx.is_empty() {
         spawn("nginx", move || nginx.run())?;
+    }
+    if !app_logs.is_empty() {
+        spawn("app_log", move || app_logs.run())?;
     }
     spawn("rules", move || judge.run())?;
     let (renderer, out) = (Renderer::new(inputs), snapshot.clone());
@@ -273,6 +279,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })?;
     tracing::info!("shut down");
     Ok(())
+}
+
+/// The pools' own logs that are read: Gunicorn's. Another server's
+/// `log_file` is said once and left alone.
+fn app_log_options(args: &Args, cfg: &Config) -> AppLogOptions {
+    let mut logs = Vec::new();
+    for p in &cfg.pools {
+        match (&p.log_file, p.server) {
+            (Some(f), Server::Gunicorn) => logs.push((p.name.clone(), f.clone())),
+            (Some(f), other) => tracing::warn!(
+                pool = %p.name,
+                log_file = %f.display(),
+                server = other.as_str(),
+                "log_file is read for server: gunicorn only; ignoring it"
+            ),
+            (None, _) => {}
+        }
+    }
+    AppLogOptions {
+        logs,
+        start: StartAt::End,
+        interval: args.nginx_interval,
+    }
 }
 
 /// The pool source's options, from the flags and the config.

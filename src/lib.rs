@@ -15,6 +15,7 @@
 //! 6. edges: `server` (HTTP) and `cli`, the only place that reads flags
 //!    and starts threads.
 
+pub mod app_log;
 pub mod cli;
 pub mod config;
 pub mod follow;

@@ -10,6 +10,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Registry;
 
+use crate::app_log::AppLogCounts;
 use crate::kernel::{KillCounts, MemoryCounters};
 use crate::metrics;
 use crate::nginx::NginxView;
@@ -28,6 +29,7 @@ pub struct Inputs {
     pub memory: Arc<Published<MemoryCounters>>,
     pub nginx: Arc<Published<NginxView>>,
     pub exits: Arc<Published<ExitCounts>>,
+    pub app_log: Arc<Published<AppLogCounts>>,
 }
 
 impl fmt::Debug for Inputs {
@@ -47,6 +49,7 @@ impl Inputs {
             memory: Published::new(MemoryCounters::default()),
             nginx: Published::new(NginxView::default()),
             exits: Published::new(ExitCounts::default()),
+            app_log: Published::new(AppLogCounts::default()),
         }
     }
 }
@@ -117,7 +120,8 @@ impl Collector for Families {
             pools.pools.iter().map(|p| p.name.as_str()),
             &mut enc,
         )?;
-        metrics::nginx::encode(&i.nginx.get(), &mut enc)
+        metrics::nginx::encode(&i.nginx.get(), &mut enc)?;
+        metrics::app_log::encode(&i.app_log.get(), &mut enc)
     }
 }
 

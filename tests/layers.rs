@@ -31,6 +31,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("pools", 3),
     ("kernel", 3),
     ("nginx", 3),
+    ("app_log", 3),
     // 4. Rules: pure tables over the timeline, and the judge that runs them.
     ("rules", 4),
     // 5. Outputs: metric encoding and the snapshot.

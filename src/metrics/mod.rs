@@ -6,6 +6,7 @@
 //! that docs/metrics.md documents each of them. The encoders are plain
 //! functions of what a source published; the snapshot calls them.
 
+pub mod app_log;
 pub mod exporter;
 pub mod kernel;
 pub mod nginx;
@@ -68,6 +69,7 @@ pub fn all() -> impl Iterator<Item = &'static MetricDef> {
         .chain(kernel::METRICS)
         .chain(nginx::METRICS)
         .chain(rules::METRICS)
+        .chain(app_log::METRICS)
         .copied()
 }
 

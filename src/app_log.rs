@@ -1,0 +1,247 @@
+//! The app servers' own logs: each Gunicorn pool's `log_file`, followed
+//! across rotation like nginx's logs, its lines parsed by
+//! `gunicorn::log` and the ones about workers and the master put on the
+//! timeline (a timeout, an autorestart, the signal or code a worker was
+//! reaped with, a reload, a shutdown): the evidence of why a worker ended.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::follow::{FollowConfig, Follower, StartAt};
+use crate::gunicorn::log::{self, Event, MasterSignal};
+use crate::state::timeline::{AppLog, EventKind};
+use crate::state::{Published, Sinks};
+
+/// Gunicorn's lines are short; a traceback line longer than this is cut.
+pub const MAX_LINE: usize = 8 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct AppLogOptions {
+    /// (pool, its Gunicorn log file).
+    pub logs: Vec<(String, PathBuf)>,
+    /// Where to start in the files that exist at startup.
+    pub start: StartAt,
+    pub interval: Duration,
+}
+
+/// Lines read, by pool.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AppLogCounts {
+    pub lines: std::collections::BTreeMap<String, u64>,
+}
+
+/// The health `source` label of a pool's log.
+pub fn health_source(pool: &str) -> String {
+    format!("app_log/{pool}")
+}
+
+struct PoolLog {
+    pool: Arc<str>,
+    follower: Follower,
+    lines: u64,
+}
+
+pub struct AppLogSource {
+    logs: Vec<PoolLog>,
+    interval: Duration,
+    sinks: Sinks,
+    out: Arc<Published<AppLogCounts>>,
+}
+
+impl AppLogSource {
+    pub fn new(opts: AppLogOptions, sinks: Sinks) -> AppLogSource {
+        let logs = opts
+            .logs
+            .iter()
+            .map(|(pool, path)| PoolLog {
+                pool: Arc::from(pool.as_str()),
+                follower: Follower::new(
+                    path.clone(),
+                    FollowConfig {
+                        max_line_bytes: MAX_LINE,
+                        start: opts.start,
+                        rotate_grace: Duration::from_secs(5),
+                    },
+                ),
+                lines: 0,
+            })
+            .collect();
+        AppLogSource {
+            logs,
+            interval: opts.interval,
+            sinks,
+            out: Published::new(AppLogCounts::default()),
+        }
+    }
+
+    pub fn published(&self) -> Arc<Published<AppLogCounts>> {
+        self.out.clone()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.logs.is_empty()
+    }
+
+    /// Read everything new from every log. Returns the number of files
+    /// that could not be read, and whether anything was read.
+    pub fn poll(&mut self) -> (u64, bool) {
+        let mut errors = 0;
+        let mut changed = false;
+        for l in &mut self.logs {
+            let before = l.lines;
+            let (pool, sinks, lines) = (&l.pool, &self.sinks, &mut l.lines);
+            let r = l.follower.poll(&mut |line| {
+                *lines += 1;
+                let Some(parsed) = log::parse_line(line.bytes) else {
+                    return;
+                };
+                let Some(what) = evidence(&parsed) else {
+                    return;
+                };
+                let at = SystemTime::UNIX_EPOCH + Duration::from_secs(parsed.time.max(0) as u64);
+                sinks
+                    .timeline
+                    .push(at, Some(pool.clone()), EventKind::AppLog(what));
+            });
+            let r = r.map(|_| ()).map_err(|e| {
+                format!("reading {}: {e}", l.follower.path().display())
+            });
+            errors += r.is_err() as u64;
+            self.sinks.health.report(&health_source(&l.pool), r);
+            changed |= l.lines != before;
+        }
+        if changed {
+            self.out.publish(AppLogCounts {
+                lines: self
+                    .logs
+                    .iter()
+                    .map(|l| (l.pool.to_string(), l.lines))
+                    .collect(),
+            });
+        }
+        (errors, changed)
+    }
+
+    /// Run forever on the calling thread.
+    pub fn run(mut self) -> ! {
+        let (sinks, interval) = (self.sinks.clone(), self.interval);
+        sinks.run_loop("app_log", interval, || self.poll())
+    }
+}
+
+/// What a Gunicorn line says about a worker's end, if anything.
+pub fn evidence(line: &log::LogLine<'_>) -> Option<AppLog> {
+    let pid = |p: u32| p as i32;
+    Some(match line.event {
+        Event::BootingWorker { pid: p } => AppLog::WorkerBooted { pid: pid(p) },
+        Event::WorkerTimeout { pid: p } => AppLog::WorkerTimeout { pid: pid(p) },
+        Event::WorkerSignaled { pid: p, signal } => AppLog::WorkerSignaled {
+            pid: pid(p),
+            signal,
+        },
+        Event::WorkerExited { pid: p, code } => AppLog::WorkerExited { pid: pid(p), code },
+        // Logged by the worker itself, under its own pid.
+        Event::Autorestarting => AppLog::Autorestarting {
+            pid: pid(line.pid),
+        },
+        Event::HandlingSignal {
+            signal: MasterSignal::Hup,
+        } => AppLog::Reload,
+        Event::HandlingSignal {
+            signal: MasterSignal::Term | MasterSignal::Int | MasterSignal::Quit,
+        }
+        | Event::ShuttingDown { .. } => AppLog::Shutdown,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/gunicorn/27.0.1").join(name)
+    }
+
+    fn replay(name: &str) -> Vec<AppLog> {
+        let sinks = Sinks::new(1024);
+        let mut s = AppLogSource::new(
+            AppLogOptions {
+                logs: vec![("api".into(), fixture(name))],
+                start: StartAt::Beginning,
+                interval: Duration::from_millis(250),
+            },
+            sinks.clone(),
+        );
+        assert_eq!(s.poll(), (0, true));
+        assert!(s.published().get().lines["api"] > 3);
+        sinks.timeline.read(|t| {
+            t.iter()
+                .map(|e| {
+                    assert_eq!(e.pool.as_deref(), Some("api"));
+                    match e.kind {
+                        EventKind::AppLog(a) => a,
+                        ref k => panic!("{k:?}"),
+                    }
+                })
+                .collect()
+        })
+    }
+
+    #[test]
+    fn captured_logs_give_the_evidence_of_each_ending() {
+        let has = |events: &[AppLog], f: fn(&AppLog) -> bool| events.iter().any(f);
+        let e = replay("max_requests.log");
+        assert!(has(&e, |a| matches!(a, AppLog::Autorestarting { .. })), "{e:?}");
+        let e = replay("timeout_sigstop.log");
+        assert!(has(&e, |a| matches!(a, AppLog::WorkerTimeout { .. })), "{e:?}");
+        assert!(
+            has(&e, |a| matches!(a, AppLog::WorkerSignaled { signal: 9, .. })),
+            "{e:?}"
+        );
+        let e = replay("segv.log");
+        assert!(
+            has(&e, |a| matches!(a, AppLog::WorkerSignaled { signal: 11, .. })),
+            "{e:?}"
+        );
+        let e = replay("hup_reload.log");
+        assert!(has(&e, |a| matches!(a, AppLog::Reload)), "{e:?}");
+        let e = replay("term_shutdown.log");
+        assert!(has(&e, |a| matches!(a, AppLog::Shutdown)), "{e:?}");
+        // The autorestart line is the worker's own: its pid is the worker
+        // that boots earlier in the same log.
+        let e = replay("max_requests.log");
+        let booted: Vec<i32> = e
+            .iter()
+            .filter_map(|a| match a {
+                AppLog::WorkerBooted { pid } => Some(*pid),
+                _ => None,
+            })
+            .collect();
+        for a in &e {
+            if let AppLog::Autorestarting { pid } = a {
+                assert!(booted.contains(pid), "{pid} {booted:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_missing_log_is_a_down_source_not_a_crash() {
+        let sinks = Sinks::new(16);
+        let mut s = AppLogSource::new(
+            AppLogOptions {
+                logs: vec![("api".into(), PathBuf::from("/nonexistent/gunicorn.log"))],
+                start: StartAt::End,
+                interval: Duration::from_millis(250),
+            },
+            sinks.clone(),
+        );
+        let (errors, changed) = s.poll();
+        assert!(!changed);
+        // The follower waits for a file that does not exist yet.
+        assert_eq!(errors, 0);
+        assert_eq!(sinks.health.get("app_log/api").map(|h| h.up), Some(true));
+    }
+}
