@@ -104,9 +104,9 @@ impl AppLogSource {
                     .timeline
                     .push(at, Some(pool.clone()), EventKind::AppLog(what));
             });
-            let r = r.map(|_| ()).map_err(|e| {
-                format!("reading {}: {e}", l.follower.path().display())
-            });
+            let r = r
+                .map(|_| ())
+                .map_err(|e| format!("reading {}: {e}", l.follower.path().display()));
             errors += r.is_err() as u64;
             self.sinks.health.report(&health_source(&l.pool), r);
             changed |= l.lines != before;
@@ -142,9 +142,7 @@ pub fn evidence(line: &log::LogLine<'_>) -> Option<AppLog> {
         },
         Event::WorkerExited { pid: p, code } => AppLog::WorkerExited { pid: pid(p), code },
         // Logged by the worker itself, under its own pid.
-        Event::Autorestarting => AppLog::Autorestarting {
-            pid: pid(line.pid),
-        },
+        Event::Autorestarting => AppLog::Autorestarting { pid: pid(line.pid) },
         Event::HandlingSignal {
             signal: MasterSignal::Hup,
         } => AppLog::Reload,
@@ -162,7 +160,9 @@ mod tests {
     use std::path::Path;
 
     fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/gunicorn/27.0.1").join(name)
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/gunicorn/27.0.1")
+            .join(name)
     }
 
     fn replay(name: &str) -> Vec<AppLog> {
@@ -194,16 +194,28 @@ mod tests {
     fn captured_logs_give_the_evidence_of_each_ending() {
         let has = |events: &[AppLog], f: fn(&AppLog) -> bool| events.iter().any(f);
         let e = replay("max_requests.log");
-        assert!(has(&e, |a| matches!(a, AppLog::Autorestarting { .. })), "{e:?}");
-        let e = replay("timeout_sigstop.log");
-        assert!(has(&e, |a| matches!(a, AppLog::WorkerTimeout { .. })), "{e:?}");
         assert!(
-            has(&e, |a| matches!(a, AppLog::WorkerSignaled { signal: 9, .. })),
+            has(&e, |a| matches!(a, AppLog::Autorestarting { .. })),
+            "{e:?}"
+        );
+        let e = replay("timeout_sigstop.log");
+        assert!(
+            has(&e, |a| matches!(a, AppLog::WorkerTimeout { .. })),
+            "{e:?}"
+        );
+        assert!(
+            has(&e, |a| matches!(
+                a,
+                AppLog::WorkerSignaled { signal: 9, .. }
+            )),
             "{e:?}"
         );
         let e = replay("segv.log");
         assert!(
-            has(&e, |a| matches!(a, AppLog::WorkerSignaled { signal: 11, .. })),
+            has(&e, |a| matches!(
+                a,
+                AppLog::WorkerSignaled { signal: 11, .. }
+            )),
             "{e:?}"
         );
         let e = replay("hup_reload.log");

@@ -16,6 +16,8 @@ pub fn encode(c: &AppLogCounts, enc: &mut DescriptorEncoder) -> fmt::Result {
         return Ok(());
     }
     family(enc, &APP_LOG_LINES, |f| {
-        c.lines.iter().try_for_each(|(pool, n)| f.counter(&[pool], *n))
+        c.lines
+            .iter()
+            .try_for_each(|(pool, n)| f.counter(&[pool], *n))
     })
 }

@@ -12,6 +12,10 @@
 /segv        crashes the worker with a real segmentation fault
 /raise?sig=N restores signal N's default action and sends it to the worker
              itself, as code that resets handlers lets a signal end it
+
+When the file named by BGW_HOG_FILE exists while a worker boots (imports
+this module), the worker allocates BGW_HOG_MB MiB (default 200) before it
+serves anything: a worker that dies of an OOM kill right after its fork.
 """
 import os
 import signal
@@ -20,6 +24,10 @@ import time
 from urllib.parse import parse_qs
 
 _hoard = []
+
+if os.path.exists(os.environ.get("BGW_HOG_FILE", "/nonexistent")):
+    for _ in range(int(os.environ.get("BGW_HOG_MB", "200"))):
+        _hoard.append(bytearray(b"x" * (1 << 20)))
 
 
 def app(environ, start_response):

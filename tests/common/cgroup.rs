@@ -41,6 +41,21 @@ impl Cgroup {
         }
     }
 
+    /// A cgroup inside this one, removed on drop like this one (drop it
+    /// first).
+    pub fn child(&self, name: &str) -> Cgroup {
+        let dir = self.dir.join(name);
+        if self.v2 {
+            let _ = std::fs::write(self.file("cgroup.subtree_control"), "+memory");
+        }
+        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        Cgroup {
+            dir,
+            path: format!("{}/{name}", self.path),
+            v2: self.v2,
+        }
+    }
+
     pub fn file(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
