@@ -232,7 +232,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     )
     .map_err(|e| anyhow::anyhow!("config {}: {e}", cfg.origin))?;
     let app_logs = AppLogSource::new(app_log_options(&args, &cfg), sinks.clone());
-    let judge = Judge::new(JudgeOptions::default(), sinks.clone());
+    let judge = Judge::new(JudgeOptions::default(), sinks.clone(), pools.index());
     let inputs = Inputs {
         sinks,
         config_origin: cfg.origin.clone(),
@@ -241,6 +241,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         memory: counters.published(),
         nginx: nginx.published(),
         exits: judge.exits(),
+        failures: judge.failures(),
         app_log: app_logs.published(),
     };
     let snapshot = Published::new(Snapshot::empty(&cfg.origin));

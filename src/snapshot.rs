@@ -15,7 +15,7 @@ use crate::kernel::{KillCounts, MemoryCounters};
 use crate::metrics;
 use crate::nginx::NginxView;
 use crate::pools::PoolsView;
-use crate::rules::ExitCounts;
+use crate::rules::{ExitCounts, FailureCounts};
 use crate::state::{Published, Sinks};
 
 /// Every published state the outputs read.
@@ -29,6 +29,7 @@ pub struct Inputs {
     pub memory: Arc<Published<MemoryCounters>>,
     pub nginx: Arc<Published<NginxView>>,
     pub exits: Arc<Published<ExitCounts>>,
+    pub failures: Arc<Published<FailureCounts>>,
     pub app_log: Arc<Published<AppLogCounts>>,
 }
 
@@ -49,6 +50,7 @@ impl Inputs {
             memory: Published::new(MemoryCounters::default()),
             nginx: Published::new(NginxView::default()),
             exits: Published::new(ExitCounts::default()),
+            failures: Published::new(FailureCounts::default()),
             app_log: Published::new(AppLogCounts::default()),
         }
     }
@@ -111,6 +113,7 @@ impl Collector for Families {
         metrics::pools::encode(&pools, &mut enc)?;
         metrics::rules::encode(
             &i.exits.get(),
+            &i.failures.get(),
             pools.pools.iter().map(|p| p.name.as_str()),
             &mut enc,
         )?;

@@ -124,6 +124,7 @@ fn every_source_on_one_captured_host() {
     use badgateway_exporter::kernel::counter_reader::{CounterOptions, CounterReader};
     use badgateway_exporter::kernel::kmsg_reader::{KmsgOptions, KmsgReader};
     use badgateway_exporter::nginx::{NginxOptions, NginxSource};
+    use badgateway_exporter::rules::{Judge, JudgeOptions};
     use std::time::{Duration, SystemTime};
 
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/golden/host");
@@ -177,16 +178,21 @@ fn every_source_on_one_captured_host() {
     )
     .unwrap();
 
+    let mut judge = Judge::new(JudgeOptions::default(), sinks.clone(), pools.index());
+
     assert_eq!(pools.collect(Instant::now()), 0);
     assert_eq!(counters.collect(), 0);
     kmsg.replay().unwrap();
     assert_eq!(nginx.poll(), (0, true));
+    judge.finish();
 
     let inputs = Inputs {
         pools: pools.view(),
         kills: kmsg.published(),
         memory: counters.published(),
         nginx: nginx.published(),
+        exits: judge.exits(),
+        failures: judge.failures(),
         ..Inputs::empty(sinks.clone(), "golden")
     };
     let body = Renderer::new(inputs).render().body;
@@ -222,6 +228,7 @@ fn every_source_on_one_captured_host() {
     assert_eq!(
         kinds.into_iter().collect::<Vec<_>>(),
         [
+            "failed_request",
             "master_start",
             "oom_kill",
             "server_error",

@@ -151,6 +151,8 @@ pub struct Counted<'a> {
     pub status: u16,
     /// The upstream of the last attempt, as written in the line.
     pub upstream: Option<&'a [u8]>,
+    /// The last attempt's 5xx came from the backend (a header arrived).
+    pub backend_sent: bool,
     pub fields: AccessFields<'a>,
 }
 
@@ -231,6 +233,7 @@ impl LogCounters {
         // Attempts: $upstream_addr[i] with $upstream_status[i].
         let mut last_upstream = None;
         let mut last_addr = None;
+        let mut backend_sent = false;
         if let Some(addrs) = fields.upstream_addr {
             let mut statuses = fields.upstream_status.map(access::upstream_entries);
             let mut times = fields.upstream_response_time.map(access::upstream_entries);
@@ -250,7 +253,8 @@ impl LogCounters {
                 *self.attempts.entry((up, code)).or_default() += 1;
                 // A header time means the backend answered: its 5xx is its
                 // own, not one nginx generated for a failed attempt.
-                if code >= 500 && matches!(h, Some(Some(_))) {
+                backend_sent = code >= 500 && matches!(h, Some(Some(_)));
+                if backend_sent {
                     *self.backend_errors.entry((up, code)).or_default() += 1;
                 }
                 if let Some(ms) = t.and_then(access::parse_seconds_millis) {
@@ -266,6 +270,7 @@ impl LogCounters {
         Some(Counted {
             status,
             upstream: last_addr,
+            backend_sent,
             fields,
         })
     }

@@ -161,6 +161,7 @@ impl LogSource {
                     upstream: upstream.as_deref().map(Into::into),
                     conn: None,
                     request: None,
+                    backend_sent: c.backend_sent,
                 };
                 sinks.timeline.push(
                     read_at,
@@ -188,6 +189,7 @@ impl LogSource {
                     upstream: upstream.map(Into::into),
                     conn: line.conn,
                     request: line.request.and_then(Request::from_request_line),
+                    errno: line.errno,
                 };
                 let at = local_time(line.time).unwrap_or_else(SystemTime::now);
                 sinks

@@ -1,21 +1,30 @@
 //! Layer 4: the rules, pure tables over a window of the timeline, and the
 //! judge that applies them as events arrive.
 //!
-//! - [`exit_reason`]: why each worker ended.
+//! - [`exit_reason`]: why each worker ended;
+//! - [`failure_cause`]: why each client got a 502 or 504.
 //!
 //! The judge reads what arrived on the timeline since it last looked. An
 //! exit waits [`JudgeOptions::settle`] for its late evidence (the master's
 //! reap line, the master's own exit), is given its reason, counted, and put
-//! back on the timeline as a [`WorkerEnd`].
+//! back on the timeline as a [`WorkerEnd`]. A 502 or 504 waits
+//! [`JudgeOptions::failure_wait`] (its evidence is nearly always there
+//! before nginx writes the access line), is given its cause, counted, and
+//! put back as a [`FailedRequest`]. A cause that would have been another
+//! with evidence that came later is logged, not counted again.
 
 pub mod exit_reason;
+pub mod failure_cause;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::state::timeline::{EventKind, ExitReason, WorkerEnd, WorkerExit};
-use crate::state::{Published, Sinks};
+use crate::kernel::NO_POOL;
+use crate::state::timeline::{
+    EventKind, ExitReason, FailedRequest, FailureCause, ServerError, WorkerEnd, WorkerExit,
+};
+use crate::state::{PoolIndex, Published, Sinks};
 
 /// Exits judged, by pool and reason.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -23,11 +32,26 @@ pub struct ExitCounts {
     pub by_pool: BTreeMap<String, BTreeMap<ExitReason, u64>>,
 }
 
+/// Failed requests judged, by pool (or `-`), status and cause.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FailureCounts {
+    pub by_pool: BTreeMap<String, BTreeMap<(u16, FailureCause), u64>>,
+}
+
+/// The statuses whose causes are looked for.
+pub const FAILED_STATUSES: [u16; 2] = [502, 504];
+
 #[derive(Debug, Clone, Copy)]
 pub struct JudgeOptions {
     /// How long an exit waits for its late evidence before it is judged.
     pub settle: Duration,
     pub windows: exit_reason::Windows,
+    /// How long a 502 or 504 waits for late evidence before it is judged.
+    pub failure_wait: Duration,
+    pub failure_windows: failure_cause::Windows,
+    /// When a request judged `other` is looked at again for evidence that
+    /// came late (which is logged, never counted).
+    pub recheck_after: Duration,
     /// Exits waiting at most; past it the oldest is judged at once.
     pub max_pending: usize,
     pub interval: Duration,
@@ -38,6 +62,9 @@ impl Default for JudgeOptions {
         JudgeOptions {
             settle: Duration::from_millis(1500),
             windows: exit_reason::Windows::default(),
+            failure_wait: Duration::from_millis(300),
+            failure_windows: failure_cause::Windows::default(),
+            recheck_after: Duration::from_secs(5),
             max_pending: 4096,
             interval: Duration::from_millis(100),
         }
@@ -51,25 +78,50 @@ struct Pending {
     exit: WorkerExit,
 }
 
+struct PendingFailure {
+    arrived: Instant,
+    at: SystemTime,
+    pool: Option<Arc<str>>,
+    error: ServerError,
+}
+
+/// Error lines joined by upstream and time, kept so that each explains one
+/// request.
+const CLAIMED_CAP: usize = 4096;
+/// Requests judged `other`, kept to look at again.
+const RECHECK_CAP: usize = 256;
+
 pub struct Judge {
     opts: JudgeOptions,
     sinks: Sinks,
+    pools: Arc<Published<PoolIndex>>,
     /// The last timeline event read.
     cursor: u64,
     pending: VecDeque<Pending>,
     exits: ExitCounts,
     out: Arc<Published<ExitCounts>>,
+    pending_failures: VecDeque<PendingFailure>,
+    claimed: Vec<u64>,
+    recheck: VecDeque<(Instant, PendingFailure)>,
+    failures: FailureCounts,
+    failures_out: Arc<Published<FailureCounts>>,
 }
 
 impl Judge {
-    pub fn new(opts: JudgeOptions, sinks: Sinks) -> Judge {
+    pub fn new(opts: JudgeOptions, sinks: Sinks, pools: Arc<Published<PoolIndex>>) -> Judge {
         Judge {
             opts,
             sinks,
+            pools,
             cursor: 0,
             pending: VecDeque::new(),
             exits: ExitCounts::default(),
             out: Published::new(ExitCounts::default()),
+            pending_failures: VecDeque::new(),
+            claimed: Vec::new(),
+            recheck: VecDeque::new(),
+            failures: FailureCounts::default(),
+            failures_out: Published::new(FailureCounts::default()),
         }
     }
 
@@ -77,19 +129,35 @@ impl Judge {
         self.out.clone()
     }
 
+    pub fn failures(&self) -> Arc<Published<FailureCounts>> {
+        self.failures_out.clone()
+    }
+
     /// Read the new events, and judge the exits that have settled by
     /// `now`. Returns whether anything was counted.
     pub fn step(&mut self, now: Instant) -> bool {
         let mut new = Vec::new();
+        let mut new_failures = Vec::new();
         self.cursor = self.sinks.timeline.read(|tl| {
             for e in tl.since(self.cursor) {
-                if let (EventKind::WorkerExit(x), Some(pool)) = (&e.kind, &e.pool) {
-                    new.push(Pending {
+                match (&e.kind, &e.pool) {
+                    (EventKind::WorkerExit(x), Some(pool)) => new.push(Pending {
                         arrived: now,
                         at: e.at,
                         pool: pool.clone(),
                         exit: x.clone(),
-                    });
+                    }),
+                    (EventKind::ServerError(err), pool)
+                        if FAILED_STATUSES.contains(&err.status) =>
+                    {
+                        new_failures.push(PendingFailure {
+                            arrived: now,
+                            at: e.at,
+                            pool: pool.clone(),
+                            error: err.clone(),
+                        })
+                    }
+                    _ => {}
                 }
             }
             tl.next_seq() - 1
@@ -115,13 +183,129 @@ impl Judge {
         if changed {
             self.out.publish(self.exits.clone());
         }
-        changed
+        let mut failed = false;
+        for f in new_failures {
+            if self.pending_failures.len() == self.opts.max_pending {
+                let oldest = self.pending_failures.pop_front().expect("full");
+                self.judge_failure(oldest, now);
+                failed = true;
+            }
+            self.pending_failures.push_back(f);
+        }
+        while self
+            .pending_failures
+            .front()
+            .is_some_and(|f| now.duration_since(f.arrived) >= self.opts.failure_wait)
+        {
+            let f = self.pending_failures.pop_front().expect("just seen");
+            self.judge_failure(f, now);
+            failed = true;
+        }
+        if failed {
+            self.failures_out.publish(self.failures.clone());
+        }
+        self.recheck_late(now);
+        changed || failed
     }
 
-    /// Judge every exit still waiting, without waiting: for a one-shot run
+    fn judge_failure(&mut self, f: PendingFailure, now: Instant) {
+        let (cause, worker) = self.cause_of(&f, true);
+        let pool = f.pool.as_deref().unwrap_or(NO_POOL).to_string();
+        *self
+            .failures
+            .by_pool
+            .entry(pool)
+            .or_default()
+            .entry((f.error.status, cause))
+            .or_default() += 1;
+        self.sinks.timeline.push(
+            f.at,
+            f.pool.clone(),
+            EventKind::FailedRequest(FailedRequest {
+                error: f.error.clone(),
+                cause,
+                worker,
+            }),
+        );
+        if cause == FailureCause::Other {
+            if self.recheck.len() == RECHECK_CAP {
+                self.recheck.pop_front();
+            }
+            self.recheck.push_back((now, f));
+        }
+    }
+
+    /// The cause of one failure on the evidence there is now; `claim`: the
+    /// error line joined by upstream and time is taken.
+    fn cause_of(
+        &mut self,
+        f: &PendingFailure,
+        claim: bool,
+    ) -> (FailureCause, Option<crate::state::timeline::DeadWorker>) {
+        let master_down_now = f
+            .pool
+            .as_deref()
+            .is_some_and(|p| self.pools.get().get(p).is_some_and(|m| m.master.is_none()));
+        let mut scratch = self.claimed.clone();
+        let claimed = if claim {
+            &mut self.claimed
+        } else {
+            &mut scratch
+        };
+        let (evidence, worker) = self.sinks.timeline.read(|tl| {
+            failure_cause::gather(
+                tl,
+                &f.error,
+                f.at,
+                f.pool.as_deref(),
+                master_down_now,
+                claimed,
+                self.opts.failure_windows,
+            )
+        });
+        if self.claimed.len() > CLAIMED_CAP {
+            self.claimed.drain(..CLAIMED_CAP / 2);
+        }
+        let cause = failure_cause::failure_cause(&evidence);
+        let worker = worker.filter(|_| {
+            matches!(
+                cause,
+                FailureCause::WorkerOomKilled
+                    | FailureCause::WorkerTimeout
+                    | FailureCause::WorkerCrashed
+                    | FailureCause::WorkerRecycled
+            )
+        });
+        (cause, worker)
+    }
+
+    /// Requests judged `other` are looked at once more after
+    /// `recheck_after`: evidence that came too late is logged.
+    fn recheck_late(&mut self, now: Instant) {
+        while self
+            .recheck
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) >= self.opts.recheck_after)
+        {
+            let (_, f) = self.recheck.pop_front().expect("just seen");
+            let (cause, _) = self.cause_of(&f, false);
+            if cause != FailureCause::Other {
+                tracing::info!(
+                    pool = f.pool.as_deref().unwrap_or(NO_POOL),
+                    status = f.error.status,
+                    late_cause = cause.as_str(),
+                    "evidence for a failed request came after it was counted as other; not counted again"
+                );
+            }
+        }
+    }
+
+    /// Judge everything still waiting, without waiting: for a one-shot run
     /// over evidence that is all there already.
     pub fn finish(&mut self) {
-        self.step(Instant::now() + self.opts.settle);
+        let now = Instant::now();
+        self.step(now);
+        self.step(now + self.opts.settle.max(self.opts.failure_wait));
     }
 
     fn judge(&mut self, p: Pending) {
@@ -180,7 +364,11 @@ mod tests {
     #[test]
     fn exits_wait_for_late_evidence_then_count_once() {
         let sinks = Sinks::new(64);
-        let mut j = Judge::new(JudgeOptions::default(), sinks.clone());
+        let mut j = Judge::new(
+            JudgeOptions::default(),
+            sinks.clone(),
+            Published::new(PoolIndex::default()),
+        );
         let api: Option<Arc<str>> = Some(Arc::from("api"));
         let now = SystemTime::now();
         let t0 = Instant::now();
@@ -215,7 +403,7 @@ mod tests {
             max_pending: 2,
             ..JudgeOptions::default()
         };
-        let mut j = Judge::new(opts, sinks.clone());
+        let mut j = Judge::new(opts, sinks.clone(), Published::new(PoolIndex::default()));
         let api: Option<Arc<str>> = Some(Arc::from("api"));
         for pid in 1..=3 {
             sinks.timeline.push(
@@ -233,5 +421,136 @@ mod tests {
             "{:?}",
             j.exits
         );
+    }
+}
+
+#[cfg(test)]
+mod failure_tests {
+    use super::*;
+    use crate::state::timeline::{
+        ExitStatus, KillRule, OomKill, Process, Request, UpstreamFailure,
+    };
+    use crate::upstream_failure::{Phase, Reason};
+
+    #[test]
+    fn a_502_next_to_an_oom_kill_is_counted_once_with_the_dead_worker() {
+        let sinks = Sinks::new(64);
+        let mut j = Judge::new(
+            JudgeOptions::default(),
+            sinks.clone(),
+            Published::new(PoolIndex::default()),
+        );
+        let api: Option<Arc<str>> = Some(Arc::from("api"));
+        let now = SystemTime::now();
+        let t0 = Instant::now();
+        let tl = &sinks.timeline;
+        tl.push(
+            now,
+            api.clone(),
+            EventKind::OomKill(OomKill {
+                seq: 1,
+                pid: 42,
+                comm: "gunicorn".into(),
+                slot: Some(3),
+                cgroup: None,
+                memcg: true,
+                rule: KillRule::Live,
+                anon_bytes: 1,
+                file_bytes: 1,
+                shmem_bytes: None,
+            }),
+        );
+        tl.push(
+            now,
+            api.clone(),
+            EventKind::WorkerExit(WorkerExit {
+                process: Process {
+                    pid: 42,
+                    started: now - Duration::from_secs(30),
+                    slot: Some(3),
+                },
+                status: Some(ExitStatus::Signaled(9)),
+                rss_bytes: Some(500 << 20),
+                pss_bytes: None,
+            }),
+        );
+        let request = Request::from_request_line("GET /report?year=2020 HTTP/1.1");
+        tl.push(
+            now,
+            api.clone(),
+            EventKind::UpstreamFailure(UpstreamFailure {
+                log: Arc::from("edge"),
+                reason: Reason::PrematureClose,
+                phase: Phase::ReadHeader,
+                status: Some(502),
+                upstream: Some("unix:/run/api.sock".into()),
+                conn: Some(9),
+                request: request.clone(),
+                errno: None,
+            }),
+        );
+        tl.push(
+            now,
+            api.clone(),
+            EventKind::ServerError(ServerError {
+                log: Arc::from("edge"),
+                status: 502,
+                upstream: Some("unix:/run/api.sock".into()),
+                conn: Some(9),
+                request,
+                backend_sent: false,
+            }),
+        );
+        assert!(!j.step(t0), "nothing judged before its wait");
+        assert!(
+            j.failures().get().by_pool.is_empty(),
+            "waiting for late evidence"
+        );
+        j.step(t0 + Duration::from_millis(400));
+        j.step(t0 + Duration::from_secs(10));
+        let f = j.failures().get();
+        assert_eq!(f.by_pool["api"][&(502, FailureCause::WorkerOomKilled)], 1);
+        assert_eq!(f.by_pool["api"].values().sum::<u64>(), 1);
+        let judged: Vec<FailedRequest> = tl.read(|t| {
+            t.iter()
+                .filter_map(|e| match &e.kind {
+                    EventKind::FailedRequest(r) => Some(r.clone()),
+                    _ => None,
+                })
+                .collect()
+        });
+        assert_eq!(judged.len(), 1);
+        let w = judged[0].worker.unwrap();
+        assert_eq!((w.pid, w.slot, w.rss_bytes), (42, Some(3), Some(500 << 20)));
+        assert_eq!(
+            judged[0].error.request.as_ref().unwrap().path.as_ref(),
+            "/report"
+        );
+    }
+
+    #[test]
+    fn a_404_or_a_503_is_not_a_failed_request() {
+        let sinks = Sinks::new(64);
+        let mut j = Judge::new(
+            JudgeOptions::default(),
+            sinks.clone(),
+            Published::new(PoolIndex::default()),
+        );
+        for status in [404, 500, 503] {
+            sinks.timeline.push(
+                SystemTime::now(),
+                None,
+                EventKind::ServerError(ServerError {
+                    log: Arc::from("edge"),
+                    status,
+                    upstream: None,
+                    conn: None,
+                    request: None,
+                    backend_sent: false,
+                }),
+            );
+        }
+        j.finish();
+        assert!(j.failures().get().by_pool.is_empty());
     }
 }

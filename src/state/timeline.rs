@@ -212,6 +212,8 @@ pub struct UpstreamFailure {
     /// nginx's connection number (`*56`).
     pub conn: Option<u64>,
     pub request: Option<Request>,
+    /// The errno nginx logged with it (`(24: Too many open files)`).
+    pub errno: Option<i32>,
 }
 
 /// A 5xx that nginx answered a client with, from the access log.
@@ -225,6 +227,78 @@ pub struct ServerError {
     /// `$connection`, when the format has it.
     pub conn: Option<u64>,
     pub request: Option<Request>,
+    /// The last attempt's 5xx came from the backend itself (a response
+    /// header arrived, per `$upstream_header_time`), not from nginx.
+    pub backend_sent: bool,
+}
+
+/// Why a client got a 502 or 504: the `cause` label of
+/// `badgateway_failed_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FailureCause {
+    WorkerOomKilled,
+    WorkerTimeout,
+    WorkerCrashed,
+    WorkerRecycled,
+    PoolDown,
+    PoolStoppedAfterOom,
+    BacklogFull,
+    FdExhausted,
+    UpstreamTimeout,
+    UpstreamClosed,
+    UpstreamSent5xx,
+    Other,
+}
+
+impl FailureCause {
+    pub const ALL: &'static [FailureCause] = &[
+        FailureCause::WorkerOomKilled,
+        FailureCause::WorkerTimeout,
+        FailureCause::WorkerCrashed,
+        FailureCause::WorkerRecycled,
+        FailureCause::PoolDown,
+        FailureCause::PoolStoppedAfterOom,
+        FailureCause::BacklogFull,
+        FailureCause::FdExhausted,
+        FailureCause::UpstreamTimeout,
+        FailureCause::UpstreamClosed,
+        FailureCause::UpstreamSent5xx,
+        FailureCause::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureCause::WorkerOomKilled => "worker_oom_killed",
+            FailureCause::WorkerTimeout => "worker_timeout",
+            FailureCause::WorkerCrashed => "worker_crashed",
+            FailureCause::WorkerRecycled => "worker_recycled",
+            FailureCause::PoolDown => "pool_down",
+            FailureCause::PoolStoppedAfterOom => "pool_stopped_after_oom",
+            FailureCause::BacklogFull => "backlog_full",
+            FailureCause::FdExhausted => "fd_exhausted",
+            FailureCause::UpstreamTimeout => "upstream_timeout",
+            FailureCause::UpstreamClosed => "upstream_closed",
+            FailureCause::UpstreamSent5xx => "upstream_sent_5xx",
+            FailureCause::Other => "other",
+        }
+    }
+}
+
+/// The worker whose end caused a failed request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadWorker {
+    pub pid: i32,
+    pub slot: Option<usize>,
+    pub rss_bytes: Option<u64>,
+    pub pss_bytes: Option<u64>,
+}
+
+/// A client-facing 502 or 504 with the cause the rules gave it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailedRequest {
+    pub error: ServerError,
+    pub cause: FailureCause,
+    pub worker: Option<DeadWorker>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -238,6 +312,7 @@ pub enum EventKind {
     OomKill(OomKill),
     UpstreamFailure(UpstreamFailure),
     ServerError(ServerError),
+    FailedRequest(FailedRequest),
 }
 
 impl EventKind {
@@ -253,6 +328,7 @@ impl EventKind {
             EventKind::OomKill(_) => "oom_kill",
             EventKind::UpstreamFailure(_) => "upstream_failure",
             EventKind::ServerError(_) => "server_error",
+            EventKind::FailedRequest(_) => "failed_request",
         }
     }
 }

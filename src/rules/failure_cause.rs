@@ -1,0 +1,717 @@
+//! Why a client got a 502 or 504: one table over the evidence the
+//! timeline holds around the access line.
+//!
+//! The evidence, and how it is joined to the request:
+//! - nginx's error line for the request: on the connection number where
+//!   the access format has `$connection` (the error line's `*CONN` is the
+//!   same counter), else on the upstream and the time, each error line
+//!   explaining one request at most;
+//! - the pool's workers that ended around it, each with the reason the
+//!   exit-reason table gives it (an OOM kill, a timeout, a crash, a
+//!   recycle);
+//! - whether the pool's master was gone then, and whether an OOM kill in
+//!   the pool came just before it went (systemd's default `OOMPolicy=stop`
+//!   stops a whole service when the kernel kills one of its processes).
+//!
+//! nginx and Gunicorn log whole seconds: "around" is [`Windows::near`]
+//! either side.
+
+use std::time::{Duration, SystemTime};
+
+use super::exit_reason::{self, ExitEvidence};
+use crate::state::timeline::{
+    DeadWorker, EventKind, ExitReason, FailureCause, ServerError, Timeline,
+};
+use crate::upstream_failure::Reason;
+
+/// The errnos of `Too many open files`: EMFILE (the process), ENFILE (the
+/// host).
+const EMFILE: i32 = 24;
+const ENFILE: i32 = 23;
+
+/// The pool's workers that ended around the failure, by what ended them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerEnds {
+    pub oom_killed: u32,
+    pub timed_out: u32,
+    /// Killed by a signal or exited with an error.
+    pub crashed: u32,
+    pub recycled: u32,
+    /// Ended for a reload, a shutdown or a reason not known.
+    pub other: u32,
+}
+
+impl WorkerEnds {
+    /// The one kind of end there was, if there was exactly one kind.
+    fn only(&self) -> Option<FailureCause> {
+        let kinds = [
+            (self.oom_killed, FailureCause::WorkerOomKilled),
+            (self.timed_out, FailureCause::WorkerTimeout),
+            (self.crashed, FailureCause::WorkerCrashed),
+            (self.recycled, FailureCause::WorkerRecycled),
+        ];
+        let mut present = kinds.iter().filter(|(n, _)| *n > 0);
+        match (present.next(), present.next(), self.other) {
+            (Some((_, c)), None, 0) => Some(*c),
+            _ => None,
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.oom_killed + self.timed_out + self.crashed + self.recycled + self.other > 0
+    }
+}
+
+/// What the timeline says about one failed request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FailureEvidence {
+    /// 502 or 504.
+    pub status: u16,
+    /// The backend sent the 5xx itself.
+    pub backend_sent: bool,
+    /// nginx's error line for the request: its reason and errno.
+    pub reason: Option<Reason>,
+    pub errno: Option<i32>,
+    /// The pool's master was gone.
+    pub master_down: bool,
+    /// An OOM kill in the pool came shortly before the master went.
+    pub oom_before_master_down: bool,
+    pub ends: WorkerEnds,
+}
+
+impl FailureEvidence {
+    /// The attempt failed with the connection closed or reset under it.
+    fn closed(&self) -> bool {
+        matches!(
+            self.reason,
+            Some(Reason::PrematureClose | Reason::ResetByPeer | Reason::BrokenPipe)
+        ) || (self.reason.is_none() && self.status == 502)
+    }
+
+    fn timed_out(&self) -> bool {
+        self.reason == Some(Reason::Timeout) || (self.reason.is_none() && self.status == 504)
+    }
+
+    /// Nothing was there to connect to.
+    fn unreachable(&self) -> bool {
+        matches!(
+            self.reason,
+            Some(Reason::SocketMissing | Reason::ConnectionRefused | Reason::NoLiveUpstreams)
+                | None
+        )
+    }
+}
+
+/// One row: when `applies`, `cause` decides (or `None`: ambiguous, go on
+/// to the next row).
+pub struct Rule {
+    pub name: &'static str,
+    pub decide: fn(&FailureEvidence) -> Option<FailureCause>,
+}
+
+/// The table; the first row that decides wins. Where the evidence could
+/// mean two things, a row declines, and what no row decides is `other`.
+pub static RULES: &[Rule] = &[
+    Rule {
+        name: "the backend sent the 5xx itself",
+        decide: |e| e.backend_sent.then_some(FailureCause::UpstreamSent5xx),
+    },
+    Rule {
+        name: "nginx could not open a socket: too many open files",
+        decide: |e| matches!(e.errno, Some(EMFILE | ENFILE)).then_some(FailureCause::FdExhausted),
+    },
+    Rule {
+        name: "the listen queue was full (EAGAIN on a unix socket)",
+        decide: |e| (e.reason == Some(Reason::BacklogFull)).then_some(FailureCause::BacklogFull),
+    },
+    Rule {
+        name: "nothing to connect to while the master was gone",
+        decide: |e| {
+            (e.master_down && e.unreachable()).then_some(if e.oom_before_master_down {
+                FailureCause::PoolStoppedAfterOom
+            } else {
+                FailureCause::PoolDown
+            })
+        },
+    },
+    Rule {
+        name: "the connection closed under a worker that ended then",
+        decide: |e| if e.closed() { e.ends.only() } else { None },
+    },
+    Rule {
+        name: "the connection closed, and no worker ended",
+        decide: |e| {
+            (e.closed() && e.reason.is_some() && !e.ends.any())
+                .then_some(FailureCause::UpstreamClosed)
+        },
+    },
+    Rule {
+        name: "a timeout, and the worker was killed for its own timeout",
+        decide: |e| {
+            (e.timed_out() && e.ends.timed_out > 0 && e.ends.only().is_some())
+                .then_some(FailureCause::WorkerTimeout)
+        },
+    },
+    Rule {
+        name: "a timeout, and the workers lived on",
+        decide: |e| (e.timed_out() && !e.ends.any()).then_some(FailureCause::UpstreamTimeout),
+    },
+];
+
+pub fn failure_cause(e: &FailureEvidence) -> FailureCause {
+    RULES
+        .iter()
+        .find_map(|r| (r.decide)(e))
+        .unwrap_or(FailureCause::Other)
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Windows {
+    /// How far either side of the access line an error line, a worker's
+    /// end or the master's exit is looked for: the logs' whole seconds
+    /// plus a second.
+    pub near: Duration,
+    /// How long before the master's exit an OOM kill in the pool means the
+    /// master was stopped because of it.
+    pub stop_after_oom: Duration,
+    pub exits: exit_reason::Windows,
+}
+
+impl Default for Windows {
+    fn default() -> Self {
+        Windows {
+            near: Duration::from_secs(2),
+            stop_after_oom: Duration::from_secs(30),
+            exits: exit_reason::Windows::default(),
+        }
+    }
+}
+
+/// The evidence about one failed request, and the worker that ended under
+/// it when one did. `claimed` holds the error lines already joined to
+/// another request by upstream and time, so that one line explains one
+/// request; the one this request takes is added. `master_down_now` says
+/// whether the pool's master is gone when the timeline does not say.
+pub fn gather(
+    tl: &Timeline,
+    err: &ServerError,
+    at: SystemTime,
+    pool: Option<&str>,
+    master_down_now: bool,
+    claimed: &mut Vec<u64>,
+    w: Windows,
+) -> (FailureEvidence, Option<DeadWorker>) {
+    let mut e = FailureEvidence {
+        status: err.status,
+        backend_sent: err.backend_sent,
+        ..FailureEvidence::default()
+    };
+    let from = at.checked_sub(w.near).unwrap_or(SystemTime::UNIX_EPOCH);
+    let to = at + w.near;
+
+    // nginx's error line: by connection, else by upstream and time.
+    let mut best: Option<(u64, Reason, Option<i32>, Duration)> = None;
+    for ev in tl.window(from, to) {
+        let EventKind::UpstreamFailure(f) = &ev.kind else {
+            continue;
+        };
+        if f.log != err.log || f.status.is_none() {
+            continue;
+        }
+        let by_conn = matches!((err.conn, f.conn), (Some(a), Some(b)) if a == b);
+        let by_upstream = err.conn.is_none()
+            && f.upstream.is_some()
+            && f.upstream == err.upstream
+            && !claimed.contains(&ev.seq);
+        if !(by_conn || by_upstream) {
+            continue;
+        }
+        let gap = at.duration_since(ev.at).unwrap_or_else(|e| e.duration());
+        // By connection, the last attempt's line (the one that produced
+        // the status) is the latest; by time, the nearest.
+        let better = match best {
+            None => true,
+            Some((seq, .., g)) => {
+                if by_conn {
+                    ev.seq > seq
+                } else {
+                    gap < g
+                }
+            }
+        };
+        if better {
+            best = Some((ev.seq, f.reason, f.errno, gap));
+        }
+    }
+    if let Some((seq, reason, errno, _)) = best {
+        e.reason = Some(reason);
+        e.errno = errno;
+        if err.conn.is_none() {
+            claimed.push(seq);
+        }
+    }
+
+    let Some(pool) = pool else {
+        return (e, None);
+    };
+    // The master: its last start or exit before the failure.
+    let mut master: Option<(SystemTime, bool)> = None;
+    let mut kills: Vec<SystemTime> = Vec::new();
+    for ev in tl.iter() {
+        if ev.pool.as_deref() != Some(pool) {
+            continue;
+        }
+        match &ev.kind {
+            EventKind::MasterExit(_) | EventKind::MasterStart(_) if ev.at <= to => {
+                let down = matches!(ev.kind, EventKind::MasterExit(_));
+                if master.is_none_or(|(t, _)| ev.at >= t) {
+                    master = Some((ev.at, down));
+                }
+            }
+            EventKind::OomKill(_) => kills.push(ev.at),
+            _ => {}
+        }
+    }
+    match master {
+        Some((went, true)) => {
+            e.master_down = true;
+            e.oom_before_master_down = kills
+                .iter()
+                .any(|k| *k <= went + Duration::from_secs(1) && *k + w.stop_after_oom >= went);
+        }
+        Some((_, false)) => {}
+        None => e.master_down = master_down_now,
+    }
+
+    // The workers that ended around it, each judged on the evidence there
+    // is now.
+    let mut dead = None;
+    for ev in tl.window_pool(pool, from, to) {
+        let EventKind::WorkerExit(x) = &ev.kind else {
+            continue;
+        };
+        let ev_exit: ExitEvidence = exit_reason::gather(tl, pool, ev.at, x, w.exits);
+        let kind = match exit_reason::exit_reason(&ev_exit) {
+            ExitReason::OomKilled => &mut e.ends.oom_killed,
+            ExitReason::Timeout => &mut e.ends.timed_out,
+            ExitReason::Signal | ExitReason::ExitError => &mut e.ends.crashed,
+            ExitReason::MaxRequests => &mut e.ends.recycled,
+            ExitReason::Reload | ExitReason::Shutdown | ExitReason::Unknown => &mut e.ends.other,
+        };
+        *kind += 1;
+        dead = Some(DeadWorker {
+            pid: x.process.pid,
+            slot: x.process.slot,
+            rss_bytes: x.rss_bytes,
+            pss_bytes: x.pss_bytes,
+        });
+    }
+    (e, dead)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    use crate::state::timeline::{
+        AppLog, ExitStatus, KillRule, OomKill, Process, UpstreamFailure, WorkerExit,
+    };
+    use crate::upstream_failure::Phase;
+    use FailureCause::*;
+
+    fn ev(f: impl FnOnce(&mut FailureEvidence)) -> FailureEvidence {
+        let mut e = FailureEvidence {
+            status: 502,
+            ..FailureEvidence::default()
+        };
+        f(&mut e);
+        e
+    }
+
+    #[test]
+    fn the_table_row_by_row_and_the_ambiguous_cases() {
+        let ends = |oom, timed_out, crashed, recycled, other| WorkerEnds {
+            oom_killed: oom,
+            timed_out,
+            crashed,
+            recycled,
+            other,
+        };
+        let cases: &[(&str, FailureEvidence, FailureCause)] = &[
+            (
+                "a 502 the backend sent",
+                ev(|e| e.backend_sent = true),
+                UpstreamSent5xx,
+            ),
+            (
+                "EMFILE in nginx",
+                ev(|e| {
+                    e.reason = Some(Reason::Other);
+                    e.errno = Some(24)
+                }),
+                FdExhausted,
+            ),
+            (
+                "ENFILE on the host",
+                ev(|e| {
+                    e.reason = Some(Reason::Other);
+                    e.errno = Some(23)
+                }),
+                FdExhausted,
+            ),
+            (
+                "EAGAIN on a unix socket",
+                ev(|e| e.reason = Some(Reason::BacklogFull)),
+                BacklogFull,
+            ),
+            (
+                "a missing socket, master gone",
+                ev(|e| {
+                    e.reason = Some(Reason::SocketMissing);
+                    e.master_down = true
+                }),
+                PoolDown,
+            ),
+            (
+                "refused, master gone after an OOM kill",
+                ev(|e| {
+                    e.reason = Some(Reason::ConnectionRefused);
+                    e.master_down = true;
+                    e.oom_before_master_down = true
+                }),
+                PoolStoppedAfterOom,
+            ),
+            (
+                "a premature close next to an OOM-killed worker",
+                ev(|e| {
+                    e.reason = Some(Reason::PrematureClose);
+                    e.ends = ends(1, 0, 0, 0, 0)
+                }),
+                WorkerOomKilled,
+            ),
+            (
+                "a reset next to a timed-out worker",
+                ev(|e| {
+                    e.reason = Some(Reason::ResetByPeer);
+                    e.ends = ends(0, 1, 0, 0, 0)
+                }),
+                WorkerTimeout,
+            ),
+            (
+                "a premature close next to a crashed worker",
+                ev(|e| {
+                    e.reason = Some(Reason::PrematureClose);
+                    e.ends = ends(0, 0, 1, 0, 0)
+                }),
+                WorkerCrashed,
+            ),
+            (
+                "a premature close next to a recycled worker",
+                ev(|e| {
+                    e.reason = Some(Reason::PrematureClose);
+                    e.ends = ends(0, 0, 0, 1, 0)
+                }),
+                WorkerRecycled,
+            ),
+            (
+                "a 502 with no error log, next to an OOM kill",
+                ev(|e| e.ends = ends(2, 0, 0, 0, 0)),
+                WorkerOomKilled,
+            ),
+            (
+                "a premature close and no worker ended",
+                ev(|e| e.reason = Some(Reason::PrematureClose)),
+                UpstreamClosed,
+            ),
+            (
+                "a 504, the worker timed out",
+                ev(|e| {
+                    e.status = 504;
+                    e.reason = Some(Reason::Timeout);
+                    e.ends = ends(0, 1, 0, 0, 0)
+                }),
+                WorkerTimeout,
+            ),
+            (
+                "a 504, every worker lived",
+                ev(|e| {
+                    e.status = 504;
+                    e.reason = Some(Reason::Timeout)
+                }),
+                UpstreamTimeout,
+            ),
+            // Ambiguous: two kinds of end at once, a refusal with the
+            // master alive, a 502 with nothing to go by.
+            (
+                "an OOM kill and a timeout at once",
+                ev(|e| {
+                    e.reason = Some(Reason::PrematureClose);
+                    e.ends = ends(1, 1, 0, 0, 0)
+                }),
+                Other,
+            ),
+            (
+                "a close next to a worker ended for a reload",
+                ev(|e| {
+                    e.reason = Some(Reason::PrematureClose);
+                    e.ends = ends(0, 0, 0, 0, 1)
+                }),
+                Other,
+            ),
+            (
+                "refused while the master lives",
+                ev(|e| e.reason = Some(Reason::ConnectionRefused)),
+                Other,
+            ),
+            ("a bare 502, nothing else known", ev(|_| {}), Other),
+            (
+                "a 504 next to an OOM kill",
+                ev(|e| {
+                    e.status = 504;
+                    e.reason = Some(Reason::Timeout);
+                    e.ends = ends(1, 0, 0, 0, 0)
+                }),
+                Other,
+            ),
+            (
+                "an invalid header from the backend",
+                ev(|e| e.reason = Some(Reason::InvalidHeader)),
+                Other,
+            ),
+        ];
+        for (name, e, want) in cases {
+            assert_eq!(failure_cause(e), *want, "{name}: {e:?}");
+        }
+        for r in RULES {
+            assert!(
+                cases
+                    .iter()
+                    .any(|(_, e, want)| (r.decide)(e) == Some(*want)),
+                "row {:?} decides no case",
+                r.name
+            );
+        }
+    }
+
+    fn t(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + secs)
+    }
+
+    fn error(conn: Option<u64>, upstream: &str) -> ServerError {
+        ServerError {
+            log: Arc::from("edge"),
+            status: 502,
+            upstream: Some(upstream.into()),
+            conn,
+            request: None,
+            backend_sent: false,
+        }
+    }
+
+    fn failure(conn: Option<u64>, upstream: &str, reason: Reason) -> EventKind {
+        EventKind::UpstreamFailure(UpstreamFailure {
+            log: Arc::from("edge"),
+            reason,
+            phase: Phase::ReadHeader,
+            status: Some(502),
+            upstream: Some(upstream.into()),
+            conn,
+            request: None,
+            errno: None,
+        })
+    }
+
+    #[test]
+    fn error_lines_join_by_connection_or_once_by_upstream_and_time() {
+        let mut tl = Timeline::new(64);
+        let api: Option<Arc<str>> = Some(Arc::from("api"));
+        tl.push(
+            t(10),
+            api.clone(),
+            failure(Some(7), "unix:/a", Reason::SocketMissing),
+        );
+        tl.push(
+            t(10),
+            api.clone(),
+            failure(Some(8), "unix:/a", Reason::PrematureClose),
+        );
+        tl.push(
+            t(11),
+            api.clone(),
+            failure(None, "unix:/b", Reason::ResetByPeer),
+        );
+        let w = Windows::default();
+        let mut claimed = Vec::new();
+        let (e, _) = gather(
+            &tl,
+            &error(Some(8), "unix:/a"),
+            t(10),
+            Some("api"),
+            false,
+            &mut claimed,
+            w,
+        );
+        assert_eq!(e.reason, Some(Reason::PrematureClose));
+        // Without $connection: the nearest line of the upstream, once.
+        let (e, _) = gather(
+            &tl,
+            &error(None, "unix:/b"),
+            t(11),
+            Some("api"),
+            false,
+            &mut claimed,
+            w,
+        );
+        assert_eq!(e.reason, Some(Reason::ResetByPeer));
+        let (e, _) = gather(
+            &tl,
+            &error(None, "unix:/b"),
+            t(11),
+            Some("api"),
+            false,
+            &mut claimed,
+            w,
+        );
+        assert_eq!(e.reason, None, "the line explained the first request");
+        // Too far in time.
+        let (e, _) = gather(
+            &tl,
+            &error(Some(7), "unix:/a"),
+            t(20),
+            Some("api"),
+            false,
+            &mut Vec::new(),
+            w,
+        );
+        assert_eq!(e.reason, None);
+    }
+
+    #[test]
+    fn workers_and_the_master_around_the_failure() {
+        let mut tl = Timeline::new(64);
+        let api: Option<Arc<str>> = Some(Arc::from("api"));
+        let p = |pid| Process {
+            pid,
+            started: t(0),
+            slot: Some(1),
+        };
+        // Worker 5 is OOM-killed at 100; worker 6 times out at 200.
+        tl.push(
+            t(100),
+            None,
+            EventKind::OomKill(OomKill {
+                seq: 1,
+                pid: 5,
+                comm: "gunicorn".into(),
+                slot: None,
+                cgroup: None,
+                memcg: true,
+                rule: KillRule::Unknown,
+                anon_bytes: 1,
+                file_bytes: 1,
+                shmem_bytes: None,
+            }),
+        );
+        let exit = |pid| {
+            EventKind::WorkerExit(WorkerExit {
+                process: p(pid),
+                status: Some(ExitStatus::Signaled(9)),
+                rss_bytes: Some(300 << 20),
+                pss_bytes: Some(290 << 20),
+            })
+        };
+        tl.push(t(100), api.clone(), exit(5));
+        tl.push(
+            t(199),
+            api.clone(),
+            EventKind::AppLog(AppLog::WorkerTimeout { pid: 6 }),
+        );
+        tl.push(t(200), api.clone(), exit(6));
+        let w = Windows::default();
+        let mut claimed = Vec::new();
+        let (e, dead) = gather(
+            &tl,
+            &error(None, "unix:/x"),
+            t(101),
+            Some("api"),
+            false,
+            &mut claimed,
+            w,
+        );
+        assert_eq!(e.ends.oom_killed, 1);
+        assert_eq!(failure_cause(&e), WorkerOomKilled);
+        assert_eq!(
+            dead.map(|d| (d.pid, d.rss_bytes)),
+            Some((5, Some(300 << 20)))
+        );
+        let (e, _) = gather(
+            &tl,
+            &error(None, "unix:/x"),
+            t(200),
+            Some("api"),
+            false,
+            &mut claimed,
+            w,
+        );
+        assert_eq!(failure_cause(&e), WorkerTimeout);
+
+        // The master is stopped 3 s after an OOM kill in the pool.
+        tl.push(
+            t(300),
+            api.clone(),
+            EventKind::OomKill(OomKill {
+                seq: 2,
+                pid: 9,
+                comm: "gunicorn".into(),
+                slot: None,
+                cgroup: None,
+                memcg: true,
+                rule: KillRule::Cgroup,
+                anon_bytes: 1,
+                file_bytes: 1,
+                shmem_bytes: None,
+            }),
+        );
+        tl.push(t(303), api.clone(), EventKind::MasterExit(p(1)));
+        tl.push(
+            t(305),
+            api.clone(),
+            failure(None, "unix:/x", Reason::SocketMissing),
+        );
+        let (e, _) = gather(
+            &tl,
+            &error(None, "unix:/x"),
+            t(305),
+            Some("api"),
+            false,
+            &mut claimed,
+            w,
+        );
+        assert!(e.master_down && e.oom_before_master_down);
+        assert_eq!(failure_cause(&e), PoolStoppedAfterOom);
+        // Back up later: refusals then are not pool_down.
+        tl.push(t(400), api.clone(), EventKind::MasterStart(p(2)));
+        let (e, _) = gather(
+            &tl,
+            &error(None, "unix:/x"),
+            t(405),
+            Some("api"),
+            false,
+            &mut claimed,
+            w,
+        );
+        assert!(!e.master_down);
+        // No master event at all: what the pool index says now.
+        let (e, _) = gather(
+            &tl,
+            &error(None, "unix:/x"),
+            t(405),
+            Some("web"),
+            true,
+            &mut claimed,
+            w,
+        );
+        assert!(e.master_down);
+    }
+}
