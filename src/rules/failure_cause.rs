@@ -20,7 +20,8 @@ use std::time::{Duration, SystemTime};
 
 use super::exit_reason::{self, ExitEvidence};
 use crate::state::timeline::{
-    DeadWorker, EventKind, ExitReason, FailureCause, ServerError, Timeline,
+    AppLog, DeadWorker, EventKind, ExitReason, FailureCause, Process, ServerError, Timeline,
+    WorkerExit,
 };
 use crate::upstream_failure::Reason;
 
@@ -284,14 +285,71 @@ pub fn gather(
     }
 
     // The workers that ended around it, each judged on the evidence there
-    // is now.
-    let mut dead = None;
+    // is now. An exit the pool source saw is one; so is, for a worker it
+    // never saw go (a one-shot diagnosis after the fact, a missed exit),
+    // the kernel's OOM kill of it or the master's log of its end.
+    let mut ends: Vec<(i32, ExitReason, DeadWorker)> = Vec::new();
     for ev in tl.window_pool(pool, from, to) {
-        let EventKind::WorkerExit(x) = &ev.kind else {
-            continue;
+        if let EventKind::WorkerExit(x) = &ev.kind {
+            let evidence: ExitEvidence = exit_reason::gather(tl, pool, ev.at, x, w.exits);
+            ends.push((
+                x.process.pid,
+                exit_reason::exit_reason(&evidence),
+                DeadWorker {
+                    pid: x.process.pid,
+                    slot: x.process.slot,
+                    rss_bytes: x.rss_bytes,
+                    pss_bytes: x.pss_bytes,
+                },
+            ));
+        }
+    }
+    for ev in tl.window_pool(pool, from, to) {
+        let (pid, dead) = match &ev.kind {
+            EventKind::OomKill(k) => (
+                k.pid,
+                DeadWorker {
+                    pid: k.pid,
+                    slot: k.slot,
+                    rss_bytes: Some(k.anon_bytes + k.file_bytes + k.shmem_bytes.unwrap_or(0)),
+                    pss_bytes: None,
+                },
+            ),
+            EventKind::AppLog(
+                AppLog::WorkerTimeout { pid }
+                | AppLog::WorkerSignaled { pid, .. }
+                | AppLog::WorkerExited { pid, .. }
+                | AppLog::Autorestarting { pid },
+            ) => (
+                *pid,
+                DeadWorker {
+                    pid: *pid,
+                    slot: None,
+                    rss_bytes: None,
+                    pss_bytes: None,
+                },
+            ),
+            _ => continue,
         };
-        let ev_exit: ExitEvidence = exit_reason::gather(tl, pool, ev.at, x, w.exits);
-        let kind = match exit_reason::exit_reason(&ev_exit) {
+        if ends.iter().any(|(p, ..)| *p == pid) {
+            continue;
+        }
+        let unseen = WorkerExit {
+            process: Process {
+                pid,
+                started: booted(tl, pool, pid).unwrap_or(SystemTime::UNIX_EPOCH),
+                slot: dead.slot,
+            },
+            status: None,
+            rss_bytes: dead.rss_bytes,
+            pss_bytes: None,
+        };
+        let evidence = exit_reason::gather(tl, pool, ev.at, &unseen, w.exits);
+        ends.push((pid, exit_reason::exit_reason(&evidence), dead));
+    }
+    let mut dead = None;
+    for (_, reason, d) in ends {
+        let kind = match reason {
             ExitReason::OomKilled => &mut e.ends.oom_killed,
             ExitReason::Timeout => &mut e.ends.timed_out,
             ExitReason::Signal | ExitReason::ExitError => &mut e.ends.crashed,
@@ -299,14 +357,22 @@ pub fn gather(
             ExitReason::Reload | ExitReason::Shutdown | ExitReason::Unknown => &mut e.ends.other,
         };
         *kind += 1;
-        dead = Some(DeadWorker {
-            pid: x.process.pid,
-            slot: x.process.slot,
-            rss_bytes: x.rss_bytes,
-            pss_bytes: x.pss_bytes,
-        });
+        // The one with the most known is the one to show.
+        if dead.is_none_or(|d: DeadWorker| d.rss_bytes.is_none()) {
+            dead = Some(d);
+        }
     }
     (e, dead)
+}
+
+/// When the app server's log says worker `pid` booted.
+fn booted(tl: &Timeline, pool: &str, pid: i32) -> Option<SystemTime> {
+    tl.iter()
+        .filter(|e| e.pool.as_deref() == Some(pool))
+        .find_map(|e| match e.kind {
+            EventKind::AppLog(AppLog::WorkerBooted { pid: p }) if p == pid => Some(e.at),
+            _ => None,
+        })
 }
 
 #[cfg(test)]
@@ -314,9 +380,7 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    use crate::state::timeline::{
-        AppLog, ExitStatus, KillRule, OomKill, Process, UpstreamFailure, WorkerExit,
-    };
+    use crate::state::timeline::{ExitStatus, KillRule, OomKill, UpstreamFailure};
     use crate::upstream_failure::Phase;
     use FailureCause::*;
 
@@ -713,5 +777,66 @@ mod tests {
             w,
         );
         assert!(e.master_down);
+    }
+
+    #[test]
+    fn after_the_fact_a_kill_or_a_reap_line_is_a_worker_end() {
+        let mut tl = Timeline::new(64);
+        let api: Option<Arc<str>> = Some(Arc::from("api"));
+        // No exit events: the pool source never saw these workers go.
+        tl.push(
+            t(50),
+            api.clone(),
+            EventKind::AppLog(AppLog::WorkerBooted { pid: 5 }),
+        );
+        tl.push(
+            t(100),
+            api.clone(),
+            EventKind::OomKill(OomKill {
+                seq: 1,
+                pid: 5,
+                comm: "gunicorn".into(),
+                slot: Some(0),
+                cgroup: None,
+                memcg: true,
+                rule: KillRule::Cgroup,
+                anon_bytes: 300 << 20,
+                file_bytes: 10 << 20,
+                shmem_bytes: Some(0),
+            }),
+        );
+        tl.push(
+            t(199),
+            api.clone(),
+            EventKind::AppLog(AppLog::WorkerTimeout { pid: 6 }),
+        );
+        tl.push(
+            t(200),
+            api.clone(),
+            EventKind::AppLog(AppLog::WorkerSignaled { pid: 6, signal: 9 }),
+        );
+        tl.push(
+            t(300),
+            api.clone(),
+            EventKind::AppLog(AppLog::WorkerSignaled { pid: 7, signal: 11 }),
+        );
+        let w = Windows::default();
+        let mut claimed = Vec::new();
+        let mut cause = |at| {
+            let (e, dead) = gather(
+                &tl,
+                &error(None, "unix:/x"),
+                at,
+                Some("api"),
+                false,
+                &mut claimed,
+                w,
+            );
+            (failure_cause(&e), dead.map(|d| (d.pid, d.rss_bytes)))
+        };
+        assert_eq!(cause(t(100)), (WorkerOomKilled, Some((5, Some(310 << 20)))));
+        assert_eq!(cause(t(200)).0, WorkerTimeout);
+        assert_eq!(cause(t(301)).0, WorkerCrashed);
+        assert_eq!(cause(t(400)).0, Other);
     }
 }
