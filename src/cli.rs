@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
@@ -38,6 +38,8 @@ pub enum LogLevel {
 #[derive(Debug, Parser)]
 #[command(version, about)]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Address to listen on: `host:port`, or `:port` for all interfaces.
     #[arg(long = "web.listen-address", default_value = ":9502")]
     pub listen_address: String,
@@ -45,17 +47,22 @@ pub struct Args {
     #[arg(long = "web.telemetry-path", default_value = "/metrics")]
     pub telemetry_path: String,
     /// YAML config file. Without one, Gunicorn masters are auto-discovered.
-    #[arg(long = "config.file")]
+    #[arg(global = true, long = "config.file")]
     pub config_file: Option<PathBuf>,
-    #[arg(long = "log.level", value_enum, default_value = "info")]
+    #[arg(global = true, long = "log.level", value_enum, default_value = "info")]
     pub log_level: LogLevel,
-    #[arg(long = "log.format", value_enum, default_value = "logfmt")]
+    #[arg(
+        global = true,
+        long = "log.format",
+        value_enum,
+        default_value = "logfmt"
+    )]
     pub log_format: LogFormat,
     /// procfs mount point.
-    #[arg(long = "path.procfs", default_value = "/proc")]
+    #[arg(global = true, long = "path.procfs", default_value = "/proc")]
     pub procfs: PathBuf,
     /// sysfs mount point (for cgroups).
-    #[arg(long = "path.sysfs", default_value = "/sys")]
+    #[arg(global = true, long = "path.sysfs", default_value = "/sys")]
     pub sysfs: PathBuf,
     /// How often the pool collector reads the process table and RSS.
     #[arg(long = "collector.pools.interval", default_value = "5s", value_parser = parse_duration)]
@@ -78,18 +85,43 @@ pub struct Args {
     #[arg(long = "collector.kernel.interval", default_value = "5s", value_parser = parse_duration)]
     pub kernel_interval: Duration,
     /// nginx access log to follow (the single-log case; more go in the config).
-    #[arg(long = "nginx.access-log")]
+    #[arg(global = true, long = "nginx.access-log")]
     pub nginx_access_log: Option<PathBuf>,
     /// nginx error log to follow (the single-log case).
-    #[arg(long = "nginx.error-log")]
+    #[arg(global = true, long = "nginx.error-log")]
     pub nginx_error_log: Option<PathBuf>,
     /// The access log's `log_format`: combined, main, the format string, or
     /// the whole `log_format NAME [escape=json] '...';` directive.
-    #[arg(long = "nginx.log-format", default_value = "combined")]
+    #[arg(global = true, long = "nginx.log-format", default_value = "combined")]
     pub nginx_log_format: String,
     /// How often followed log files are polled.
     #[arg(long = "collector.nginx.interval", default_value = "250ms", value_parser = parse_duration)]
     pub nginx_interval: Duration,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Run the 502 checklist once on this host and print the diagnosis:
+    /// OOM kills, memory, each pool's workers, nginx's 502s and 504s by
+    /// cause, and the recovery options. Exits 0 when nothing was found, 1
+    /// for warnings, 2 for a critical finding, 3 when it could not run.
+    Diagnose(DiagnoseArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DiagnoseArgs {
+    /// How far back to look: kills, exits and failed requests older than
+    /// this are left out.
+    #[arg(long = "since", default_value = "1h", value_parser = parse_duration)]
+    pub since: Duration,
+    #[arg(long = "format", value_enum, default_value = "text")]
+    pub format: ReportFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
 }
 
 /// `250ms`, `5s`, `2m`, or a bare number of seconds.
@@ -125,13 +157,20 @@ pub fn parse_listen_address(s: &str) -> anyhow::Result<SocketAddr> {
 }
 
 fn init_logging(args: &Args) {
+    init_logging_to(args, tracing::Level::TRACE);
+}
+
+/// Logging at the flag's level, but no more than `most` (a diagnosis
+/// prints a report; its sources' warnings are in it).
+fn init_logging_to(args: &Args, most: tracing::Level) {
     use tracing_subscriber::prelude::*;
     let level = match args.log_level {
         LogLevel::Debug => tracing::Level::DEBUG,
         LogLevel::Info => tracing::Level::INFO,
         LogLevel::Warn => tracing::Level::WARN,
         LogLevel::Error => tracing::Level::ERROR,
-    };
+    }
+    .min(most);
     let filter = tracing_subscriber::filter::LevelFilter::from_level(level);
     let registry = tracing_subscriber::registry().with(filter);
     match args.log_format {
@@ -163,23 +202,24 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
-    init_logging(&args);
-    let addr = parse_listen_address(&args.listen_address)?;
-    if !args.telemetry_path.starts_with('/') || args.telemetry_path == "/" {
-        anyhow::bail!(
-            "--web.telemetry-path {:?}: must start with / and not be /",
-            args.telemetry_path
-        );
+/// What the binary does: serve the exporter, or run a diagnosis once.
+/// Returns the process's exit code.
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    match &args.command {
+        Some(Command::Diagnose(d)) => diagnose(&args, d),
+        None => serve(args).map(|()| 0),
     }
-    let cfg = match &args.config_file {
+}
+
+/// The config file (or the embedded default), with the single-nginx flags.
+fn load_config(args: &Args) -> anyhow::Result<Config> {
+    let mut cfg = match &args.config_file {
         Some(p) => Config::load(p)?,
         None => {
             tracing::info!("no --config.file: auto-discovering gunicorn masters");
             Config::embedded_default()
         }
     };
-    let mut cfg = cfg;
     if args.nginx_access_log.is_some() || args.nginx_error_log.is_some() {
         if args.config_file.is_none() {
             // The flags replace the default logs rather than add to them.
@@ -199,53 +239,152 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             error_log: args.nginx_error_log.clone(),
         });
     }
-    let sinks = Sinks::new(TIMELINE_CAP);
-    let pools = PoolSource::new(pool_options(&args, &cfg), sinks.clone());
-    let counters = CounterReader::new(
-        CounterOptions {
-            procfs: args.procfs.clone(),
-            sysfs: args.sysfs.clone(),
-            interval: args.kernel_interval,
-        },
-        sinks.clone(),
-        pools.index(),
-    );
-    let kmsg = KmsgReader::new(
-        KmsgOptions {
-            path: cfg.kernel.kmsg_path.clone(),
-            exit_window: (args.pools_interval * 3).max(Duration::from_secs(60)),
-            boot_time: None,
-        },
-        sinks.clone(),
-        pools.index(),
-        counters.published(),
-    );
-    let nginx = NginxSource::new(
-        NginxOptions {
-            logs: cfg.nginx.clone(),
-            max_upstreams: cfg.max_upstreams,
-            start: StartAt::End,
-            interval: args.nginx_interval,
-        },
-        sinks.clone(),
-        pools.index(),
-    )
-    .map_err(|e| anyhow::anyhow!("config {}: {e}", cfg.origin))?;
-    let app_logs = AppLogSource::new(app_log_options(&args, &cfg), sinks.clone());
-    let judge = Judge::new(JudgeOptions::default(), sinks.clone(), pools.index());
-    let inputs = Inputs {
-        sinks,
-        config_origin: cfg.origin.clone(),
-        pools: pools.view(),
-        kills: kmsg.published(),
-        memory: counters.published(),
-        nginx: nginx.published(),
-        exits: judge.exits(),
-        failures: judge.failures(),
-        app_log: app_logs.published(),
-    };
-    let snapshot = Published::new(Snapshot::empty(&cfg.origin));
+    Ok(cfg)
+}
 
+/// Every source, and the judge, built from the flags and the config.
+struct Sources {
+    pools: PoolSource,
+    counters: CounterReader,
+    kmsg: KmsgReader,
+    nginx: NginxSource,
+    app_logs: AppLogSource,
+    judge: Judge,
+    inputs: Inputs,
+}
+
+impl Sources {
+    /// `start`: where the logs are read from; `proc_events`: whether the
+    /// pool source follows the process events.
+    fn build(
+        args: &Args,
+        cfg: &Config,
+        timeline_cap: usize,
+        start: StartAt,
+        proc_events: bool,
+    ) -> anyhow::Result<Sources> {
+        let sinks = Sinks::new(timeline_cap);
+        let pools = PoolSource::new(
+            PoolOptions {
+                proc_events,
+                ..pool_options(args, cfg)
+            },
+            sinks.clone(),
+        );
+        let counters = CounterReader::new(
+            CounterOptions {
+                procfs: args.procfs.clone(),
+                sysfs: args.sysfs.clone(),
+                interval: args.kernel_interval,
+            },
+            sinks.clone(),
+            pools.index(),
+        );
+        let kmsg = KmsgReader::new(
+            KmsgOptions {
+                path: cfg.kernel.kmsg_path.clone(),
+                exit_window: (args.pools_interval * 3).max(Duration::from_secs(60)),
+                boot_time: None,
+            },
+            sinks.clone(),
+            pools.index(),
+            counters.published(),
+        );
+        let nginx = NginxSource::new(
+            NginxOptions {
+                logs: cfg.nginx.clone(),
+                max_upstreams: cfg.max_upstreams,
+                start,
+                interval: args.nginx_interval,
+            },
+            sinks.clone(),
+            pools.index(),
+        )
+        .map_err(|e| anyhow::anyhow!("config {}: {e}", cfg.origin))?;
+        let app_logs = AppLogSource::new(
+            AppLogOptions {
+                start,
+                ..app_log_options(args, cfg)
+            },
+            sinks.clone(),
+        );
+        let judge = Judge::new(JudgeOptions::default(), sinks.clone(), pools.index());
+        let inputs = Inputs {
+            sinks,
+            config_origin: cfg.origin.clone(),
+            pools: pools.view(),
+            kills: kmsg.published(),
+            memory: counters.published(),
+            nginx: nginx.published(),
+            exits: judge.exits(),
+            failures: judge.failures(),
+            app_log: app_logs.published(),
+        };
+        Ok(Sources {
+            pools,
+            counters,
+            kmsg,
+            nginx,
+            app_logs,
+            judge,
+            inputs,
+        })
+    }
+}
+
+/// Events a one-shot diagnosis keeps: every 5xx of a large log, not only
+/// the last seconds of a storm.
+const DIAGNOSE_TIMELINE_CAP: usize = 65_536;
+
+/// Run every source once, from the start of the logs and the kernel's ring
+/// buffer, judge what they found, and print the diagnosis.
+fn diagnose(args: &Args, d: &DiagnoseArgs) -> anyhow::Result<i32> {
+    init_logging_to(args, tracing::Level::ERROR);
+    let cfg = load_config(args)?;
+    let mut s = Sources::build(args, &cfg, DIAGNOSE_TIMELINE_CAP, StartAt::Beginning, false)?;
+    s.pools.collect(std::time::Instant::now());
+    s.counters.collect();
+    if cfg.kernel.kmsg {
+        // An unreadable kernel log is in the report, not an error.
+        let _ = s.kmsg.replay();
+    }
+    s.app_logs.poll();
+    s.nginx.poll();
+    s.judge.finish();
+    let now = SystemTime::now();
+    let window = crate::diagnose::Window {
+        from: now.checked_sub(d.since).unwrap_or(SystemTime::UNIX_EPOCH),
+        to: now,
+    };
+    let report = s.inputs.diagnose(None, window);
+    match d.format {
+        ReportFormat::Text => print!("{}", report.text()),
+        ReportFormat::Json => println!("{}", report.json()),
+    }
+    Ok(report.exit_code())
+}
+
+fn serve(args: Args) -> anyhow::Result<()> {
+    init_logging(&args);
+    let addr = parse_listen_address(&args.listen_address)?;
+    if !args.telemetry_path.starts_with('/') || args.telemetry_path == "/" {
+        anyhow::bail!(
+            "--web.telemetry-path {:?}: must start with / and not be /",
+            args.telemetry_path
+        );
+    }
+    let cfg = load_config(&args)?;
+    let s = Sources::build(&args, &cfg, TIMELINE_CAP, StartAt::End, args.proc_events)?;
+    let snapshot = Published::new(Snapshot::empty(&cfg.origin));
+    let Sources {
+        pools,
+        counters,
+        kmsg,
+        nginx,
+        app_logs,
+        judge,
+        inputs,
+    } = s;
     spawn("pools", move || pools.run())?;
     spawn("kernel", move || counters.run())?;
     if cfg.kernel.kmsg {

@@ -18,6 +18,7 @@
 pub mod app_log;
 pub mod cli;
 pub mod config;
+pub mod diagnose;
 pub mod follow;
 pub mod gunicorn;
 pub mod kernel;

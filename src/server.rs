@@ -22,6 +22,7 @@ pub fn app(snapshot: Arc<Published<Snapshot>>, telemetry_path: &str) -> Router {
     Router::new()
         .route("/", get(landing))
         .route("/healthz", get(healthz))
+        .route("/diagnose", get(diagnosis))
         .route(&path, get(metrics))
         .with_state(AppState { snapshot, path })
 }
@@ -38,6 +39,37 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
         [(CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
         snap.body.clone(),
     )
+}
+
+#[derive(serde::Deserialize)]
+struct DiagnoseQuery {
+    format: Option<String>,
+}
+
+/// The diagnosis of the last hour, from the snapshot: text, or JSON with
+/// `?format=json`.
+async fn diagnosis(
+    State(s): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<DiagnoseQuery>,
+) -> axum::response::Response {
+    let snap = s.snapshot.get();
+    match q.format.as_deref() {
+        None | Some("text") => (
+            [(CONTENT_TYPE, "text/plain; charset=utf-8")],
+            snap.diagnosis_text.clone(),
+        )
+            .into_response(),
+        Some("json") => (
+            [(CONTENT_TYPE, "application/json")],
+            snap.diagnosis_json.clone(),
+        )
+            .into_response(),
+        Some(other) => (
+            axum::http::StatusCode::BAD_REQUEST,
+            format!("format {other:?}: expected text or json\n"),
+        )
+            .into_response(),
+    }
 }
 
 async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
@@ -94,7 +126,7 @@ async fn landing(State(s): State<AppState>) -> Html<String> {
     Html(format!(
         "<!doctype html><html><head><title>badgateway_exporter</title></head><body>\n\
          <h1>badgateway_exporter {version}</h1>\n\
-         <p><a href=\"{path}\">Metrics</a> &middot; <a href=\"/healthz\">Health</a></p>\n\
+         <p><a href=\"{path}\">Metrics</a> &middot; <a href=\"/diagnose\">Diagnosis</a> &middot; <a href=\"/healthz\">Health</a></p>\n\
          <p>Config: {origin}</p>\n\
          <h2>Pools</h2>\n<table border=1 cellpadding=4>\n\
          <tr><th>pool</th><th>server</th><th>state</th><th>master pid</th><th>workers</th></tr>\n\
@@ -147,6 +179,8 @@ mod tests {
                 workers: 3,
             }],
             sources: vec![("kmsg".into(), "NOT READABLE".into())],
+            diagnosis_text: bytes::Bytes::from_static(b"== Verdict: OK\n"),
+            diagnosis_json: bytes::Bytes::from_static(b"{\"severity\":\"ok\"}"),
         });
         let (st, ct, body) = get_body(app(snap.clone(), "/metrics"), "/metrics").await;
         assert_eq!(st, StatusCode::OK);
@@ -161,8 +195,23 @@ mod tests {
         );
         assert!(page.contains("<td>42</td><td>3</td>"));
         assert!(page.contains("<td>kmsg</td><td>NOT READABLE"), "{page}");
-        let (st, _, _) = get_body(app(snap, "/m"), "/healthz").await;
+        let (st, _, _) = get_body(app(snap.clone(), "/m"), "/healthz").await;
         assert_eq!(st, StatusCode::OK);
+        let (st, ct, text) = get_body(app(snap.clone(), "/m"), "/diagnose").await;
+        assert_eq!(
+            (st, ct.as_str(), text.as_str()),
+            (
+                StatusCode::OK,
+                "text/plain; charset=utf-8",
+                "== Verdict: OK\n"
+            )
+        );
+        let (st, ct, json) = get_body(app(snap.clone(), "/m"), "/diagnose?format=json").await;
+        assert_eq!((st, ct.as_str()), (StatusCode::OK, "application/json"));
+        assert!(json.contains("\"severity\""));
+        let (st, _, err) = get_body(app(snap, "/m"), "/diagnose?format=xml").await;
+        assert_eq!(st, StatusCode::BAD_REQUEST);
+        assert!(err.contains("xml"));
     }
 
     #[tokio::test]

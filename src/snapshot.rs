@@ -11,6 +11,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Registry;
 
 use crate::app_log::AppLogCounts;
+use crate::diagnose::{self, GrowthHistory};
 use crate::kernel::{KillCounts, MemoryCounters};
 use crate::metrics;
 use crate::nginx::NginxView;
@@ -40,6 +41,41 @@ impl fmt::Debug for Inputs {
 }
 
 impl Inputs {
+    /// The diagnosis of `window` over what the sources published now.
+    pub fn diagnose(
+        &self,
+        growth: Option<&GrowthHistory>,
+        window: diagnose::Window,
+    ) -> diagnose::Report {
+        let (pools, kills, memory, nginx) = (
+            self.pools.get(),
+            self.kills.get(),
+            self.memory.get(),
+            self.nginx.get(),
+        );
+        let (exits, failures, sources) = (
+            self.exits.get(),
+            self.failures.get(),
+            self.sinks.health.all(),
+        );
+        self.sinks.timeline.read(|timeline| {
+            diagnose::build(
+                &diagnose::Evidence {
+                    pools: &pools,
+                    kills: &kills,
+                    memory: &memory,
+                    nginx: &nginx,
+                    exits: &exits,
+                    failures: &failures,
+                    sources: &sources,
+                    timeline,
+                    growth,
+                },
+                window,
+            )
+        })
+    }
+
     /// Inputs with nothing published yet, for sources that are not run.
     pub fn empty(sinks: Sinks, config_origin: &str) -> Inputs {
         Inputs {
@@ -67,7 +103,14 @@ pub struct Snapshot {
     pub pools: Vec<PoolSummary>,
     /// Each source and a word on its state.
     pub sources: Vec<(String, String)>,
+    /// The diagnosis of the last [`LIVE_DIAGNOSIS_WINDOW`], as text and
+    /// as JSON.
+    pub diagnosis_text: bytes::Bytes,
+    pub diagnosis_json: bytes::Bytes,
 }
+
+/// What the running exporter's /diagnose looks back over.
+pub const LIVE_DIAGNOSIS_WINDOW: Duration = Duration::from_secs(3600);
 
 impl Snapshot {
     /// What is served before the first render.
@@ -78,6 +121,8 @@ impl Snapshot {
             config_origin: config_origin.to_string(),
             pools: Vec::new(),
             sources: Vec::new(),
+            diagnosis_text: bytes::Bytes::from_static(b"starting\n"),
+            diagnosis_json: bytes::Bytes::from_static(b"{}"),
         }
     }
 }
@@ -128,20 +173,69 @@ impl Collector for Families {
     }
 }
 
-/// Builds snapshots; keeps its registry between renders.
+/// Builds snapshots; keeps its registry between renders, and the history
+/// the diagnosis measures memory growth from.
 pub struct Renderer {
     inputs: Inputs,
     registry: Registry,
+    growth: GrowthHistory,
+    /// The pool view's version at the last growth sample.
+    sampled: u64,
+    /// The last diagnosis and when it was made: it is rebuilt at most once
+    /// a second.
+    diagnosis: Option<(std::time::Instant, bytes::Bytes, bytes::Bytes)>,
 }
 
 impl Renderer {
     pub fn new(inputs: Inputs) -> Renderer {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(Families(inputs.clone())));
-        Renderer { inputs, registry }
+        Renderer {
+            inputs,
+            registry,
+            growth: GrowthHistory::default(),
+            sampled: 0,
+            diagnosis: None,
+        }
     }
 
-    pub fn render(&self) -> Snapshot {
+    /// Sample the growth history once per pool cycle, and rebuild the
+    /// diagnosis when it is a second old.
+    fn diagnosis(&mut self) -> (bytes::Bytes, bytes::Bytes) {
+        let version = self.inputs.pools.version();
+        if version != self.sampled {
+            self.sampled = version;
+            self.growth.observe(
+                &self.inputs.pools.get(),
+                &self.inputs.nginx.get(),
+                SystemTime::now(),
+            );
+        }
+        if let Some((at, text, json)) = &self.diagnosis {
+            if at.elapsed() < Duration::from_secs(1) {
+                return (text.clone(), json.clone());
+            }
+        }
+        let now = SystemTime::now();
+        let report = self.inputs.diagnose(
+            Some(&self.growth),
+            diagnose::Window {
+                from: now
+                    .checked_sub(LIVE_DIAGNOSIS_WINDOW)
+                    .unwrap_or(SystemTime::UNIX_EPOCH),
+                to: now,
+            },
+        );
+        let (text, json) = (
+            bytes::Bytes::from(report.text()),
+            bytes::Bytes::from(report.json()),
+        );
+        self.diagnosis = Some((std::time::Instant::now(), text.clone(), json.clone()));
+        (text, json)
+    }
+
+    pub fn render(&mut self) -> Snapshot {
+        let (diagnosis_text, diagnosis_json) = self.diagnosis();
         let mut body = String::with_capacity(16 * 1024);
         // Writing to a String cannot fail; an encoder error would be a bug
         // in a label value, and a partial scrape is better than none.
@@ -183,12 +277,14 @@ impl Renderer {
             config_origin: self.inputs.config_origin.clone(),
             pools,
             sources,
+            diagnosis_text,
+            diagnosis_json,
         }
     }
 
     /// Re-render whenever a source signals a change, at most every
     /// `min_gap` and at least every second; forever, on the calling thread.
-    pub fn run(self, out: Arc<Published<Snapshot>>, min_gap: Duration) -> ! {
+    pub fn run(mut self, out: Arc<Published<Snapshot>>, min_gap: Duration) -> ! {
         loop {
             self.inputs.sinks.changed.wait(Duration::from_secs(1));
             out.publish(self.render());

@@ -37,6 +37,7 @@ const LAYERS: &[(&str, u8)] = &[
     // 5. Outputs: metric encoding and the snapshot.
     ("metrics", 5),
     ("snapshot", 5),
+    ("diagnose", 5),
     // 6. Edges: HTTP and the command line.
     ("server", 6),
     ("cli", 6),

@@ -177,6 +177,10 @@ pub struct LogCounters {
     pub access_lines: u64,
     pub error_lines: u64,
     pub parse_errors: HashMap<ParseError, u64>,
+    /// When the first and the last counted access line were written (or
+    /// read, when the format has no time): the span the counts cover.
+    pub first_time: Option<std::time::SystemTime>,
+    pub last_time: Option<std::time::SystemTime>,
 }
 
 impl LogCounters {
@@ -192,6 +196,8 @@ impl LogCounters {
             access_lines: 0,
             error_lines: 0,
             parse_errors: HashMap::default(),
+            first_time: None,
+            last_time: None,
         }
     }
 

@@ -151,6 +151,8 @@ impl LogSource {
                 let Some(c) = counters.access_line(fmt, l.bytes, l.truncated) else {
                     return;
                 };
+                counters.first_time.get_or_insert(read_at);
+                counters.last_time = Some(read_at);
                 if c.status < 500 {
                     return;
                 }
