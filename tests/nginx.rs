@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,89 +13,27 @@ use common::*;
 
 const T: Duration = Duration::from_secs(30);
 
-fn nginx_bin() -> PathBuf {
-    let p = PathBuf::from("/usr/sbin/nginx");
-    assert!(
-        p.exists(),
-        "nginx is not installed at {}: run scripts/test.sh, which installs nginx-light",
-        p.display()
-    );
-    p
-}
-
 const LOG_FORMAT: &str = r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" rt=$request_time uct="$upstream_connect_time" uht="$upstream_header_time" urt="$upstream_response_time" ua="$upstream_addr" us="$upstream_status""#;
 
-struct Nginx {
-    proc: Proc,
-    dir: PathBuf,
-    addr: String,
+/// nginx writing `access.log` in LOG_FORMAT, with `locations` in its server.
+fn start_nginx(dir: &Path, locations: &str) -> Nginx {
+    Nginx::start(
+        dir,
+        &format!(
+            "log_format upstreamlog '{LOG_FORMAT}';\n    access_log {}/access.log upstreamlog;",
+            dir.display()
+        ),
+        &format!("proxy_next_upstream off;\n{locations}"),
+    )
 }
 
-impl Nginx {
-    /// Start nginx with `locations` inside one loopback server block.
-    fn start(dir: &Path, locations: &str) -> Nginx {
-        let port = free_port();
-        let conf = format!(
-            r#"
-worker_processes 1;
-user root;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log error;
-daemon off;
-events {{ worker_connections 256; }}
-http {{
-    log_format upstreamlog '{LOG_FORMAT}';
-    access_log {dir}/access.log upstreamlog;
-    client_body_temp_path {dir}/tmp_body;
-    proxy_temp_path {dir}/tmp_proxy;
-    fastcgi_temp_path {dir}/tmp_fcgi;
-    uwsgi_temp_path {dir}/tmp_uwsgi;
-    scgi_temp_path {dir}/tmp_scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        server_name _;
-        proxy_next_upstream off;
-        {locations}
-    }}
-}}
-"#,
-            dir = dir.display()
-        );
-        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-        let proc = spawn(
-            "nginx",
-            Command::new(nginx_bin())
-                .arg("-p")
-                .arg(dir)
-                .arg("-c")
-                .arg(dir.join("nginx.conf"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
-        );
-        let addr = format!("127.0.0.1:{port}");
-        wait_for(Duration::from_secs(10), "nginx to listen", || {
-            std::net::TcpStream::connect(&addr).is_ok()
-        });
-        Nginx {
-            proc,
-            dir: dir.to_path_buf(),
-            addr,
-        }
-    }
-
-    fn config(&self, name: &str) -> String {
-        format!(
-            "nginx:\n  - name: {name}\n    access_log: {d}/access.log\n    error_log: {d}/error.log\n    log_format: |-\n      log_format upstreamlog '{f}';\n",
-            d = self.dir.display(),
-            f = LOG_FORMAT
-        )
-    }
-
-    fn get(&self, path: &str) -> u16 {
-        http_get(&self.addr, path, Duration::from_secs(30))
-            .map(|(s, _)| s)
-            .unwrap_or_else(|e| panic!("GET {path} through nginx: {e}"))
-    }
+/// The exporter's config for the nginx of `start_nginx`.
+fn nginx_config(nginx: &Nginx, name: &str) -> String {
+    format!(
+        "nginx:\n  - name: {name}\n    access_log: {d}/access.log\n    error_log: {d}/error.log\n    log_format: |-\n      log_format upstreamlog '{f}';\n",
+        d = nginx.dir.display(),
+        f = LOG_FORMAT
+    )
 }
 
 fn unix_gunicorn(dir: &Path, name: &str, workers: usize, extra: &[&str]) -> Gunicorn {
@@ -162,12 +99,12 @@ fn each_upstream_failure_gives_its_reason_with_exact_counts() {
         killed = u("killed"),
         slow = u("slow"),
     );
-    let nginx = Nginx::start(d, &locations);
+    let nginx = start_nginx(d, &locations);
     let config = format!(
         "pools:\n  - name: slowpool\n    server: gunicorn\n    pidfile: {}\n  - name: tcppool\n    server: gunicorn\n    pidfile: {}\n{}",
         slow.pidfile.display(),
         stopped.pidfile.display(),
-        nginx.config("edge")
+        nginx_config(&nginx, "edge")
     );
     let e = Exporter::start(Some(&config), &[]);
     e.wait_scrape(T, "the nginx source to run", |s| {
@@ -333,8 +270,8 @@ fn each_upstream_failure_gives_its_reason_with_exact_counts() {
 fn rotation_under_load_loses_and_duplicates_nothing() {
     let tmp = TempDir::new("rotate");
     let d = tmp.path();
-    let nginx = Nginx::start(d, "location / { return 204; }");
-    let e = Exporter::start(Some(&nginx.config("edge")), &[]);
+    let nginx = start_nginx(d, "location / { return 204; }");
+    let e = Exporter::start(Some(&nginx_config(&nginx, "edge")), &[]);
     let lines = |s: &Scrape| {
         s.get(
             "badgateway_log_lines_total",

@@ -248,6 +248,83 @@ pub fn http_get(addr: &str, path: &str, timeout: Duration) -> std::io::Result<(u
     Ok((status, body))
 }
 
+pub fn nginx_bin() -> PathBuf {
+    let p = PathBuf::from("/usr/sbin/nginx");
+    assert!(
+        p.exists(),
+        "nginx is not installed at {}: run scripts/test.sh, which installs nginx-light",
+        p.display()
+    );
+    p
+}
+
+/// Real nginx in the foreground, killed on drop, with everything it writes
+/// (pid, error log, temp files) under `dir`.
+pub struct Nginx {
+    pub proc: Proc,
+    pub dir: PathBuf,
+    pub addr: String,
+}
+
+impl Nginx {
+    /// `http` goes into the http block (log formats, access logs, upstreams),
+    /// `server` into its one server block, which listens on a free loopback
+    /// port. The error log is `dir/error.log` at level `error`.
+    pub fn start(dir: &Path, http: &str, server: &str) -> Nginx {
+        let port = free_port();
+        let conf = format!(
+            r#"
+worker_processes 1;
+user root;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log error;
+daemon off;
+events {{ worker_connections 256; }}
+http {{
+    client_body_temp_path {dir}/tmp_body;
+    proxy_temp_path {dir}/tmp_proxy;
+    fastcgi_temp_path {dir}/tmp_fcgi;
+    uwsgi_temp_path {dir}/tmp_uwsgi;
+    scgi_temp_path {dir}/tmp_scgi;
+    {http}
+    server {{
+        listen 127.0.0.1:{port};
+        server_name _;
+        {server}
+    }}
+}}
+"#,
+            dir = dir.display()
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let proc = spawn(
+            "nginx",
+            Command::new(nginx_bin())
+                .arg("-p")
+                .arg(dir)
+                .arg("-c")
+                .arg(dir.join("nginx.conf"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
+        let addr = format!("127.0.0.1:{port}");
+        wait_for(Duration::from_secs(10), "nginx to listen", || {
+            std::net::TcpStream::connect(&addr).is_ok()
+        });
+        Nginx {
+            proc,
+            dir: dir.to_path_buf(),
+            addr,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> u16 {
+        http_get(&self.addr, path, Duration::from_secs(30))
+            .map(|(s, _)| s)
+            .unwrap_or_else(|e| panic!("GET {path} through nginx: {e}"))
+    }
+}
+
 pub struct Exporter {
     pub proc: Proc,
     pub addr: String,
