@@ -96,6 +96,10 @@ pub struct AccessFields<'a> {
     pub upstream_response_length: Option<&'a [u8]>,
     pub upstream_bytes_received: Option<&'a [u8]>,
     pub upstream_bytes_sent: Option<&'a [u8]>,
+    /// Bit i: the list at `LIST_FIELDS[i]` holds a space, so it may hold
+    /// more than one entry. Noted while parsing, where the value is at
+    /// hand, so that the common line (one attempt) is checked in one test.
+    spaced_lists: u16,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,7 +113,7 @@ enum Field {
     Connection,
     Request,
     /// Upstream lists, in the order of `LIST_FIELDS`.
-    List(usize),
+    List(u8),
     Skip,
 }
 
@@ -128,7 +132,6 @@ const LIST_FIELDS: [&str; 9] = [
     "upstream_queue_time",
 ];
 const UPSTREAM_ADDR: usize = 0;
-const UPSTREAM_STATUS: usize = 1;
 /// Lists kept in `AccessFields` (and so checked for consistency).
 const KEPT_LISTS: usize = 8;
 
@@ -144,7 +147,7 @@ impl Field {
             "connection" => Field::Connection,
             "request" => Field::Request,
             _ => match LIST_FIELDS.iter().position(|l| *l == name) {
-                Some(i) => Field::List(i),
+                Some(i) => Field::List(i as u8),
                 None => Field::Skip,
             },
         }
@@ -158,7 +161,7 @@ impl Field {
 impl<'a> AccessFields<'a> {
     /// The upstream list at `LIST_FIELDS[i]`, for `i < KEPT_LISTS`.
     #[inline]
-    fn list(&self, i: usize) -> Option<&'a [u8]> {
+    fn list(&self, i: u8) -> Option<&'a [u8]> {
         match i {
             0 => self.upstream_addr,
             1 => self.upstream_status,
@@ -245,8 +248,8 @@ pub struct AccessFormat {
     steps: Vec<Step>,
     names: Vec<String>,
     escape: Escape,
-    /// Bit i: the format writes the kept list `LIST_FIELDS[i]`.
-    lists: u16,
+    /// The kept lists the format writes, as `LIST_FIELDS` indexes.
+    lists: Vec<u8>,
 }
 
 impl fmt::Debug for AccessFormat {
@@ -314,7 +317,7 @@ impl AccessFormat {
         let mut prefix = Vec::new();
         let mut steps: Vec<Step> = Vec::new();
         let mut names = Vec::new();
-        let mut lists = 0u16;
+        let mut lists = Vec::new();
         let mut pending: Option<(Field, String)> = None;
         for (idx, seg) in segments.iter().enumerate() {
             match seg {
@@ -343,8 +346,8 @@ impl AccessFormat {
                     names.push(name.clone());
                     let field = Field::from_name(name);
                     if let Field::List(i) = field {
-                        if i < KEPT_LISTS {
-                            lists |= 1 << i;
+                        if (i as usize) < KEPT_LISTS && !lists.contains(&i) {
+                            lists.push(i);
                         }
                     }
                     pending = match pending.take() {
@@ -439,8 +442,10 @@ impl AccessFormat {
             };
             let value = &rest[..len];
             pos += len + skip;
-            if step.field == Field::Skip {
-                continue;
+            match step.field {
+                Field::Skip => continue,
+                Field::List(i) if has_space(value) => out.spaced_lists |= 1 << i,
+                _ => {}
             }
             out.set(step.field, if is_nil(value) { None } else { Some(value) });
         }
@@ -461,27 +466,32 @@ impl AccessFormat {
     /// addresses with its statuses would pin statuses on the wrong upstream.
     /// A field the format writes that holds `-` is a list of one entry.
     pub fn check_upstream_lists(&self, f: &AccessFields<'_>) -> Result<(), ListError> {
-        if self.lists == 0 {
-            return Ok(());
-        }
-        let mut shape = None;
-        for i in 0..KEPT_LISTS {
-            if self.lists & (1 << i) == 0 {
-                continue;
-            }
-            let s = f.list(i).map_or((1, 1), list_shape);
-            match shape {
-                None => shape = Some(s),
-                Some(first) if first != s => return Err(ListError::Misaligned),
-                Some(_) => {}
-            }
-        }
-        if let Some(st) = f.list(UPSTREAM_STATUS) {
-            if !upstream_entries(st).all(|e| e.is_none_or(|e| parse_status(e).is_some())) {
-                return Err(ListError::BadStatus);
+        // Entries hold no spaces: with no list spaced, every list is one
+        // entry (or `-`), and only the status is left to check.
+        let mut shape = (1, 1);
+        if f.spaced_lists != 0 {
+            for (n, &i) in self.lists.iter().enumerate() {
+                let s = match f.list(i) {
+                    Some(v) if f.spaced_lists & (1 << i) != 0 => list_shape(v),
+                    _ => (1, 1),
+                };
+                if n == 0 {
+                    shape = s;
+                } else if s != shape {
+                    return Err(ListError::Misaligned);
+                }
             }
         }
-        Ok(())
+        let status_ok = match f.upstream_status {
+            None => true,
+            Some(st) if shape == (1, 1) => parse_status(st).is_some(),
+            Some(st) => upstream_entries(st).all(|e| e.is_none_or(|e| parse_status(e).is_some())),
+        };
+        if status_ok {
+            Ok(())
+        } else {
+            Err(ListError::BadStatus)
+        }
     }
 }
 
@@ -494,7 +504,7 @@ impl AccessFormat {
 fn check_list_end(field: Field, name: &str, literal: &str) -> Result<(), FormatError> {
     let why = if literal.starts_with(", ") || literal.starts_with(" : ") {
         "begins with a list separator"
-    } else if field == Field::List(UPSTREAM_ADDR) && literal.starts_with(':') {
+    } else if field == Field::List(UPSTREAM_ADDR as u8) && literal.starts_with(':') {
         "begins with `:`, which addresses contain"
     } else {
         return Ok(());
@@ -539,6 +549,26 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
         from = at + 1;
     }
     None
+}
+
+/// Whether `s` holds a space. It runs on every list value of every line,
+/// and those are short: a word at a time costs less than a memchr call.
+#[inline]
+fn has_space(s: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // A zero byte in `w ^ spaces` is a space in `w` (the classic has-zero
+    // test, exact for "is there one").
+    let any = |w: u64| {
+        let x = w ^ (ONES * b' ' as u64);
+        x.wrapping_sub(ONES) & !x & HIGHS != 0
+    };
+    if s.len() < 8 {
+        return s.contains(&b' ');
+    }
+    let word = |at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap());
+    // Whole words, then the last 8 bytes (overlapping the words before).
+    (0..s.len() / 8).any(|i| any(word(i * 8))) || any(word(s.len() - 8))
 }
 
 /// Where an upstream list ends: the first occurrence of `needle` that is
@@ -864,7 +894,8 @@ pub struct UpstreamEntries<'a> {
 impl<'a> Iterator for UpstreamEntries<'a> {
     type Item = Option<&'a [u8]>;
 
-    #[inline]
+    // Always inlined: the counters walk four lists per line with it.
+    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         let s = self.rest?;
         let (entry, rest) = split_entry(s);
@@ -875,12 +906,7 @@ impl<'a> Iterator for UpstreamEntries<'a> {
 
 /// (entries, groups) of an upstream list, split the way `upstream_entries`
 /// and `upstream_groups` split it.
-#[inline]
 fn list_shape(s: &[u8]) -> (u32, u32) {
-    // Entries hold no spaces, so one entry is the common case in one memchr.
-    if memchr(b' ', s).is_none() {
-        return (1, 1);
-    }
     let (mut entries, mut groups) = (1, 1);
     let mut rest = s;
     while let (_, Some(next)) = split_entry(rest) {
@@ -894,7 +920,9 @@ fn list_shape(s: &[u8]) -> (u32, u32) {
     (entries, groups)
 }
 
-#[inline]
+// Always inlined: the counters walk four lists a line with it, and a call
+// per entry costs as much as the walk.
+#[inline(always)]
 fn split_entry(s: &[u8]) -> (&[u8], Option<&[u8]>) {
     let mut from = 0;
     while let Some(i) = memchr::memchr2(b',', b' ', &s[from..]) {
@@ -1422,7 +1450,7 @@ mod tests {
                 assert!(out.status.and_then(parse_status).is_some(), "{name}");
                 assert_eq!(f.check_upstream_lists(&out), Ok(()), "{name}");
                 for i in 0..KEPT_LISTS {
-                    for e in upstream_entries(out.list(i).unwrap_or_default()).flatten() {
+                    for e in upstream_entries(out.list(i as u8).unwrap_or_default()).flatten() {
                         assert!(
                             !e.ends_with(b",") && !e.contains(&b' '),
                             "{name}: entry {:?}",
@@ -1637,6 +1665,24 @@ mod tests {
         f.parse(COMBINED_LOG.lines().next().unwrap().as_bytes(), &mut out)
             .unwrap();
         assert_eq!(f.check_upstream_lists(&out), Ok(()));
+    }
+
+    #[test]
+    fn has_space_everywhere() {
+        for len in 0..40 {
+            let clean = vec![b'a'; len];
+            assert!(!has_space(&clean), "{len}");
+            for at in 0..len {
+                let mut s = clean.clone();
+                s[at] = b' ';
+                assert!(has_space(&s), "{len} {at}");
+                // Bytes whose value is near a space's do not count.
+                for near in [0x00, 0x1F, 0x21, 0xA0, 0xFF] {
+                    s[at] = near;
+                    assert!(!has_space(&s), "{len} {at} {near}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -1970,7 +2016,7 @@ mod tests {
         match GEN_VARS[i].0 {
             "status" => out.status,
             "request_time" => out.request_time,
-            _ if i < KEPT_LISTS => out.list(i),
+            _ if i < KEPT_LISTS => out.list(i as u8),
             _ => None,
         }
     }
