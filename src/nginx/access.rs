@@ -539,11 +539,17 @@ fn strip_newline(line: &[u8]) -> &[u8] {
 /// the first byte plus a compare beats setting up a substring searcher.
 #[inline]
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    find_where(hay, needle, |_| true)
+}
+
+/// The first occurrence of `needle` at a position `accept` takes.
+#[inline(always)]
+fn find_where(hay: &[u8], needle: &[u8], accept: impl Fn(usize) -> bool) -> Option<usize> {
     let (&first, tail) = needle.split_first()?;
     let mut from = 0;
     while let Some(i) = memchr(first, &hay[from..]) {
         let at = from + i;
-        if eq_prefix(&hay[at + 1..], tail) {
+        if eq_prefix(&hay[at + 1..], tail) && accept(at) {
             return Some(at);
         }
         from = at + 1;
@@ -576,16 +582,7 @@ fn has_space(s: &[u8]) -> bool {
 /// is only looked for inside it.
 #[inline]
 fn find_list_end(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    let (&first, tail) = needle.split_first()?;
-    let mut from = 0;
-    while let Some(i) = memchr(first, &hay[from..]) {
-        let at = from + i;
-        if eq_prefix(&hay[at + 1..], tail) && !in_separator(hay, at) {
-            return Some(at);
-        }
-        from = at + 1;
-    }
-    None
+    find_where(hay, needle, |at| !in_separator(hay, at))
 }
 
 /// Whether byte `at` of `s` belongs to a `, ` or ` : ` list separator.
@@ -683,64 +680,46 @@ pub fn parse_connection(s: &[u8]) -> Option<u64> {
 /// `$time_local`, `23/Nov/2026:04:20:01 +0000`: seconds since the epoch.
 pub fn parse_time_local(s: &[u8]) -> Option<i64> {
     // dd/Mon/yyyy:HH:MM:SS +hhmm
-    let [d1, d2, b'/', m1, m2, m3, b'/', y1, y2, y3, y4, b':', h1, h2, b':', n1, n2, b':', s1, s2, b' ', sign, oh1, oh2, om1, om2] =
-        *s
-    else {
+    if s.len() != 26 || s[2] != b'/' || s[6] != b'/' || s[11] != b':' || s[20] != b' ' {
         return None;
-    };
-    let month = match [m1, m2, m3] {
-        [b'J', b'a', b'n'] => 1,
-        [b'F', b'e', b'b'] => 2,
-        [b'M', b'a', b'r'] => 3,
-        [b'A', b'p', b'r'] => 4,
-        [b'M', b'a', b'y'] => 5,
-        [b'J', b'u', b'n'] => 6,
-        [b'J', b'u', b'l'] => 7,
-        [b'A', b'u', b'g'] => 8,
-        [b'S', b'e', b'p'] => 9,
-        [b'O', b'c', b't'] => 10,
-        [b'N', b'o', b'v'] => 11,
-        [b'D', b'e', b'c'] => 12,
-        _ => return None,
-    };
-    let civil = Civil {
-        year: digits(&[y1, y2, y3, y4])?,
+    }
+    const MONTHS: [&[u8]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let month = MONTHS.iter().position(|m| *m == &s[3..6])? as u32 + 1;
+    Stamp {
+        year: &s[7..11],
         month,
-        day: digits(&[d1, d2])?,
-        hour: digits(&[h1, h2])?,
-        minute: digits(&[n1, n2])?,
-        second: digits(&[s1, s2])?,
-    };
-    let offset = utc_offset(sign, digits(&[oh1, oh2])?, digits(&[om1, om2])?)?;
-    Some(civil.epoch_seconds()? - offset)
+        day: &s[0..2],
+        time: &s[12..20],
+        sign: s[21],
+        offset: [&s[22..24], &s[24..26]],
+    }
+    .epoch_seconds()
 }
 
 /// `$time_iso8601`, `2026-11-23T04:20:01+00:00`: seconds since the epoch.
 /// nginx always writes the offset as `+hh:mm`; `Z` is taken too.
 pub fn parse_time_iso8601(s: &[u8]) -> Option<i64> {
-    let (local, offset) = match s.len() {
-        25 => s.split_at(19),
-        20 if s[19] == b'Z' => (&s[..19], &b"+00:00"[..]),
+    // yyyy-mm-ddTHH:MM:SS+hh:mm
+    let (sign, offset) = match s.len() {
+        25 if s[22] == b':' => (s[19], [&s[20..22], &s[23..25]]),
+        20 if s[19] == b'Z' => (b'+', [&b"00"[..], b"00"]),
         _ => return None,
     };
-    let [y1, y2, y3, y4, b'-', m1, m2, b'-', d1, d2, b'T', h1, h2, b':', n1, n2, b':', s1, s2] =
-        *local
-    else {
+    if s[4] != b'-' || s[7] != b'-' || s[10] != b'T' {
         return None;
-    };
-    let [sign, oh1, oh2, b':', om1, om2] = *offset else {
-        return None;
-    };
-    let civil = Civil {
-        year: digits(&[y1, y2, y3, y4])?,
-        month: digits(&[m1, m2])?,
-        day: digits(&[d1, d2])?,
-        hour: digits(&[h1, h2])?,
-        minute: digits(&[n1, n2])?,
-        second: digits(&[s1, s2])?,
-    };
-    let offset = utc_offset(sign, digits(&[oh1, oh2])?, digits(&[om1, om2])?)?;
-    Some(civil.epoch_seconds()? - offset)
+    }
+    Stamp {
+        year: &s[0..4],
+        month: digits(&s[5..7])?,
+        day: &s[8..10],
+        time: &s[11..19],
+        sign,
+        offset,
+    }
+    .epoch_seconds()
 }
 
 #[inline]
@@ -750,58 +729,64 @@ fn digits(s: &[u8]) -> Option<u32> {
     })
 }
 
-/// `+hhmm` as seconds east of UTC.
-fn utc_offset(sign: u8, hours: u32, minutes: u32) -> Option<i64> {
-    if hours > 23 || minutes > 59 {
-        return None;
-    }
-    let secs = (hours * 3600 + minutes * 60) as i64;
-    match sign {
-        b'+' => Some(secs),
-        b'-' => Some(-secs),
-        _ => None,
-    }
-}
-
-/// A wall-clock time as nginx writes it, before its UTC offset.
-struct Civil {
-    year: u32,
+/// A time as nginx writes it, cut into its parts: the two layouts differ
+/// only in where the parts are.
+struct Stamp<'a> {
+    year: &'a [u8],
     month: u32,
-    day: u32,
-    hour: u32,
-    minute: u32,
-    second: u32,
+    day: &'a [u8],
+    /// `HH:MM:SS`
+    time: &'a [u8],
+    /// `+` or `-`
+    sign: u8,
+    /// hours and minutes east of UTC
+    offset: [&'a [u8]; 2],
 }
 
-impl Civil {
-    /// Seconds since 1970-01-01T00:00:00 on the proleptic Gregorian
-    /// calendar (Howard Hinnant's days_from_civil), or None when a field is
-    /// out of range. A leap second (`:60`) counts as the next second, as
-    /// the Unix clock has it.
+impl Stamp<'_> {
+    /// Seconds since 1970-01-01T00:00:00Z on the proleptic Gregorian
+    /// calendar (Howard Hinnant's days_from_civil), or None when a part is
+    /// not digits or out of range. A leap second (`:60`) counts as the next
+    /// second, as the Unix clock has it.
     fn epoch_seconds(&self) -> Option<i64> {
-        let leap = self.year % 4 == 0 && (self.year % 100 != 0 || self.year % 400 == 0);
-        let month_days = match self.month {
+        let t = self.time;
+        if t.len() != 8 || t[2] != b':' || t[5] != b':' {
+            return None;
+        }
+        let (year, month, day) = (digits(self.year)?, self.month, digits(self.day)?);
+        let (hour, minute, second) = (digits(&t[0..2])?, digits(&t[3..5])?, digits(&t[6..8])?);
+        let (off_h, off_m) = (digits(self.offset[0])?, digits(self.offset[1])?);
+        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+        let month_days = match month {
             2 if leap => 29,
             2 => 28,
             4 | 6 | 9 | 11 => 30,
             1..=12 => 31,
             _ => return None,
         };
-        if !(1..=month_days).contains(&self.day)
-            || self.hour > 23
-            || self.minute > 59
-            || self.second > 60
+        if !(1..=month_days).contains(&day)
+            || hour > 23
+            || minute > 59
+            || second > 60
+            || off_h > 23
+            || off_m > 59
         {
             return None;
         }
-        let y = self.year as i64 - i64::from(self.month <= 2);
+        let offset = (off_h * 3600 + off_m * 60) as i64;
+        let offset = match self.sign {
+            b'+' => offset,
+            b'-' => -offset,
+            _ => return None,
+        };
+        let y = year as i64 - i64::from(month <= 2);
         let era = y.div_euclid(400);
         let yoe = y - era * 400;
-        let mp = (self.month as i64 + 9) % 12; // March is 0
-        let doy = (153 * mp + 2) / 5 + self.day as i64 - 1;
+        let mp = (month as i64 + 9) % 12; // March is 0
+        let doy = (153 * mp + 2) / 5 + day as i64 - 1;
         let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
         let days = era * 146_097 + doe - 719_468;
-        Some(days * 86_400 + (self.hour * 3600 + self.minute * 60 + self.second) as i64)
+        Some(days * 86_400 + (hour * 3600 + minute * 60 + second) as i64 - offset)
     }
 }
 
