@@ -465,6 +465,7 @@ impl AccessFormat {
     /// line where they differ was cut, edited or misread, and zipping its
     /// addresses with its statuses would pin statuses on the wrong upstream.
     /// A field the format writes that holds `-` is a list of one entry.
+    #[inline]
     pub fn check_upstream_lists(&self, f: &AccessFields<'_>) -> Result<(), ListError> {
         // Entries hold no spaces: with no list spaced, every list is one
         // entry (or `-`), and only the status is left to check.
