@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Access-log parse throughput, badgateway_exporter against mtail on the same
-# file in the same run, in lines per CPU-second.
-# - mtail (Debian's package) runs bench/access.mtail with --one_shot.
+# file in the same run, in lines per CPU-second, for two formats:
+# - quoted: upstream fields in quotes (`ua="$upstream_addr"`), with
+#   bench/access.mtail;
+# - unquoted: ingress-nginx's default `upstreaminfo`, whose upstream lists
+#   are unquoted and separated by single spaces, with
+#   bench/access_unquoted.mtail.
+# - mtail (Debian's package) runs the program with --one_shot.
 # - badgateway_exporter runs for real: it follows an empty access log, the
 #   file is appended in one go, and its process CPU is read from /proc until
 #   every line is counted. That includes the follower, the parse and the
@@ -18,28 +23,37 @@ work=$(mktemp -d)
 trap 'kill -9 $bgw 2>/dev/null || true; rm -rf "$work"' EXIT
 bgw=
 
-python3 bench/gen_access_log.py "$N" "$work/big.log"
+quoted_fmt='$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" rt=$request_time uct="$upstream_connect_time" uht="$upstream_header_time" urt="$upstream_response_time" ua="$upstream_addr" us="$upstream_status"'
+unquoted_fmt='$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $request_length $request_time [$proxy_upstream_name] [$proxy_alternative_upstream_name] $upstream_addr $upstream_response_length $upstream_response_time $upstream_status $req_id'
+
+# run NAME MTAIL_PROGRAM LOG_FORMAT (the body is not indented: it holds
+# heredocs)
+run() {
+local name=$1 prog=$2 fmt=$3
+echo "## $name"
+
+python3 bench/gen_access_log.py "$N" "$work/big.log" "$name"
 echo "# $N lines, $(du -m "$work/big.log" | cut -f1) MiB"
 # Warm the page cache so both read from memory.
 cat "$work/big.log" > /dev/null
 
 # mtail: CPU of the child, from getrusage.
-python3 - "$work" <<'PY'
+python3 - "$work" "$prog" <<'PY'
 import resource, subprocess, sys, time
-work = sys.argv[1]
+work, prog = sys.argv[1], sys.argv[2]
 t0 = time.time()
-out = subprocess.run(["mtail", "--one_shot", "--one_shot_format=prometheus", "--progs", "bench/access.mtail",
+out = subprocess.run(["mtail", "--one_shot", "--one_shot_format=prometheus", "--progs", prog,
                       "--logs", f"{work}/big.log", "--logtostderr"], capture_output=True, text=True)
 ru = resource.getrusage(resource.RUSAGE_CHILDREN)
 cpu = ru.ru_utime + ru.ru_stime
 lines = sum(float(l.split()[-1]) for l in out.stdout.splitlines() if l.startswith("nginx_responses_total{"))
-print(f"mtail               lines={int(lines)} cpu_s={cpu:.2f} wall_s={time.time()-t0:.2f} lines_per_cpu_s={lines/cpu:,.0f}")
+attempts = sum(float(l.split()[-1]) for l in out.stdout.splitlines() if l.startswith("nginx_upstream_attempts_total{"))
+print(f"mtail               lines={int(lines)} attempts={int(attempts)} cpu_s={cpu:.2f} wall_s={time.time()-t0:.2f} lines_per_cpu_s={lines/cpu:,.0f}")
 open(f"{work}/mtail_rate", "w").write(str(lines / cpu))
 PY
 
 port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 : > "$work/access.log"
-fmt='$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" rt=$request_time uct="$upstream_connect_time" uht="$upstream_header_time" urt="$upstream_response_time" ua="$upstream_addr" us="$upstream_status"'
 cat > "$work/cfg.yml" <<YML
 nginx:
   - name: bench
@@ -76,8 +90,16 @@ c1, t1 = cpu(), time.time()
 got = lines()
 body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
 errs = sum(float(l.split()[-1]) for l in body.splitlines() if l.startswith("badgateway_log_parse_errors_total{"))
+attempts = sum(float(l.split()[-1]) for l in body.splitlines() if l.startswith("badgateway_nginx_upstream_attempts_total{"))
 rate = got / (c1 - c0)
 mt = float(open(f"{work}/mtail_rate").read())
-print(f"badgateway_exporter lines={got} parse_errors={int(errs)} cpu_s={c1-c0:.2f} wall_s={t1-t0:.2f} lines_per_cpu_s={rate:,.0f}")
+print(f"badgateway_exporter lines={got} attempts={int(attempts)} parse_errors={int(errs)} cpu_s={c1-c0:.2f} wall_s={t1-t0:.2f} lines_per_cpu_s={rate:,.0f}")
 print(f"ratio badgateway/mtail = {rate/mt:.1f}x  (target: 4,000,000 lines per CPU-second)")
 PY
+kill -9 $bgw 2>/dev/null || true
+wait $bgw 2>/dev/null || true
+bgw=
+}
+
+run quoted bench/access.mtail "$quoted_fmt"
+run unquoted bench/access_unquoted.mtail "$unquoted_fmt"

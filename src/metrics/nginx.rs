@@ -18,7 +18,7 @@ define_metrics! { METRICS;
     RESPONSE_SECONDS: Histogram, "badgateway_nginx_response_seconds", ["log", "upstream"], "$request_time, by the upstream of the last attempt.";
     UPSTREAM_SECONDS: Histogram, "badgateway_nginx_upstream_response_seconds", ["log", "upstream"], "$upstream_response_time of each attempt.";
     LOG_LINES: Counter, "badgateway_log_lines", ["log", "file"], "Lines read, by file (access, error).";
-    PARSE_ERRORS: Counter, "badgateway_log_parse_errors", ["log", "reason"], "Lines that did not count: format_mismatch, bad_status, invalid_utf8, too_long, error_layout.";
+    PARSE_ERRORS: Counter, "badgateway_log_parse_errors", ["log", "reason"], "Lines that did not count: format_mismatch, bad_status, bad_upstream_list, invalid_utf8, too_long, error_layout.";
     ROTATIONS: Counter, "badgateway_log_rotations", ["log"], "Rotations (rename, delete+recreate) and truncations (copytruncate) seen.";
     LAG: Gauge, "badgateway_log_lag_bytes", ["log"], "Bytes written to the log files and not yet read.";
     LOG_READ_ERRORS: Counter, "badgateway_log_read_errors", ["log"], "Polls that failed to read a log file (the follower keeps its place).";

@@ -4,6 +4,10 @@
 //! value with escaping that cannot produce the text of the literal that follows
 //! it (in the default mode `"` becomes `\x22`; under `escape=json` it becomes
 //! `\"`), so a variable ends at the next occurrence of its following literal.
+//! The upstream variables are the exception: they hold one entry per attempt,
+//! joined by `, ` (next server of the same upstream) and ` : ` (next upstream,
+//! after an internal redirect), so inside them those separators continue the
+//! value (see [`upstream_entries`]).
 //! Only the fields the exporter needs are kept, as borrowed slices of the line,
 //! so parsing allocates nothing.
 
@@ -46,6 +50,12 @@ pub enum FormatError {
     BadEscape(String),
     #[error("unterminated quoted string in log_format directive")]
     UnterminatedQuote,
+    #[error("${field} holds a list (`, ` between servers, ` : ` between upstreams), and the text after it, `{literal}`, {why}, so where the list ends cannot be told; quote the variable or change that text")]
+    AmbiguousList {
+        field: String,
+        literal: String,
+        why: &'static str,
+    },
 }
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -61,46 +71,141 @@ pub enum LineError {
 /// value") and the empty string (the same under `escape=json`) are stored as
 /// `None`, as is any field the format does not contain. Values written under
 /// `escape=json` are left escaped; none of these fields contain escapable
-/// characters in practice.
+/// characters in practice, except `$request`.
 #[derive(Default, Debug, Clone, PartialEq, Eq)]
 pub struct AccessFields<'a> {
     pub status: Option<&'a [u8]>,
     pub request_time: Option<&'a [u8]>,
+    pub body_bytes_sent: Option<&'a [u8]>,
+    /// `23/Nov/2026:04:20:01 +0000`; see [`parse_time_local`].
+    pub time_local: Option<&'a [u8]>,
+    /// `2026-11-23T04:20:01+00:00`; see [`parse_time_iso8601`].
+    pub time_iso8601: Option<&'a [u8]>,
+    /// `1795407601.123`; see [`parse_msec`].
+    pub msec: Option<&'a [u8]>,
+    /// The connection's serial number; see [`parse_connection`].
+    pub connection: Option<&'a [u8]>,
+    /// `GET /path?query HTTP/1.1`; see [`parse_request`].
+    pub request: Option<&'a [u8]>,
+    // The upstream lists: one entry per attempt, see `upstream_entries`.
     pub upstream_addr: Option<&'a [u8]>,
     pub upstream_status: Option<&'a [u8]>,
     pub upstream_response_time: Option<&'a [u8]>,
     pub upstream_connect_time: Option<&'a [u8]>,
     pub upstream_header_time: Option<&'a [u8]>,
-    pub body_bytes_sent: Option<&'a [u8]>,
+    pub upstream_response_length: Option<&'a [u8]>,
+    pub upstream_bytes_received: Option<&'a [u8]>,
+    pub upstream_bytes_sent: Option<&'a [u8]>,
+    /// Bit i: the list at `LIST_FIELDS[i]` holds a space, so it may hold
+    /// more than one entry. Noted while parsing, where the value is at
+    /// hand, so that the common line (one attempt) is checked in one test.
+    spaced_lists: u16,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Field {
     Status,
     RequestTime,
-    UpstreamAddr,
-    UpstreamStatus,
-    UpstreamResponseTime,
-    UpstreamConnectTime,
-    UpstreamHeaderTime,
     BodyBytesSent,
+    TimeLocal,
+    TimeIso8601,
+    Msec,
+    Connection,
+    Request,
+    /// Upstream lists, in the order of `LIST_FIELDS`.
+    List(u8),
     Skip,
 }
+
+/// The variables nginx writes as upstream lists. The first eight are kept in
+/// `AccessFields`; `$upstream_queue_time` (nginx 1.27) only needs to be
+/// skipped whole.
+const LIST_FIELDS: [&str; 9] = [
+    "upstream_addr",
+    "upstream_status",
+    "upstream_response_time",
+    "upstream_connect_time",
+    "upstream_header_time",
+    "upstream_response_length",
+    "upstream_bytes_received",
+    "upstream_bytes_sent",
+    "upstream_queue_time",
+];
+const UPSTREAM_ADDR: usize = 0;
+/// Lists kept in `AccessFields` (and so checked for consistency).
+const KEPT_LISTS: usize = 8;
 
 impl Field {
     fn from_name(name: &str) -> Field {
         match name {
             "status" => Field::Status,
             "request_time" => Field::RequestTime,
-            "upstream_addr" => Field::UpstreamAddr,
-            "upstream_status" => Field::UpstreamStatus,
-            "upstream_response_time" => Field::UpstreamResponseTime,
-            "upstream_connect_time" => Field::UpstreamConnectTime,
-            "upstream_header_time" => Field::UpstreamHeaderTime,
             "body_bytes_sent" => Field::BodyBytesSent,
-            _ => Field::Skip,
+            "time_local" => Field::TimeLocal,
+            "time_iso8601" => Field::TimeIso8601,
+            "msec" => Field::Msec,
+            "connection" => Field::Connection,
+            "request" => Field::Request,
+            _ => match LIST_FIELDS.iter().position(|l| *l == name) {
+                Some(i) => Field::List(i as u8),
+                None => Field::Skip,
+            },
         }
     }
+
+    fn is_list(self) -> bool {
+        matches!(self, Field::List(_))
+    }
+}
+
+impl<'a> AccessFields<'a> {
+    /// The upstream list at `LIST_FIELDS[i]`, for `i < KEPT_LISTS`.
+    #[inline]
+    fn list(&self, i: u8) -> Option<&'a [u8]> {
+        match i {
+            0 => self.upstream_addr,
+            1 => self.upstream_status,
+            2 => self.upstream_response_time,
+            3 => self.upstream_connect_time,
+            4 => self.upstream_header_time,
+            5 => self.upstream_response_length,
+            6 => self.upstream_bytes_received,
+            _ => self.upstream_bytes_sent,
+        }
+    }
+
+    #[inline]
+    fn set(&mut self, field: Field, value: Option<&'a [u8]>) {
+        let slot = match field {
+            Field::Status => &mut self.status,
+            Field::RequestTime => &mut self.request_time,
+            Field::BodyBytesSent => &mut self.body_bytes_sent,
+            Field::TimeLocal => &mut self.time_local,
+            Field::TimeIso8601 => &mut self.time_iso8601,
+            Field::Msec => &mut self.msec,
+            Field::Connection => &mut self.connection,
+            Field::Request => &mut self.request,
+            Field::List(0) => &mut self.upstream_addr,
+            Field::List(1) => &mut self.upstream_status,
+            Field::List(2) => &mut self.upstream_response_time,
+            Field::List(3) => &mut self.upstream_connect_time,
+            Field::List(4) => &mut self.upstream_header_time,
+            Field::List(5) => &mut self.upstream_response_length,
+            Field::List(6) => &mut self.upstream_bytes_received,
+            Field::List(7) => &mut self.upstream_bytes_sent,
+            Field::List(_) | Field::Skip => return,
+        };
+        *slot = value;
+    }
+}
+
+/// Why a line's upstream lists cannot be counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListError {
+    /// The lists of one line differ in their number of entries or groups.
+    Misaligned,
+    /// An `$upstream_status` entry is neither a 3-digit status nor `-`.
+    BadStatus,
 }
 
 /// How a variable's value ends.
@@ -108,6 +213,10 @@ impl Field {
 enum End {
     /// At the first occurrence of the literal.
     Literal(Vec<u8>),
+    /// An upstream list followed by a literal that starts with a byte of a
+    /// list separator (` `, `,` or `:`): at the first occurrence of the
+    /// literal that is not part of a separator.
+    ListLiteral(Vec<u8>),
     /// Last variable followed by a trailing literal: the line must end with it.
     /// Anchoring at the end (rather than searching) keeps a stray copy of the
     /// literal inside the value from cutting it short.
@@ -139,6 +248,8 @@ pub struct AccessFormat {
     steps: Vec<Step>,
     names: Vec<String>,
     escape: Escape,
+    /// The kept lists the format writes, as `LIST_FIELDS` indexes.
+    lists: Vec<u8>,
 }
 
 impl fmt::Debug for AccessFormat {
@@ -206,17 +317,21 @@ impl AccessFormat {
         let mut prefix = Vec::new();
         let mut steps: Vec<Step> = Vec::new();
         let mut names = Vec::new();
+        let mut lists = Vec::new();
         let mut pending: Option<(Field, String)> = None;
         for (idx, seg) in segments.iter().enumerate() {
             match seg {
                 Segment::Literal(text) => match pending.take() {
                     None => prefix = text.as_bytes().to_vec(),
-                    Some((field, _)) => {
+                    Some((field, name)) => {
                         let lit = text.as_bytes().to_vec();
                         let end = if escape == Escape::Json && lit.first() == Some(&b'"') {
                             End::JsonQuote(lit)
                         } else if idx + 1 == segments.len() {
                             End::Suffix(lit)
+                        } else if field.is_list() && matches!(lit[0], b' ' | b',' | b':') {
+                            check_list_end(field, &name, text)?;
+                            End::ListLiteral(lit)
                         } else {
                             End::Literal(lit)
                         };
@@ -230,6 +345,11 @@ impl AccessFormat {
                 Segment::Variable(name) => {
                     names.push(name.clone());
                     let field = Field::from_name(name);
+                    if let Field::List(i) = field {
+                        if (i as usize) < KEPT_LISTS && !lists.contains(&i) {
+                            lists.push(i);
+                        }
+                    }
                     pending = match pending.take() {
                         None => Some((field, name.clone())),
                         // `$host$request_uri`: nothing separates the two, but
@@ -265,6 +385,7 @@ impl AccessFormat {
             steps,
             names,
             escape,
+            lists,
         })
     }
 
@@ -303,6 +424,7 @@ impl AccessFormat {
             };
             let (len, skip) = match &step.end {
                 End::Literal(lit) => (find(rest, lit).ok_or(mismatch)?, lit.len()),
+                End::ListLiteral(lit) => (find_list_end(rest, lit).ok_or(mismatch)?, lit.len()),
                 End::Suffix(lit) => {
                     if !rest.ends_with(lit) {
                         return Err(mismatch);
@@ -320,21 +442,12 @@ impl AccessFormat {
             };
             let value = &rest[..len];
             pos += len + skip;
-            if step.field == Field::Skip {
-                continue;
-            }
-            let value = if is_nil(value) { None } else { Some(value) };
             match step.field {
-                Field::Status => out.status = value,
-                Field::RequestTime => out.request_time = value,
-                Field::UpstreamAddr => out.upstream_addr = value,
-                Field::UpstreamStatus => out.upstream_status = value,
-                Field::UpstreamResponseTime => out.upstream_response_time = value,
-                Field::UpstreamConnectTime => out.upstream_connect_time = value,
-                Field::UpstreamHeaderTime => out.upstream_header_time = value,
-                Field::BodyBytesSent => out.body_bytes_sent = value,
-                Field::Skip => {}
+                Field::Skip => continue,
+                Field::List(i) if has_space(value) => out.spaced_lists |= 1 << i,
+                _ => {}
             }
+            out.set(step.field, if is_nil(value) { None } else { Some(value) });
         }
         // Trailing bytes after the format's last literal mean the line was
         // written by some other format.
@@ -345,6 +458,63 @@ impl AccessFormat {
         }
         Ok(())
     }
+
+    /// Whether the upstream lists of a parsed line can be counted. nginx
+    /// writes every list variable from the same array of attempts, so on a
+    /// line it wrote they have as many entries and groups as each other; a
+    /// line where they differ was cut, edited or misread, and zipping its
+    /// addresses with its statuses would pin statuses on the wrong upstream.
+    /// A field the format writes that holds `-` is a list of one entry.
+    #[inline]
+    pub fn check_upstream_lists(&self, f: &AccessFields<'_>) -> Result<(), ListError> {
+        // Entries hold no spaces: with no list spaced, every list is one
+        // entry (or `-`), and only the status is left to check.
+        let mut shape = (1, 1);
+        if f.spaced_lists != 0 {
+            for (n, &i) in self.lists.iter().enumerate() {
+                let s = match f.list(i) {
+                    Some(v) if f.spaced_lists & (1 << i) != 0 => list_shape(v),
+                    _ => (1, 1),
+                };
+                if n == 0 {
+                    shape = s;
+                } else if s != shape {
+                    return Err(ListError::Misaligned);
+                }
+            }
+        }
+        let status_ok = match f.upstream_status {
+            None => true,
+            Some(st) if shape == (1, 1) => parse_status(st).is_some(),
+            Some(st) => upstream_entries(st).all(|e| e.is_none_or(|e| parse_status(e).is_some())),
+        };
+        if status_ok {
+            Ok(())
+        } else {
+            Err(ListError::BadStatus)
+        }
+    }
+}
+
+/// Refuses a format where the literal after list variable `name` cannot be
+/// told apart from the inside of the list. The separators themselves are
+/// handled by `find_list_end`; what is left is a literal that begins with a
+/// whole separator (every occurrence would read as one more entry), and a
+/// `:` after `$upstream_addr`, whose entries contain colons (`10.0.0.5:80`,
+/// `unix:/run/app.sock`).
+fn check_list_end(field: Field, name: &str, literal: &str) -> Result<(), FormatError> {
+    let why = if literal.starts_with(", ") || literal.starts_with(" : ") {
+        "begins with a list separator"
+    } else if field == Field::List(UPSTREAM_ADDR as u8) && literal.starts_with(':') {
+        "begins with `:`, which addresses contain"
+    } else {
+        return Ok(());
+    };
+    Err(FormatError::AmbiguousList {
+        field: name.to_string(),
+        literal: literal.to_string(),
+        why,
+    })
 }
 
 /// `hay.starts_with(prefix)` for the short literals of a log format. The
@@ -370,16 +540,62 @@ fn strip_newline(line: &[u8]) -> &[u8] {
 /// the first byte plus a compare beats setting up a substring searcher.
 #[inline]
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    find_where(hay, needle, |_| true)
+}
+
+/// The first occurrence of `needle` at a position `accept` takes.
+#[inline(always)]
+fn find_where(hay: &[u8], needle: &[u8], accept: impl Fn(usize) -> bool) -> Option<usize> {
     let (&first, tail) = needle.split_first()?;
     let mut from = 0;
     while let Some(i) = memchr(first, &hay[from..]) {
         let at = from + i;
-        if eq_prefix(&hay[at + 1..], tail) {
+        if eq_prefix(&hay[at + 1..], tail) && accept(at) {
             return Some(at);
         }
         from = at + 1;
     }
     None
+}
+
+/// Whether `s` holds a space. It runs on every list value of every line,
+/// and those are short: a word at a time costs less than a memchr call.
+#[inline]
+fn has_space(s: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // A zero byte in `w ^ spaces` is a space in `w` (the classic has-zero
+    // test, exact for "is there one").
+    let any = |w: u64| {
+        let x = w ^ (ONES * b' ' as u64);
+        x.wrapping_sub(ONES) & !x & HIGHS != 0
+    };
+    if s.len() < 8 {
+        return s.contains(&b' ');
+    }
+    let word = |at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap());
+    // Whole words, then the last 8 bytes (overlapping the words before).
+    (0..s.len() / 8).any(|i| any(word(i * 8))) || any(word(s.len() - 8))
+}
+
+/// Where an upstream list ends: the first occurrence of `needle` that is
+/// not part of a list separator. `hay` starts at the value, so a separator
+/// is only looked for inside it.
+#[inline]
+fn find_list_end(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    find_where(hay, needle, |at| !in_separator(hay, at))
+}
+
+/// Whether byte `at` of `s` belongs to a `, ` or ` : ` list separator.
+#[inline]
+fn in_separator(s: &[u8], at: usize) -> bool {
+    let (before, after) = (&s[..at], &s[at + 1..]);
+    match s[at] {
+        b',' => after.first() == Some(&b' '),
+        b' ' => before.ends_with(b",") || before.ends_with(b" :") || eq_prefix(after, b": "),
+        b':' => before.ends_with(b" ") && after.first() == Some(&b' '),
+        _ => false,
+    }
 }
 
 #[inline]
@@ -445,6 +661,187 @@ pub fn parse_seconds_millis(s: &[u8]) -> Option<u64> {
     Some(secs * 1000 + millis)
 }
 
+/// `$msec`, `1795407601.123`: milliseconds since the epoch.
+#[inline]
+pub fn parse_msec(s: &[u8]) -> Option<u64> {
+    parse_seconds_millis(s)
+}
+
+/// `$connection`: the connection's serial number.
+#[inline]
+pub fn parse_connection(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 {
+        return None;
+    }
+    s.iter().try_fold(0u64, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + (b - b'0') as u64)
+    })
+}
+
+/// `$time_local`, `23/Nov/2026:04:20:01 +0000`: seconds since the epoch.
+pub fn parse_time_local(s: &[u8]) -> Option<i64> {
+    // dd/Mon/yyyy:HH:MM:SS +hhmm
+    if s.len() != 26 || s[2] != b'/' || s[6] != b'/' || s[11] != b':' || s[20] != b' ' {
+        return None;
+    }
+    const MONTHS: [&[u8]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let month = MONTHS.iter().position(|m| *m == &s[3..6])? as u32 + 1;
+    Stamp {
+        year: &s[7..11],
+        month,
+        day: &s[0..2],
+        time: &s[12..20],
+        sign: s[21],
+        offset: [&s[22..24], &s[24..26]],
+    }
+    .epoch_seconds()
+}
+
+/// `$time_iso8601`, `2026-11-23T04:20:01+00:00`: seconds since the epoch.
+/// nginx always writes the offset as `+hh:mm`; `Z` is taken too.
+pub fn parse_time_iso8601(s: &[u8]) -> Option<i64> {
+    // yyyy-mm-ddTHH:MM:SS+hh:mm
+    let (sign, offset) = match s.len() {
+        25 if s[22] == b':' => (s[19], [&s[20..22], &s[23..25]]),
+        20 if s[19] == b'Z' => (b'+', [&b"00"[..], b"00"]),
+        _ => return None,
+    };
+    if s[4] != b'-' || s[7] != b'-' || s[10] != b'T' {
+        return None;
+    }
+    Stamp {
+        year: &s[0..4],
+        month: digits(&s[5..7])?,
+        day: &s[8..10],
+        time: &s[11..19],
+        sign,
+        offset,
+    }
+    .epoch_seconds()
+}
+
+#[inline]
+fn digits(s: &[u8]) -> Option<u32> {
+    s.iter().try_fold(0u32, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + (b - b'0') as u32)
+    })
+}
+
+/// A time as nginx writes it, cut into its parts: the two layouts differ
+/// only in where the parts are.
+struct Stamp<'a> {
+    year: &'a [u8],
+    month: u32,
+    day: &'a [u8],
+    /// `HH:MM:SS`
+    time: &'a [u8],
+    /// `+` or `-`
+    sign: u8,
+    /// hours and minutes east of UTC
+    offset: [&'a [u8]; 2],
+}
+
+impl Stamp<'_> {
+    /// Seconds since 1970-01-01T00:00:00Z on the proleptic Gregorian
+    /// calendar (Howard Hinnant's days_from_civil), or None when a part is
+    /// not digits or out of range. A leap second (`:60`) counts as the next
+    /// second, as the Unix clock has it.
+    fn epoch_seconds(&self) -> Option<i64> {
+        let t = self.time;
+        if t.len() != 8 || t[2] != b':' || t[5] != b':' {
+            return None;
+        }
+        let (year, month, day) = (digits(self.year)?, self.month, digits(self.day)?);
+        let (hour, minute, second) = (digits(&t[0..2])?, digits(&t[3..5])?, digits(&t[6..8])?);
+        let (off_h, off_m) = (digits(self.offset[0])?, digits(self.offset[1])?);
+        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+        let month_days = match month {
+            2 if leap => 29,
+            2 => 28,
+            4 | 6 | 9 | 11 => 30,
+            1..=12 => 31,
+            _ => return None,
+        };
+        if !(1..=month_days).contains(&day)
+            || hour > 23
+            || minute > 59
+            || second > 60
+            || off_h > 23
+            || off_m > 59
+        {
+            return None;
+        }
+        let offset = (off_h * 3600 + off_m * 60) as i64;
+        let offset = match self.sign {
+            b'+' => offset,
+            b'-' => -offset,
+            _ => return None,
+        };
+        let y = year as i64 - i64::from(month <= 2);
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let mp = (month as i64 + 9) % 12; // March is 0
+        let doy = (153 * mp + 2) / 5 + day as i64 - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        Some(days * 86_400 + (hour * 3600 + minute * 60 + second) as i64 - offset)
+    }
+}
+
+/// How much of a request path [`parse_request`] keeps.
+pub const REQUEST_PATH_MAX: usize = 128;
+
+/// `$request`, `GET /path?query HTTP/1.1`, as (method, path): the query
+/// string dropped (it is where tokens and personal data live) and the path
+/// cut at [`REQUEST_PATH_MAX`] bytes, never inside a UTF-8 character or a
+/// `\xHH` escape. None when the line does not start with a method.
+pub fn parse_request(s: &[u8]) -> Option<(&[u8], &[u8])> {
+    let sp = memchr(b' ', s)?;
+    let (method, rest) = (&s[..sp], &s[sp + 1..]);
+    let is_method = |m: &[u8]| {
+        !m.is_empty()
+            && m.len() <= 32
+            && m.iter()
+                .all(|&b| b.is_ascii_uppercase() || b == b'_' || b == b'-')
+    };
+    if !is_method(method) {
+        return None;
+    }
+    // The protocol is the last word; a request line without one (HTTP/0.9,
+    // or a line cut short) is all path.
+    let target = match memchr::memrchr(b' ', rest) {
+        Some(at) if rest[at + 1..].starts_with(b"HTTP/") => &rest[..at],
+        _ => rest,
+    };
+    let path = match memchr(b'?', target) {
+        Some(q) => &target[..q],
+        None => target,
+    };
+    Some((method, cut_path(path)))
+}
+
+fn cut_path(path: &[u8]) -> &[u8] {
+    if path.len() <= REQUEST_PATH_MAX {
+        return path;
+    }
+    let mut end = REQUEST_PATH_MAX;
+    // Back off a UTF-8 continuation byte (escape=json and escape=none write
+    // non-ASCII bytes as they came).
+    while end > 0 && path[end] & 0xC0 == 0x80 {
+        end -= 1;
+    }
+    // Back off a `\xHH` escape (the default escaping) cut in two.
+    if let Some(back) = (1..=3).find(|&k| end >= k && path[end - k] == b'\\') {
+        if path.get(end - back + 1) == Some(&b'x') {
+            end -= back;
+        }
+    }
+    &path[..end]
+}
+
 /// Entries of an upstream list (`$upstream_addr`, `$upstream_status`,
 /// `$upstream_*_time`): one per attempt, `, ` between servers of one group and
 /// ` : ` between groups after an internal redirect. Items line up across the
@@ -483,7 +880,8 @@ pub struct UpstreamEntries<'a> {
 impl<'a> Iterator for UpstreamEntries<'a> {
     type Item = Option<&'a [u8]>;
 
-    #[inline]
+    // Always inlined: the counters walk four lists per line with it.
+    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         let s = self.rest?;
         let (entry, rest) = split_entry(s);
@@ -492,7 +890,25 @@ impl<'a> Iterator for UpstreamEntries<'a> {
     }
 }
 
-#[inline]
+/// (entries, groups) of an upstream list, split the way `upstream_entries`
+/// and `upstream_groups` split it.
+fn list_shape(s: &[u8]) -> (u32, u32) {
+    let (mut entries, mut groups) = (1, 1);
+    let mut rest = s;
+    while let (_, Some(next)) = split_entry(rest) {
+        entries += 1;
+        // What split_entry consumed: the entry and its separator.
+        if rest[..rest.len() - next.len()].ends_with(b" : ") {
+            groups += 1;
+        }
+        rest = next;
+    }
+    (entries, groups)
+}
+
+// Always inlined: the counters walk four lists a line with it, and a call
+// per entry costs as much as the walk.
+#[inline(always)]
 fn split_entry(s: &[u8]) -> (&[u8], Option<&[u8]>) {
     let mut from = 0;
     while let Some(i) = memchr::memchr2(b',', b' ', &s[from..]) {
@@ -961,6 +1377,636 @@ mod tests {
         assert_eq!(out.status, Some(&b"200"[..]));
     }
 
+    /// The corpus of real formats (fixtures/nginx/formats/): each format as
+    /// its project writes it, with lines real nginx wrote in it (capture.sh).
+    macro_rules! corpus {
+        ($($name:literal),*) => {
+            &[$((
+                $name,
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/nginx/formats/", $name, ".conf")),
+                include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/nginx/formats/", $name, ".log")),
+            )),*]
+        };
+    }
+    const CORPUS: &[(&str, &str, &[u8])] = corpus!(
+        "combined",
+        "main",
+        "upstreaminfo",
+        "logfmt",
+        "json_analytics",
+        "readme"
+    );
+
+    fn corpus_format(name: &str) -> AccessFormat {
+        let (_, conf, _) = CORPUS.iter().find(|(n, _, _)| *n == name).unwrap();
+        let (_, esc, fmt) = parse_log_format_directive(conf).unwrap();
+        AccessFormat::compile(&fmt, esc).unwrap()
+    }
+
+    fn corpus_lines(name: &str) -> impl Iterator<Item = &'static [u8]> {
+        let (_, _, log) = CORPUS.iter().find(|(n, _, _)| *n == name).unwrap();
+        log.split(|&b| b == b'\n').filter(|l| !l.is_empty())
+    }
+
+    fn find_line(name: &str, needle: &str) -> &'static [u8] {
+        corpus_lines(name)
+            .find(|l| l.windows(needle.len()).any(|w| w == needle.as_bytes()))
+            .unwrap_or_else(|| panic!("{name}: no line with {needle:?}"))
+    }
+
+    #[test]
+    fn corpus_builtins_are_the_projects_own() {
+        let joined = |name| {
+            let (_, conf, _) = CORPUS.iter().find(|(n, _, _)| *n == name).unwrap();
+            parse_log_format_directive(conf).unwrap().2
+        };
+        assert_eq!(joined("combined"), COMBINED);
+        assert_eq!(joined("main"), MAIN);
+    }
+
+    #[test]
+    fn corpus_every_captured_line_parses_and_lines_up() {
+        for &(name, _, _) in CORPUS {
+            let f = corpus_format(name);
+            let mut out = AccessFields::default();
+            let mut n = 0;
+            for line in corpus_lines(name) {
+                f.parse(line, &mut out)
+                    .unwrap_or_else(|e| panic!("{name}: {e}: {}", String::from_utf8_lossy(line)));
+                assert!(out.status.and_then(parse_status).is_some(), "{name}");
+                assert_eq!(f.check_upstream_lists(&out), Ok(()), "{name}");
+                for i in 0..KEPT_LISTS {
+                    for e in upstream_entries(out.list(i as u8).unwrap_or_default()).flatten() {
+                        assert!(
+                            !e.ends_with(b",") && !e.contains(&b' '),
+                            "{name}: entry {:?}",
+                            String::from_utf8_lossy(e)
+                        );
+                    }
+                }
+                n += 1;
+            }
+            assert_eq!(n, 14, "{name}");
+        }
+    }
+
+    /// The retried request and the redirected one, as each format with
+    /// upstream fields wrote them, read back entry by entry.
+    #[test]
+    fn corpus_lists_and_groups_read_whole() {
+        let missing = &b"unix:/tmp/ngxfmt/missing.sock"[..];
+        let missing2 = &b"unix:/tmp/ngxfmt/missing2.sock"[..];
+        let app = &b"unix:/tmp/ngxfmt/app.sock"[..];
+        for name in ["upstreaminfo", "logfmt", "json_analytics", "readme"] {
+            let f = corpus_format(name);
+            let mut out = AccessFields::default();
+            f.parse(find_line(name, "/retry/1"), &mut out).unwrap();
+            assert_eq!(
+                entries(out.upstream_addr.unwrap()),
+                vec![Some(missing), Some(app)],
+                "{name}"
+            );
+            assert_eq!(out.status, Some(&b"200"[..]), "{name}");
+            if f.has_field("upstream_status") {
+                assert_eq!(
+                    entries(out.upstream_status.unwrap()),
+                    vec![Some(&b"502"[..]), Some(b"200")],
+                    "{name}"
+                );
+            }
+            f.parse(find_line(name, "/redirect/1"), &mut out).unwrap();
+            assert_eq!(
+                entries(out.upstream_addr.unwrap()),
+                vec![Some(missing), Some(missing2), Some(missing), Some(app)],
+                "{name}"
+            );
+            assert_eq!(upstream_groups(out.upstream_addr.unwrap()).count(), 2);
+            assert_eq!(
+                upstream_entries(out.upstream_response_time.unwrap()).count(),
+                4,
+                "{name}"
+            );
+            if f.has_field("upstream_status") {
+                assert_eq!(out.upstream_status, Some(&b"502, 502 : 502, 200"[..]));
+            }
+            // Fields after the lists are where they belong.
+            assert_eq!(
+                out.request_time
+                    .and_then(parse_seconds_millis)
+                    .map(|ms| ms < 1000),
+                Some(true),
+                "{name}"
+            );
+        }
+        // ingress-nginx: the lists are followed by more unquoted fields.
+        let f = corpus_format("upstreaminfo");
+        let mut out = AccessFields::default();
+        f.parse(find_line("upstreaminfo", "/redirect/1"), &mut out)
+            .unwrap();
+        assert_eq!(out.upstream_response_length, Some(&b"0, 0 : 0, 6"[..]));
+        assert_eq!(
+            out.upstream_response_time.map(list_shape),
+            Some((4, 2)),
+            "{out:?}"
+        );
+        // logfmt: a status list, then `request_time=`.
+        let f = corpus_format("logfmt");
+        f.parse(find_line("logfmt", "/redirect/2"), &mut out)
+            .unwrap();
+        assert_eq!(out.upstream_status, Some(&b"502, 502 : 200"[..]));
+        assert_eq!(out.upstream_connect_time, Some(&b"-, - : 0.000"[..]));
+    }
+
+    /// The line from issue 8: retried upstreams, written unquoted.
+    #[test]
+    fn issue_8_unquoted_retry() {
+        let f = AccessFormat::compile(
+            r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $request_time $upstream_addr $upstream_status $upstream_response_time"#,
+            Escape::Default,
+        )
+        .unwrap();
+        let line = br#"127.0.0.1 - - [23/Nov/2026:04:20:01 +0000] "GET / HTTP/1.1" 200 13 "-" "curl/7.88.1" 0.002 unix:/run/dead.sock, unix:/run/app.sock 502, 200 0.000, 0.002"#;
+        let mut out = AccessFields::default();
+        f.parse(line, &mut out).unwrap();
+        assert_eq!(
+            out.upstream_addr,
+            Some(&b"unix:/run/dead.sock, unix:/run/app.sock"[..])
+        );
+        assert_eq!(out.upstream_status, Some(&b"502, 200"[..]));
+        assert_eq!(out.upstream_response_time, Some(&b"0.000, 0.002"[..]));
+        assert_eq!(f.check_upstream_lists(&out), Ok(()));
+        // A redirect to an upstream that was never tried: nginx ends each
+        // list with ` : ` and an empty entry.
+        let line = br#"127.0.0.1 - - [t] "GET / HTTP/1.1" 502 13 "-" "-" 0.002 a:1, b:2 :  502, 502 :  0.000, 0.001 : "#;
+        f.parse(line, &mut out).unwrap();
+        assert_eq!(out.upstream_addr, Some(&b"a:1, b:2 : "[..]));
+        assert_eq!(out.upstream_status, Some(&b"502, 502 : "[..]), "{out:?}");
+        assert_eq!(out.upstream_response_time, Some(&b"0.000, 0.001 : "[..]));
+        assert_eq!(f.check_upstream_lists(&out), Ok(()));
+    }
+
+    #[test]
+    fn ambiguous_list_formats_are_refused_with_field_and_literal() {
+        for (format, field, literal) in [
+            ("$upstream_addr, $status", "upstream_addr", ", "),
+            ("$upstream_status : $status", "upstream_status", " : "),
+            ("$upstream_addr:$status", "upstream_addr", ":"),
+            (
+                "ut=$upstream_response_time, s=$status",
+                "upstream_response_time",
+                ", s=",
+            ),
+        ] {
+            let e = AccessFormat::compile(format, Escape::Default).unwrap_err();
+            assert!(
+                matches!(&e, FormatError::AmbiguousList { field: f, literal: l, .. } if f == field && l == literal),
+                "{format}: {e:?}"
+            );
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&format!("${field}")) && msg.contains(&format!("`{literal}`")),
+                "{msg}"
+            );
+        }
+        // Not ambiguous: a separator byte that lookahead tells apart, a
+        // quoted list, a list at the end, a colon after a numeric list.
+        for ok in [
+            "$upstream_addr $status",
+            "$upstream_addr,$status",
+            r#""$upstream_addr", $status"#,
+            "$status $upstream_addr, ",
+            "$upstream_status:$status",
+            "$upstream_addr [$status]",
+        ] {
+            assert!(AccessFormat::compile(ok, Escape::Default).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn separators_inside_a_list_continue_it() {
+        let mut out = AccessFields::default();
+        for (format, line, addr) in [
+            (
+                "$upstream_addr $status",
+                "a:1, b:2 : c:3 200",
+                "a:1, b:2 : c:3",
+            ),
+            ("$upstream_addr,$status", "a:1, b:2,200", "a:1, b:2"),
+            ("$upstream_addr :$status", "a:1 : b:2 :200", "a:1 : b:2"),
+            (
+                "[$upstream_addr] $status",
+                "[a:1, [::1]:80] 200",
+                "a:1, [::1]:80",
+            ),
+            ("$upstream_addr $status", "- 200", "-"),
+        ] {
+            let f = AccessFormat::compile(format, Escape::Default).unwrap();
+            f.parse(line.as_bytes(), &mut out)
+                .unwrap_or_else(|e| panic!("{format} / {line}: {e}"));
+            assert_eq!(
+                out.upstream_addr.unwrap_or(b"-"),
+                addr.as_bytes(),
+                "{format}"
+            );
+            assert_eq!(out.status, Some(&b"200"[..]), "{format}");
+        }
+    }
+
+    #[test]
+    fn upstream_lists_must_line_up() {
+        let f = AccessFormat::compile(
+            "$status a=$upstream_addr s=$upstream_status t=$upstream_response_time",
+            Escape::Default,
+        )
+        .unwrap();
+        let check = |line: &str| {
+            let mut out = AccessFields::default();
+            f.parse(line.as_bytes(), &mut out).unwrap();
+            f.check_upstream_lists(&out)
+        };
+        assert_eq!(check("200 a=x:1, y:2 s=502, 200 t=0.0, 0.1"), Ok(()));
+        assert_eq!(check("200 a=- s=- t=-"), Ok(()));
+        assert_eq!(check("200 a=x:1 s=- t=-"), Ok(()));
+        assert_eq!(check("200 a=x:1 : y:2 s=502 : 200 t=0.0 : 0.1"), Ok(()));
+        assert_eq!(
+            check("200 a=x:1, y:2 s=502 t=0.0, 0.1"),
+            Err(ListError::Misaligned)
+        );
+        assert_eq!(
+            check("200 a=x:1, y:2 s=502, 200 t=-"),
+            Err(ListError::Misaligned)
+        );
+        assert_eq!(
+            check("200 a=x:1, y:2 s=502 : 200 t=0.0, 0.1"),
+            Err(ListError::Misaligned)
+        );
+        assert_eq!(
+            check("200 a=x:1, y:2 s=502, 2000 t=0.0, 0.1"),
+            Err(ListError::BadStatus)
+        );
+        assert_eq!(check("200 a=x:1 s=ok t=0.1"), Err(ListError::BadStatus));
+        // A format without lists has nothing to check.
+        let f = AccessFormat::builtin("combined").unwrap();
+        let mut out = AccessFields::default();
+        f.parse(COMBINED_LOG.lines().next().unwrap().as_bytes(), &mut out)
+            .unwrap();
+        assert_eq!(f.check_upstream_lists(&out), Ok(()));
+    }
+
+    #[test]
+    fn has_space_everywhere() {
+        for len in 0..40 {
+            let clean = vec![b'a'; len];
+            assert!(!has_space(&clean), "{len}");
+            for at in 0..len {
+                let mut s = clean.clone();
+                s[at] = b' ';
+                assert!(has_space(&s), "{len} {at}");
+                // Bytes whose value is near a space's do not count.
+                for near in [0x00, 0x1F, 0x21, 0xA0, 0xFF] {
+                    s[at] = near;
+                    assert!(!has_space(&s), "{len} {at} {near}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn list_shapes() {
+        assert_eq!(list_shape(b"a"), (1, 1));
+        assert_eq!(list_shape(b"a,b"), (1, 1));
+        assert_eq!(list_shape(b"a, b"), (2, 1));
+        assert_eq!(list_shape(b"a, b : c"), (3, 2));
+        assert_eq!(list_shape(b"a : "), (2, 2));
+        assert_eq!(list_shape(b"-, - : -, 0.000"), (4, 2));
+    }
+
+    /// Times, connection and request on lines real nginx wrote.
+    #[test]
+    fn corpus_times_connection_and_request() {
+        let f = corpus_format("json_analytics");
+        let mut out = AccessFields::default();
+        let mut last_conn = 0;
+        for line in corpus_lines("json_analytics") {
+            f.parse(line, &mut out).unwrap();
+            let ms = out.msec.and_then(parse_msec).unwrap();
+            let local = out.time_local.and_then(parse_time_local).unwrap();
+            let iso = out.time_iso8601.and_then(parse_time_iso8601).unwrap();
+            assert_eq!(local, iso);
+            assert_eq!((ms / 1000) as i64, local, "{out:?}");
+            let conn = out.connection.and_then(parse_connection).unwrap();
+            assert!(conn > last_conn, "one connection per request, in order");
+            last_conn = conn;
+            let (method, path) = out.request.and_then(parse_request).unwrap();
+            assert_eq!(method, b"GET");
+            assert!(path.starts_with(b"/") && !path.contains(&b'?'), "{out:?}");
+            assert!(path.len() <= REQUEST_PATH_MAX);
+            // escape=json writes raw UTF-8: the cut keeps whole characters.
+            assert!(std::str::from_utf8(path).is_ok(), "{out:?}");
+        }
+        let line = find_line("json_analytics", "/retry/1");
+        f.parse(line, &mut out).unwrap();
+        assert_eq!(
+            out.request.and_then(parse_request),
+            Some((&b"GET"[..], &b"/retry/1"[..]))
+        );
+
+        // The default escaping, on the same requests.
+        for name in ["combined", "upstreaminfo", "logfmt", "readme", "main"] {
+            let f = corpus_format(name);
+            for line in corpus_lines(name) {
+                f.parse(line, &mut out).unwrap();
+                let t = out.time_local.and_then(parse_time_local);
+                assert!(t.is_some(), "{name}: {out:?}");
+                if let Some(r) = out.request {
+                    let (_, path) = parse_request(r).unwrap();
+                    assert!(path.len() <= REQUEST_PATH_MAX && !path.contains(&b'?'));
+                    // Never half an escape.
+                    let tail = &path[path.len().saturating_sub(3)..];
+                    assert!(!tail.contains(&b'\\'), "{}", String::from_utf8_lossy(path));
+                }
+            }
+        }
+        let f = corpus_format("combined");
+        f.parse(find_line("combined", "/static/x"), &mut out)
+            .unwrap();
+        let (_, path) = out.request.and_then(parse_request).unwrap();
+        // `/static/x` then `\xC3\xA9` repeated: cut after a whole escape.
+        assert_eq!(path.len(), 9 + 8 * 14 + 4);
+    }
+
+    #[test]
+    fn time_helpers() {
+        assert_eq!(
+            parse_time_local(b"23/Nov/2026:04:20:01 +0000"),
+            Some(1_795_407_601)
+        );
+        assert_eq!(
+            parse_time_local(b"23/Nov/2026:06:20:01 +0200"),
+            Some(1_795_407_601)
+        );
+        assert_eq!(
+            parse_time_local(b"22/Nov/2026:23:50:01 -0430"),
+            Some(1_795_407_601)
+        );
+        assert_eq!(parse_time_local(b"01/Jan/1970:00:00:00 +0000"), Some(0));
+        assert_eq!(
+            parse_time_local(b"29/Feb/2024:12:00:00 +0000"),
+            Some(1_709_208_000)
+        );
+        assert_eq!(
+            parse_time_iso8601(b"2026-11-23T04:20:01+00:00"),
+            Some(1_795_407_601)
+        );
+        assert_eq!(
+            parse_time_iso8601(b"2026-11-23T09:50:01+05:30"),
+            Some(1_795_407_601)
+        );
+        assert_eq!(
+            parse_time_iso8601(b"2026-11-23T04:20:01Z"),
+            Some(1_795_407_601)
+        );
+        for bad in [
+            &b""[..],
+            b"-",
+            b"23/Nov/2026:04:20:01",
+            b"23/Foo/2026:04:20:01 +0000",
+            b"29/Feb/2026:04:20:01 +0000",
+            b"31/Apr/2026:04:20:01 +0000",
+            b"23/Nov/2026:24:20:01 +0000",
+            b"23/Nov/2026:04:20:01 *0000",
+            b"23/Nov/2026:04:20:01 +0099",
+            b"2x/Nov/2026:04:20:01 +0000",
+        ] {
+            assert_eq!(
+                parse_time_local(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        for bad in [
+            &b"2026-11-23 04:20:01+00:00"[..],
+            b"2026-13-23T04:20:01+00:00",
+            b"2026-11-23T04:20:01+0000",
+            b"2026-11-23T04:20:01",
+        ] {
+            assert_eq!(
+                parse_time_iso8601(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(parse_msec(b"1795407601.123"), Some(1_795_407_601_123));
+        assert_eq!(parse_msec(b"-"), None);
+        assert_eq!(parse_connection(b"12345"), Some(12345));
+        for bad in [&b""[..], b"-", b"12a", b"99999999999999999999"] {
+            assert_eq!(parse_connection(bad), None);
+        }
+    }
+
+    #[test]
+    fn request_helper() {
+        let r = |s: &str| parse_request(s.as_bytes()).map(|(m, p)| (m.to_vec(), p.to_vec()));
+        let mp = |m: &str, p: &str| Some((m.as_bytes().to_vec(), p.as_bytes().to_vec()));
+        assert_eq!(r("GET /path?query HTTP/1.1"), mp("GET", "/path"));
+        assert_eq!(
+            r("POST /api/v1/items HTTP/2.0"),
+            mp("POST", "/api/v1/items")
+        );
+        assert_eq!(r("GET /"), mp("GET", "/"));
+        assert_eq!(r("GET http://h/x?y HTTP/1.1"), mp("GET", "http://h/x"));
+        assert_eq!(r("GET /a b HTTP/1.1"), mp("GET", "/a b"));
+        for bad in [
+            "-",
+            "",
+            "\\x16\\x03\\x01 x",
+            "get / HTTP/1.1",
+            " / HTTP/1.1",
+        ] {
+            assert_eq!(r(bad), None, "{bad:?}");
+        }
+        let long = format!("GET /{} HTTP/1.1", "a".repeat(300));
+        assert_eq!(r(&long).unwrap().1.len(), REQUEST_PATH_MAX);
+        // A cut inside a two-byte character backs off to its start.
+        let long = format!("GET /{} HTTP/1.1", "é".repeat(100));
+        let p = r(&long).unwrap().1;
+        assert_eq!(p.len(), 127);
+        assert!(std::str::from_utf8(&p).is_ok());
+        // A cut inside `\xHH` backs off to before the backslash.
+        for pad in 0..4 {
+            let long = format!(
+                "GET /{}{} HTTP/1.1",
+                "a".repeat(pad),
+                "\\xC3\\xA9".repeat(40)
+            );
+            let p = r(&long).unwrap().1;
+            assert!(p.len() <= REQUEST_PATH_MAX && p.len() > REQUEST_PATH_MAX - 4);
+            assert!(
+                p.ends_with(b"\\xC3") || p.ends_with(b"\\xA9"),
+                "{pad}: {}",
+                String::from_utf8_lossy(&p)
+            );
+        }
+    }
+
+    /// A variable of a generated format: its name, how its values look, and
+    /// whether it is an upstream list.
+    const GEN_VARS: &[(&str, GenValue)] = &[
+        ("upstream_addr", GenValue::Addr),
+        ("upstream_status", GenValue::Status),
+        ("upstream_response_time", GenValue::Time),
+        ("upstream_connect_time", GenValue::Time),
+        ("upstream_header_time", GenValue::Time),
+        ("upstream_response_length", GenValue::Length),
+        ("upstream_bytes_received", GenValue::Length),
+        ("upstream_bytes_sent", GenValue::Length),
+        ("status", GenValue::Status),
+        ("request_time", GenValue::Time),
+        ("remote_addr", GenValue::Token),
+        ("http_user_agent", GenValue::Text),
+    ];
+
+    #[derive(Clone, Copy, Debug)]
+    enum GenValue {
+        Addr,
+        Status,
+        Time,
+        Length,
+        Token,
+        /// Free text with spaces and separators: only written quoted.
+        Text,
+    }
+
+    #[derive(Clone, Copy, Debug)]
+    enum Style {
+        Bare,
+        Key,
+        Quoted,
+        Bracket,
+    }
+
+    /// (variable index, style) in written order, and the literal between
+    /// neighbours. Joiners never begin with a whole list separator: those
+    /// formats are refused (ambiguous_list_formats_are_refused...).
+    fn gen_format() -> impl Strategy<Value = (Vec<(usize, Style)>, Vec<&'static str>)> {
+        let style = prop_oneof![
+            Just(Style::Bare),
+            Just(Style::Key),
+            Just(Style::Quoted),
+            Just(Style::Bracket)
+        ];
+        proptest::collection::vec((0..GEN_VARS.len(), style), 1..8)
+            .prop_map(|mut v| {
+                let mut seen = std::collections::HashSet::new();
+                v.retain(|(i, _)| seen.insert(*i));
+                for (i, s) in v.iter_mut() {
+                    if matches!(GEN_VARS[*i].1, GenValue::Text) {
+                        *s = Style::Quoted;
+                    }
+                }
+                v
+            })
+            .prop_flat_map(|v| {
+                let n = v.len();
+                let joiner = prop_oneof![
+                    Just(" "),
+                    Just("  "),
+                    Just(" | "),
+                    Just(","),
+                    Just(";"),
+                    Just("\t"),
+                    Just(" :: ")
+                ];
+                (Just(v), proptest::collection::vec(joiner, n))
+            })
+    }
+
+    fn gen_entry(kind: GenValue, seed: u32) -> String {
+        let dash = seed % 7 == 0;
+        match kind {
+            _ if dash => "-".into(),
+            GenValue::Addr => match seed % 3 {
+                0 => format!("10.0.{}.{}:80{}", seed % 256, seed % 100, seed % 10),
+                1 => format!("unix:/run/app{}.sock", seed % 13),
+                _ => format!("[::{:x}]:8000", seed % 4096),
+            },
+            GenValue::Status => format!("{}", 100 + seed % 500),
+            GenValue::Time => format!("{}.{:03}", seed % 60, seed % 1000),
+            GenValue::Length => format!("{}", seed % 100_000),
+            GenValue::Token => format!("t{}.{}:{}", seed % 97, seed % 13, seed % 7),
+            GenValue::Text => format!("Mozilla/5.0 (a, b : c) {}", seed),
+        }
+    }
+
+    /// Writes one line of a generated format: every list with `shape`
+    /// (entries per group), or with one entry fewer for variable `short`.
+    fn gen_write(
+        vars: &[(usize, Style)],
+        joiners: &[&str],
+        shape: &[usize],
+        seed: u32,
+        short: Option<usize>,
+    ) -> (String, String, Vec<(usize, String)>) {
+        let mut format = String::new();
+        let mut line = String::new();
+        let mut values = Vec::new();
+        for (k, &(i, style)) in vars.iter().enumerate() {
+            let (name, kind) = GEN_VARS[i];
+            let value = if i < KEPT_LISTS {
+                let mut n = 0;
+                let groups: Vec<String> = shape
+                    .iter()
+                    .enumerate()
+                    .map(|(g, &entries)| {
+                        let entries = if short == Some(k) && g == 0 {
+                            entries - 1
+                        } else {
+                            entries
+                        };
+                        (0..entries)
+                            .map(|_| {
+                                n += 1;
+                                gen_entry(
+                                    kind,
+                                    seed.wrapping_mul(31).wrapping_add(n * 7 + i as u32),
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .collect();
+                groups.join(" : ")
+            } else {
+                gen_entry(kind, seed.wrapping_add(i as u32 * 11) | 1)
+            };
+            let (pre, post) = match style {
+                Style::Bare => (String::new(), ""),
+                Style::Key => (format!("k{k}="), ""),
+                Style::Quoted => ("\"".to_string(), "\""),
+                Style::Bracket => ("[".to_string(), "]"),
+            };
+            format.push_str(&format!("{pre}${name}{post}"));
+            line.push_str(&format!("{pre}{value}{post}"));
+            if k + 1 < vars.len() {
+                format.push_str(joiners[k]);
+                line.push_str(joiners[k]);
+            }
+            values.push((i, value));
+        }
+        (format, line, values)
+    }
+
+    fn field_by_index<'a>(out: &AccessFields<'a>, i: usize) -> Option<&'a [u8]> {
+        match GEN_VARS[i].0 {
+            "status" => out.status,
+            "request_time" => out.request_time,
+            _ if i < KEPT_LISTS => out.list(i as u8),
+            _ => None,
+        }
+    }
+
     fn gen_line() -> impl Strategy<Value = Vec<u8>> {
         prop_oneof![
             proptest::collection::vec(any::<u8>(), 0..300),
@@ -1005,6 +2051,9 @@ mod tests {
             AccessFormat::builtin("main").unwrap(),
             upstream_format(),
             json_format(),
+            corpus_format("upstreaminfo"),
+            corpus_format("logfmt"),
+            corpus_format("json_analytics"),
         ]
     }
 
@@ -1019,6 +2068,40 @@ mod tests {
     }
 
     proptest! {
+        /// Formats with upstream lists bare, after `key=`, quoted or in
+        /// brackets, followed by more fields: every value reads back whole
+        /// and the lists line up; one list short by an entry is caught.
+        #[test]
+        fn generated_formats_read_lists_whole(
+            (vars, joiners) in gen_format(),
+            shape in proptest::collection::vec(1usize..4, 1..4),
+            seed in any::<u32>(),
+            short_pick in any::<usize>(),
+        ) {
+            let (format, line, values) = gen_write(&vars, &joiners, &shape, seed, None);
+            let f = AccessFormat::compile(&format, Escape::Default)
+                .map_err(|e| TestCaseError::fail(format!("{format}: {e}")))?;
+            let mut out = AccessFields::default();
+            prop_assert!(f.parse(line.as_bytes(), &mut out).is_ok(), "{format}\n{line}");
+            for (i, value) in &values {
+                let want = if is_nil(value.as_bytes()) { None } else { Some(value.as_bytes()) };
+                if matches!(GEN_VARS[*i].0, "status" | "request_time") || *i < KEPT_LISTS {
+                    prop_assert_eq!(field_by_index(&out, *i), want, "{}\n{}\n{}", GEN_VARS[*i].0, format, line);
+                }
+            }
+            prop_assert_eq!(f.check_upstream_lists(&out), Ok(()));
+
+            // The same line with one list an entry short.
+            let lists: Vec<usize> = vars.iter().enumerate()
+                .filter(|(_, (i, _))| *i < KEPT_LISTS).map(|(k, _)| k).collect();
+            if lists.len() >= 2 && shape.iter().sum::<usize>() >= 2 && shape[0] >= 2 {
+                let short = lists[short_pick % lists.len()];
+                let (_, line, _) = gen_write(&vars, &joiners, &shape, seed, Some(short));
+                prop_assert!(f.parse(line.as_bytes(), &mut out).is_ok(), "{format}\n{line}");
+                prop_assert_eq!(f.check_upstream_lists(&out), Err(ListError::Misaligned), "{}\n{}", format, line);
+            }
+        }
+
         #[test]
         fn parse_never_panics(line in gen_line()) {
             let mut out = AccessFields::default();

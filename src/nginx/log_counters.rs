@@ -120,6 +120,9 @@ pub enum ParseError {
     TooLong,
     /// An error-log line not in nginx's error-log layout.
     ErrorLayout,
+    /// The upstream lists of the line do not line up (different numbers of
+    /// entries or groups), or `$upstream_status` holds a non-status.
+    BadUpstreamList,
 }
 
 impl ParseError {
@@ -129,6 +132,7 @@ impl ParseError {
         ParseError::InvalidUtf8,
         ParseError::TooLong,
         ParseError::ErrorLayout,
+        ParseError::BadUpstreamList,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -137,6 +141,7 @@ impl ParseError {
             ParseError::InvalidUtf8 => "invalid_utf8",
             ParseError::TooLong => "too_long",
             ParseError::ErrorLayout => "error_layout",
+            ParseError::BadUpstreamList => "bad_upstream_list",
         }
     }
 }
@@ -235,6 +240,9 @@ impl LogCounters {
         else {
             return self.parse_error(ParseError::BadStatus);
         };
+        if fmt.check_upstream_lists(&fields).is_err() {
+            return self.parse_error(ParseError::BadUpstreamList);
+        }
 
         // Attempts: $upstream_addr[i] with $upstream_status[i].
         let mut last_upstream = None;
@@ -317,7 +325,7 @@ mod tests {
 
     fn line(status: u16, ua: &str, us: &str, uht: &str, urt: &str) -> String {
         format!(
-            r#"127.0.0.1 - - [23/Nov/2026:04:20:01 +0000] "GET /x HTTP/1.1" {status} 5 "-" "curl/8" rt=0.012 uct="0.000" uht="{uht}" urt="{urt}" ua="{ua}" us="{us}""#
+            r#"127.0.0.1 - - [23/Nov/2026:04:20:01 +0000] "GET /x HTTP/1.1" {status} 5 "-" "curl/8" rt=0.012 uct="{uht}" uht="{uht}" urt="{urt}" ua="{ua}" us="{us}""#
         )
     }
 
@@ -416,6 +424,21 @@ mod tests {
         ] {
             assert_eq!(c.parse_errors.get(&e), Some(&1), "{e:?}");
         }
+    }
+
+    #[test]
+    fn misaligned_upstream_lists_count_as_parse_errors_only() {
+        let mut c = LogCounters::new(8);
+        feed(
+            &mut c,
+            &[
+                line(200, "a:1, b:2", "502", "-, 0.010", "0.000, 0.010"),
+                line(200, "a:1", "2xx", "0.010", "0.010"),
+            ],
+        );
+        assert_eq!(c.parse_errors.get(&ParseError::BadUpstreamList), Some(&2));
+        assert!(c.responses.is_empty() && c.attempts.is_empty());
+        assert_eq!(c.upstreams.names().count(), 2, "no label from either line");
     }
 
     #[test]

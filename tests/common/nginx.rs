@@ -25,8 +25,25 @@ pub struct Nginx {
 }
 
 impl Nginx {
-    /// Start nginx with `locations` inside one loopback server block.
+    /// Start nginx logging `access.log` in [`LOG_FORMAT`], with `locations`
+    /// inside its one server block.
     pub fn start(dir: &Path, locations: &str) -> Nginx {
+        Nginx::start_with(
+            dir,
+            &format!(
+                "log_format upstreamlog '{LOG_FORMAT}';\n    access_log {}/access.log upstreamlog;",
+                dir.display()
+            ),
+            &format!("proxy_next_upstream off;\n        {locations}"),
+        )
+    }
+
+    /// Real nginx in the foreground, killed on drop, with everything it
+    /// writes (pid, error log, temp files) under `dir`. `http` goes into the
+    /// http block (log formats, access logs, upstreams), `server` into its
+    /// one server block, which listens on a free loopback port. The error
+    /// log is `dir/error.log` at level `error`.
+    pub fn start_with(dir: &Path, http: &str, server: &str) -> Nginx {
         let port = free_port();
         let conf = format!(
             r#"
@@ -37,18 +54,16 @@ error_log {dir}/error.log error;
 daemon off;
 events {{ worker_connections 256; }}
 http {{
-    log_format upstreamlog '{LOG_FORMAT}';
-    access_log {dir}/access.log upstreamlog;
     client_body_temp_path {dir}/tmp_body;
     proxy_temp_path {dir}/tmp_proxy;
     fastcgi_temp_path {dir}/tmp_fcgi;
     uwsgi_temp_path {dir}/tmp_uwsgi;
     scgi_temp_path {dir}/tmp_scgi;
+    {http}
     server {{
         listen 127.0.0.1:{port};
         server_name _;
-        proxy_next_upstream off;
-        {locations}
+        {server}
     }}
 }}
 "#,
