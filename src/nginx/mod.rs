@@ -151,25 +151,37 @@ impl LogSource {
                 let Some(c) = counters.access_line(fmt, l.bytes, l.truncated) else {
                     return;
                 };
-                counters.first_time.get_or_insert(read_at);
-                counters.last_time = Some(read_at);
+                // The line's own time is read for the span of the counts
+                // (now and then) and for each 5xx; else the time it was read.
+                let first = counters.first_time.is_none();
+                let sampled = first || c.status >= 500 || counters.access_lines % 256 == 0;
+                if !sampled {
+                    return;
+                }
+                let at = line_time(&c.fields).unwrap_or(read_at);
+                if first {
+                    counters.first_time = Some(at);
+                }
+                counters.last_time = Some(at);
                 if c.status < 500 {
                     return;
                 }
                 let upstream = c.upstream.map(|u| String::from_utf8_lossy(u).into_owned());
+                let f = &c.fields;
                 let e = ServerError {
                     log: log.clone(),
                     status: c.status,
                     upstream: upstream.as_deref().map(Into::into),
-                    conn: None,
-                    request: None,
+                    conn: f.connection.and_then(access::parse_connection),
+                    request: f
+                        .request
+                        .and_then(access::parse_request)
+                        .map(|(m, p)| Request::new(m, p)),
                     backend_sent: c.backend_sent,
                 };
-                sinks.timeline.push(
-                    read_at,
-                    pool_of(upstream.as_deref()),
-                    EventKind::ServerError(e),
-                );
+                sinks
+                    .timeline
+                    .push(at, pool_of(upstream.as_deref()), EventKind::ServerError(e));
             });
             errors += report(sinks, log, "access", f.path(), r.map(|_| ()));
             rotations += f.totals().rotations + f.totals().truncations;
@@ -190,7 +202,10 @@ impl LogSource {
                     status: failure.status,
                     upstream: upstream.map(Into::into),
                     conn: line.conn,
-                    request: line.request.and_then(Request::from_request_line),
+                    request: line
+                        .request
+                        .and_then(|r| access::parse_request(r.as_bytes()))
+                        .map(|(m, p)| Request::new(m, p)),
                     errno: line.errno,
                 };
                 let at = local_time(line.time).unwrap_or_else(SystemTime::now);
@@ -231,6 +246,21 @@ fn report(sinks: &Sinks, log: &str, file: &str, path: &Path, r: std::io::Result<
     let failed = r.is_err() as u64;
     sinks.health.report(&health_source(log, file), r);
     failed
+}
+
+/// When an access line was written, from the best time field its format
+/// has: `$msec` (milliseconds), `$time_iso8601` or `$time_local` (seconds).
+fn line_time(f: &access::AccessFields<'_>) -> Option<SystemTime> {
+    if let Some(ms) = f.msec.and_then(access::parse_msec) {
+        return Some(SystemTime::UNIX_EPOCH + Duration::from_millis(ms));
+    }
+    let secs = f
+        .time_iso8601
+        .and_then(access::parse_time_iso8601)
+        .or_else(|| f.time_local.and_then(access::parse_time_local))?;
+    u64::try_from(secs)
+        .ok()
+        .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
 }
 
 /// A time as nginx's error log writes it (`2026/11/23 04:20:01`, the

@@ -474,7 +474,7 @@ mod failure_tests {
                 pss_bytes: None,
             }),
         );
-        let request = Request::from_request_line("GET /report?year=2020 HTTP/1.1");
+        let request = Some(Request::new(b"GET", b"/report"));
         tl.push(
             now,
             api.clone(),

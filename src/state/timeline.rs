@@ -19,50 +19,23 @@ use crate::upstream_failure::{Phase, Reason};
 /// eight seconds, which is what a join of a 502 with its cause needs.
 pub const TIMELINE_CAP: usize = 8192;
 
-/// A request line as nginx logged it, cut down to what may be shown to an
+/// A request as nginx logged it, cut down to what may be shown to an
 /// operator: the method and the path, without the query string, the path
-/// cut at [`MAX_PATH`] bytes. Never a label.
+/// cut at 128 bytes (`nginx::access::parse_request` does the cutting).
+/// Never a label.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub method: Box<str>,
     pub path: Box<str>,
 }
 
-/// The longest request path kept on the timeline.
-pub const MAX_PATH: usize = 128;
-
 impl Request {
-    /// `GET /a/b?c=d HTTP/1.1` -> (`GET`, `/a/b`). `None` when the text has
-    /// no method and path (nginx logs a bare `-` or garbage for bad requests).
-    pub fn from_request_line(line: &str) -> Option<Request> {
-        let mut parts = line.splitn(3, ' ');
-        let method = parts.next()?;
-        let target = parts.next()?;
-        if method.is_empty()
-            || method.len() > 16
-            || !method.bytes().all(|b| b.is_ascii_uppercase())
-            || target.is_empty()
-        {
-            return None;
+    pub fn new(method: &[u8], path: &[u8]) -> Request {
+        Request {
+            method: String::from_utf8_lossy(method).into(),
+            path: String::from_utf8_lossy(path).into(),
         }
-        let path = target.split(['?', '#']).next().unwrap_or("");
-        Some(Request {
-            method: method.into(),
-            path: cut(path, MAX_PATH).into(),
-        })
     }
-}
-
-/// `s` cut to at most `max` bytes, on a character boundary.
-pub fn cut(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// Which rule tied an OOM victim to its pool (see `kernel::kills`).
@@ -511,17 +484,5 @@ mod tests {
         assert_eq!(tl.since(0).map(|e| e.seq).collect::<Vec<_>>(), [3, 4, 5, 6]);
         assert_eq!(tl.since(6).count(), 0);
         assert_eq!(tl.next_seq(), 7);
-    }
-
-    #[test]
-    fn requests_lose_the_query_and_long_paths() {
-        let r = Request::from_request_line("GET /api/report?from=2020&to=2026 HTTP/1.1").unwrap();
-        assert_eq!((&*r.method, &*r.path), ("GET", "/api/report"));
-        let long = format!("POST /{} HTTP/1.1", "é".repeat(100));
-        let r = Request::from_request_line(&long).unwrap();
-        assert!(r.path.len() <= MAX_PATH && r.path.starts_with("/é"));
-        assert_eq!(Request::from_request_line("-"), None);
-        assert_eq!(Request::from_request_line("\\x16\\x03 x"), None);
-        assert_eq!(cut("abc", 2), "ab");
     }
 }
