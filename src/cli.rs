@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::Config;
 use crate::pools::{proc::ProcRoot, PoolOptions, PoolSource};
@@ -31,9 +31,15 @@ pub enum LogLevel {
 #[derive(Debug, Parser)]
 #[command(version, about)]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Address to listen on: `host:port`, or `:port` for all interfaces.
-    #[arg(long = "web.listen-address", default_value = ":9502")]
+    #[arg(long = "web.listen-address", default_value = ":9502", global = true)]
     pub listen_address: String,
+    /// Web config of Prometheus' exporter-toolkit: TLS, client
+    /// certificates, basic auth, headers. Reloaded when it changes.
+    #[arg(long = "web.config.file", global = true)]
+    pub web_config_file: Option<PathBuf>,
     /// Path under which to expose metrics.
     #[arg(long = "web.telemetry-path", default_value = "/metrics")]
     pub telemetry_path: String,
@@ -78,6 +84,13 @@ pub struct Args {
     /// How often followed log files are polled.
     #[arg(long = "collector.nginx.interval", default_value = "250ms", value_parser = parse_duration)]
     pub nginx_interval: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Exit 0 when the exporter on --web.listen-address answers /healthz
+    /// (for container HEALTHCHECKs; the runtime image has no curl).
+    Healthcheck,
 }
 
 /// `250ms`, `5s`, `2m`, or a bare number of seconds.
@@ -199,8 +212,15 @@ pub(crate) fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> anyhow::Re
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    init_logging(&args);
     let addr = parse_listen_address(&args.listen_address)?;
+    if let Some(Command::Healthcheck) = args.command {
+        return crate::web::probe::healthcheck(
+            addr,
+            args.web_config_file.as_deref(),
+            Duration::from_secs(5),
+        );
+    }
+    init_logging(&args);
     if !args.telemetry_path.starts_with('/') || args.telemetry_path == "/" {
         anyhow::bail!(
             "--web.telemetry-path {:?}: must start with / and not be /",
@@ -259,16 +279,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .enable_time()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("listening on {addr}"))?;
-        tracing::info!(address = %addr, path = %args.telemetry_path, "listening");
-        axum::serve(listener, crate::server::app(world, &args.telemetry_path))
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("serving HTTP")
-    })?;
+    rt.block_on(crate::web::serve(
+        crate::server::app(world, &args.telemetry_path),
+        addr,
+        args.web_config_file.as_deref(),
+        shutdown_signal(),
+    ))?;
     tracing::info!("shut down");
     Ok(())
 }

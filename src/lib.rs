@@ -14,3 +14,4 @@ pub mod nginx;
 pub mod pools;
 pub mod server;
 pub mod state;
+pub mod web;
