@@ -276,6 +276,24 @@ fn tls_scrape_with_a_trusting_client_and_plain_http_fails() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(e.log().contains("tls=true"), "{}", e.log());
+
+    // SIGTERM: the TLS server drains and the process exits cleanly.
+    let mut e = e;
+    e._proc.signal(libc::SIGTERM);
+    let status = e._proc.child.wait().unwrap();
+    assert!(status.success(), "{status:?}\n{}", e.log());
+    assert!(e.log().contains("shut down"), "{}", e.log());
+}
+
+#[test]
+fn rate_limit_answers_429_past_the_burst_and_spares_healthz() {
+    // One request per hour, bursts of 3: the fourth request is refused.
+    let e = Served::start("rate_limit:\n  interval: 1h\n  burst: 3\n");
+    let statuses: Vec<u16> = (0..5)
+        .map(|_| plain_get(&e.addr, "/", None).unwrap().status)
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    assert_eq!(plain_get(&e.addr, "/healthz", None).unwrap().status, 200);
 }
 
 #[test]
