@@ -126,6 +126,7 @@ PY
 )")
 }
 
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
 bgw_port=$(free_port); bgw=$(start_bgw "$bgw_port"); pids+=("$bgw")
 node_port=$(free_port); node=$(start_node "$node_port"); pids+=("$node")
 wait_up "http://127.0.0.1:$bgw_port/healthz"
@@ -148,6 +149,7 @@ lines=$(curl -sk -H "$auth" "https://127.0.0.1:$bgw_port/metrics" \
 size=$(curl -sk -H "$auth" "https://127.0.0.1:$bgw_port/metrics" | wc -c)
 
 echo "# $C connections, ${D}s per phase, access log growing at $RATE lines/s; /metrics is $size bytes"
+echo "# load average before: $load0; after: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores (other work shares them)"
 printf '%-34s %9s %9s %8s %8s %7s %8s %8s\n' target req/s requests p50_ms p99_ms errors non2xx rss_MiB
 printf '%s\n' "${rows[@]}"
 echo "# access lines counted by the TLS exporter in its ${D}s+ life: $lines"

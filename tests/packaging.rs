@@ -71,6 +71,17 @@ fn unit_keys(text: &str) -> BTreeMap<String, String> {
     out
 }
 
+/// The binary's flag parser takes `flags` (`--help` stops before running).
+fn assert_flags_parse<S: AsRef<std::ffi::OsStr>>(flags: &[S]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_badgateway_exporter"))
+        .args(flags)
+        .arg("--help")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+}
+
 const CAPS: [&str; 4] = [
     "CAP_SYSLOG",
     "CAP_SYS_PTRACE",
@@ -147,16 +158,7 @@ fn systemd_unit_verifies_and_is_hardened() {
         .expect("the env file sets BADGATEWAY_EXPORTER_ARGS");
     // Its flags are ones the binary takes.
     let flags: Vec<&str> = args.trim_matches('"').split_whitespace().collect();
-    let out = Command::new(env!("CARGO_BIN_EXE_badgateway_exporter"))
-        .args(&flags)
-        .arg("--help")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_flags_parse(&flags);
     assert!(read("deploy/systemd/badgateway_exporter.sysusers")
         .lines()
         .any(|l| l.starts_with("u badgateway_exporter ")));
@@ -210,16 +212,7 @@ fn kubernetes_daemonset_reads_the_host_read_only_with_four_capabilities() {
     }
     // The args it passes are flags the binary takes.
     let args = strings(at(c, "args"));
-    let out = Command::new(env!("CARGO_BIN_EXE_badgateway_exporter"))
-        .args(&args)
-        .arg("--help")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_flags_parse(&args);
 }
 
 #[test]

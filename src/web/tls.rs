@@ -361,3 +361,80 @@ impl ClientCertVerifier for SanCheck {
         self.inner.supported_verify_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::web::config::WebConfig;
+
+    fn settings(extra: &str) -> TlsSettings {
+        let text = format!("tls_server_config:\n  cert_file: a\n  key_file: b\n{extra}");
+        WebConfig::parse(&text, std::path::Path::new("/x/web.yml"))
+            .unwrap()
+            .tls
+            .unwrap()
+    }
+
+    #[test]
+    fn cipher_suites_restrict_tls12_and_leave_tls13_whole() {
+        let t = settings(
+            "  cipher_suites:\n  - TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384\n  - TLS_AES_128_GCM_SHA256\n",
+        );
+        let p = provider(&t).unwrap();
+        let names: Vec<String> = p
+            .cipher_suites
+            .iter()
+            .map(|s| format!("{:?}", s.suite()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "TLS13_AES_256_GCM_SHA384",
+                "TLS13_AES_128_GCM_SHA256",
+                "TLS13_CHACHA20_POLY1305_SHA256",
+                "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"
+            ]
+        );
+        let e = provider(&settings(
+            "  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA]\n",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA not implemented by rustls"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn curves_in_preference_order() {
+        let p = provider(&settings("  curve_preferences: [CurveP384, X25519]\n")).unwrap();
+        let names: Vec<String> = p
+            .kx_groups
+            .iter()
+            .map(|g| format!("{:?}", g.name()))
+            .collect();
+        assert_eq!(names, ["secp384r1", "X25519"]);
+        let e = provider(&settings("  curve_preferences: [CurveP521]\n")).unwrap_err();
+        assert!(e.to_string().contains("CurveP521"), "{e}");
+    }
+
+    #[test]
+    fn versions_are_clamped_to_what_rustls_speaks() {
+        let v = |extra: &str| {
+            versions(&settings(extra)).map(|v| v.iter().map(|x| x.version).collect::<Vec<_>>())
+        };
+        use rustls::ProtocolVersion::{TLSv1_2, TLSv1_3};
+        assert_eq!(v("").unwrap(), [TLSv1_2, TLSv1_3]);
+        assert_eq!(v("  min_version: TLS10\n").unwrap(), [TLSv1_2, TLSv1_3]);
+        assert_eq!(v("  max_version: TLS12\n").unwrap(), [TLSv1_2]);
+        assert_eq!(v("  min_version: TLS13\n").unwrap(), [TLSv1_3]);
+        assert!(v("  min_version: TLS10\n  max_version: TLS11\n").is_err());
+    }
+
+    #[test]
+    fn missing_files_are_named() {
+        let e = server_config(&settings("")).unwrap_err().to_string();
+        assert!(e.contains("failed to read cert_file (/x/a)"), "{e}");
+    }
+}
