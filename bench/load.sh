@@ -8,6 +8,8 @@
 # Loopback only; bounded: four phases of SECONDS each.
 #
 # Usage: bench/load.sh [SECONDS] [CONNECTIONS]    (default 15 200)
+# BASELINE_BIN=/path/to/older/badgateway_exporter adds a plain phase for
+# that binary, to compare two builds in one run.
 # Targets: 0 errors; p99 under 10 ms plain and 25 ms with TLS; peak RSS
 # under 16 MiB.
 set -euo pipefail
@@ -90,7 +92,7 @@ pids+=($!)
 
 start_bgw() { # port, extra flags...
   local port=$1; shift
-  "$bin" --web.listen-address=127.0.0.1:"$port" --nginx.access-log="$work/access.log" \
+  "${BGW_BIN:-$bin}" --web.listen-address=127.0.0.1:"$port" --nginx.access-log="$work/access.log" \
     --nginx.log-format="$fmt" --log.level=warn "$@" >/dev/null 2>>"$work/bgw.log" &
   echo $!
 }
@@ -135,6 +137,13 @@ sleep 2
 phase "badgateway_exporter  plain" "$bgw" "http://127.0.0.1:$bgw_port/metrics"
 phase "node_exporter        plain" "$node" "http://127.0.0.1:$node_port/metrics"
 kill "$bgw" "$node"
+if [ -n "${BASELINE_BIN:-}" ]; then
+  base_port=$(free_port); base=$(BGW_BIN=$BASELINE_BIN start_bgw "$base_port"); pids+=("$base")
+  wait_up "http://127.0.0.1:$base_port/healthz"
+  sleep 2
+  phase "baseline build         plain" "$base" "http://127.0.0.1:$base_port/metrics"
+  kill "$base"
+fi
 
 bgw_port=$(free_port); bgw=$(start_bgw "$bgw_port" --web.config.file="$work/web.yml"); pids+=("$bgw")
 node_port=$(free_port); node=$(start_node "$node_port" --web.config.file="$work/web.yml"); pids+=("$node")
@@ -154,7 +163,8 @@ printf '%-34s %9s %9s %8s %8s %7s %8s %8s\n' target req/s requests p50_ms p99_ms
 printf '%s\n' "${rows[@]}"
 echo "# access lines counted by the TLS exporter in its ${D}s+ life: $lines"
 echo "# targets: 0 errors; p99 < 10 ms plain, < 25 ms TLS; peak RSS < 16 MiB"
-printf '%s\n' "${rows[0]}" "${rows[2]}" | python3 -c '
+tls_row=$(( ${#rows[@]} - 2 ))
+printf '%s\n' "${rows[0]}" "${rows[$tls_row]}" | python3 -c '
 import sys
 ok = True
 for row, p99max in zip(sys.stdin.read().splitlines(), (10, 25)):
