@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what the tests need when it is missing:
-# Debian's nginx-light, prometheus, prometheus-alertmanager and mtail, and
+# Debian's nginx-light, prometheus, prometheus-alertmanager, mtail and
+# systemd (for systemd-analyze), and
 # Gunicorn from PyPI into venvs under target/ (one without setproctitle, one
 # with it, since Gunicorn names its processes differently in each case).
 set -euo pipefail
@@ -13,6 +14,8 @@ command -v prometheus >/dev/null || need_pkgs+=(prometheus)
 command -v promtool >/dev/null || need_pkgs+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || need_pkgs+=(prometheus-alertmanager)
 command -v mtail >/dev/null || need_pkgs+=(mtail)
+# tests/packaging.rs: systemd-analyze verify on the shipped unit.
+command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::app_log::{AppLogOptions, AppLogSource};
 use crate::config::{Config, Discover, Server};
@@ -41,8 +41,12 @@ pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,
     /// Address to listen on: `host:port`, or `:port` for all interfaces.
-    #[arg(long = "web.listen-address", default_value = ":9502")]
+    #[arg(long = "web.listen-address", default_value = ":9502", global = true)]
     pub listen_address: String,
+    /// Web config of Prometheus' exporter-toolkit: TLS, client
+    /// certificates, basic auth, headers. Reloaded when it changes.
+    #[arg(long = "web.config.file", global = true)]
+    pub web_config_file: Option<PathBuf>,
     /// Path under which to expose metrics.
     #[arg(long = "web.telemetry-path", default_value = "/metrics")]
     pub telemetry_path: String,
@@ -99,13 +103,16 @@ pub struct Args {
     pub nginx_interval: Duration,
 }
 
-#[derive(Debug, clap::Subcommand)]
+#[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the 502 checklist once on this host and print the diagnosis:
     /// OOM kills, memory, each pool's workers, nginx's 502s and 504s by
     /// cause, and the recovery options. Exits 0 when nothing was found, 1
     /// for warnings, 2 for a critical finding, 3 when it could not run.
     Diagnose(DiagnoseArgs),
+    /// Exit 0 when the exporter on --web.listen-address answers /healthz
+    /// (for container HEALTHCHECKs; the runtime image has no curl).
+    Healthcheck,
 }
 
 #[derive(Debug, clap::Args)]
@@ -202,11 +209,17 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What the binary does: serve the exporter, or run a diagnosis once.
-/// Returns the process's exit code.
+/// What the binary does: serve the exporter, run a diagnosis once, or
+/// probe a running exporter's health. Returns the process's exit code.
 pub fn run(args: Args) -> anyhow::Result<i32> {
     match &args.command {
         Some(Command::Diagnose(d)) => diagnose(&args, d),
+        Some(Command::Healthcheck) => crate::web::probe::healthcheck(
+            parse_listen_address(&args.listen_address)?,
+            args.web_config_file.as_deref(),
+            Duration::from_secs(5),
+        )
+        .map(|()| 0),
         None => serve(args).map(|()| 0),
     }
 }
@@ -407,16 +420,12 @@ fn serve(args: Args) -> anyhow::Result<()> {
         .enable_time()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("listening on {addr}"))?;
-        tracing::info!(address = %addr, path = %args.telemetry_path, "listening");
-        axum::serve(listener, crate::server::app(snapshot, &args.telemetry_path))
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("serving HTTP")
-    })?;
+    rt.block_on(crate::web::serve(
+        crate::server::app(snapshot, &args.telemetry_path),
+        addr,
+        args.web_config_file.as_deref(),
+        shutdown_signal(),
+    ))?;
     tracing::info!("shut down");
     Ok(())
 }

@@ -31,3 +31,4 @@ pub mod server;
 pub mod snapshot;
 pub mod state;
 pub mod upstream_failure;
+pub mod web;

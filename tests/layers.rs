@@ -40,6 +40,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("diagnose", 5),
     // 6. Edges: HTTP and the command line.
     ("server", 6),
+    ("web", 6),
     ("cli", 6),
 ];
 
