@@ -35,7 +35,7 @@ fn render_fixture_with(tree: &str, config: &str) -> (String, Option<bool>) {
         pools: src.view(),
         ..Inputs::empty(sinks, "golden")
     };
-    let body = Renderer::new(inputs).render().body;
+    let body = Renderer::new(inputs).render().text.plain;
     let text = String::from_utf8(body.to_vec()).unwrap();
     // Keep the pool families only: self-observation varies run to run.
     let text = text
@@ -195,7 +195,7 @@ fn every_source_on_one_captured_host() {
         failures: judge.failures(),
         ..Inputs::empty(sinks.clone(), "golden")
     };
-    let body = Renderer::new(inputs).render().body;
+    let body = Renderer::new(inputs).render().text.plain;
     // The collector loops did not run; their families are empty headers,
     // and the build's version changes with releases.
     let got: String = String::from_utf8(body.to_vec())

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use prometheus_client::encoding::DescriptorEncoder;
+use super::Encoder;
 
 use super::{define_metrics, family};
 use crate::pools::PoolsView;
@@ -24,7 +24,7 @@ define_metrics! { METRICS;
     UNSLOTTED: Gauge, "badgateway_pool_unslotted_workers", ["pool"], "Live workers beyond max_slots, counted without per-slot series.";
 }
 
-pub fn encode(view: &PoolsView, enc: &mut DescriptorEncoder) -> fmt::Result {
+pub fn encode(view: &PoolsView, enc: &mut Encoder) -> fmt::Result {
     let pools = &view.pools;
     let slot_names: Vec<String> = (0..pools
         .iter()

@@ -25,8 +25,6 @@ pub const NOT_YET_EXPORTED: &[(&str, &[&str])] = &[
     ("badgateway_gunicorn_workers_spawned_total", &["pool"]),
     ("badgateway_gunicorn_workers_killed_total", &["pool"]),
     ("badgateway_gunicorn_reloads_total", &["pool"]),
-    ("badgateway_exporter_resident_memory_bytes", &[]),
-    ("badgateway_exporter_cpu_seconds_total", &[]),
 ];
 
 /// Where each alert's `runbook_url` points, before `#anchor`.
