@@ -29,7 +29,6 @@ work=$(mktemp -d)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -9 -- "-$p" 2>/dev/null || kill -9 "$p" 2>/dev/null || true; done
-  pkill -9 -f "bgw-bench-sleeper" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -37,7 +36,9 @@ trap cleanup EXIT
 echo "# starting $OTHERS other processes and a $WORKERS-worker Gunicorn pool"
 # One parent holding many sleeping children: the host's process table grows
 # without loading the CPU.
-python3 - "$OTHERS" <<'PY' &
+# In a process group of its own (setsid), so that the cleanup ends the
+# parent and its sleepers by group, never by name.
+setsid python3 - "$OTHERS" <<'PY' &
 import os, sys, time
 n = int(sys.argv[1])
 for _ in range(n):
@@ -45,7 +46,11 @@ for _ in range(n):
         os.execvp("sleep", ["bgw-bench-sleeper", "3600"])
 time.sleep(3600)
 PY
-pids+=($!); disown
+sleepers=$!; pids+=($sleepers); disown
+for _ in $(seq 120); do
+  [ "$(pgrep -g "$sleepers" | wc -l)" -gt "$OTHERS" ] && break
+  sleep 0.5
+done
 setsid "$venv/bin/gunicorn" -w "$WORKERS" -b 127.0.0.1:0 --chdir "$root/tests/apps" --pid "$work/g.pid" app:app >/dev/null 2>&1 &
 pids+=($!); disown
 for _ in $(seq 120); do
