@@ -13,6 +13,7 @@ use crate::follow::StartAt;
 use crate::kernel::counter_reader::{CounterOptions, CounterReader};
 use crate::kernel::kmsg_reader::{KmsgOptions, KmsgReader};
 use crate::nginx::{NginxOptions, NginxSource};
+use crate::pools::listen_queue::{ListenQueueOptions, ListenQueueSampler};
 use crate::pools::{PoolOptions, PoolSource};
 use crate::rules::{Judge, JudgeOptions};
 use crate::snapshot::{Inputs, Renderer, Snapshot};
@@ -70,6 +71,10 @@ pub struct Args {
     /// cycle. `false`: /proc polling alone.
     #[arg(long = "collector.proc-events", default_value_t = true, action = clap::ArgAction::Set)]
     pub proc_events: bool,
+    /// How often the listen queues of the pools' sockets are sampled; the
+    /// peak is kept over the last --collector.pools.interval.
+    #[arg(long = "collector.listen-queue.interval", default_value = "100ms", value_parser = parse_duration)]
+    pub listen_queue_interval: Duration,
     /// How often to scan command lines for new Gunicorn masters.
     #[arg(long = "collector.discover.interval", default_value = "10s", value_parser = parse_duration)]
     pub discover_interval: Duration,
@@ -200,6 +205,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let sinks = Sinks::new(TIMELINE_CAP);
     let pools = PoolSource::new(pool_options(&args, &cfg), sinks.clone());
+    let listen_queues = ListenQueueSampler::new(
+        ListenQueueOptions {
+            interval: args.listen_queue_interval,
+            peak_window: args.pools_interval,
+            procfs: args.procfs.clone(),
+        },
+        sinks.clone(),
+        pools.index(),
+    );
     let counters = CounterReader::new(
         CounterOptions {
             procfs: args.procfs.clone(),
@@ -235,6 +249,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         sinks,
         config_origin: cfg.origin.clone(),
         pools: pools.view(),
+        listen_queues: listen_queues.published(),
         kills: kmsg.published(),
         memory: counters.published(),
         nginx: nginx.published(),
@@ -243,6 +258,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let snapshot = Published::new(Snapshot::empty(&cfg.origin));
 
     spawn("pools", move || pools.run())?;
+    spawn("listen_queue", move || listen_queues.run())?;
     spawn("kernel", move || counters.run())?;
     if cfg.kernel.kmsg {
         spawn("kmsg", move || kmsg.run())?;

@@ -13,6 +13,7 @@ use prometheus_client::registry::Registry;
 use crate::kernel::{KillCounts, MemoryCounters};
 use crate::metrics;
 use crate::nginx::NginxView;
+use crate::pools::listen_queue::ListenQueues;
 use crate::pools::PoolsView;
 use crate::rules::ExitCounts;
 use crate::state::{Published, Sinks};
@@ -24,6 +25,7 @@ pub struct Inputs {
     /// Where the config came from, for the landing page.
     pub config_origin: String,
     pub pools: Arc<Published<PoolsView>>,
+    pub listen_queues: Arc<Published<ListenQueues>>,
     pub kills: Arc<Published<KillCounts>>,
     pub memory: Arc<Published<MemoryCounters>>,
     pub nginx: Arc<Published<NginxView>>,
@@ -43,6 +45,7 @@ impl Inputs {
             sinks,
             config_origin: config_origin.to_string(),
             pools: Published::new(PoolsView::default()),
+            listen_queues: Published::new(ListenQueues::default()),
             kills: Published::new(KillCounts::default()),
             memory: Published::new(MemoryCounters::default()),
             nginx: Published::new(NginxView::default()),
@@ -106,6 +109,7 @@ impl Collector for Families {
         )?;
         let pools = i.pools.get();
         metrics::pools::encode(&pools, &mut enc)?;
+        metrics::pools::encode_listen_queues(&i.listen_queues.get(), &mut enc)?;
         metrics::rules::encode(
             &i.exits.get(),
             pools.pools.iter().map(|p| p.name.as_str()),

@@ -384,7 +384,9 @@ pub fn parse_status_memory(text: &[u8]) -> Option<StatusMemory> {
     for line in text.split(|b| *b == b'\n') {
         let slot = match line.strip_prefix(b"VmRSS:") {
             Some(v) => Some((&mut m.rss_bytes, v)),
-            None => line.strip_prefix(b"VmSwap:").map(|v| (&mut m.swap_bytes, v)),
+            None => line
+                .strip_prefix(b"VmSwap:")
+                .map(|v| (&mut m.swap_bytes, v)),
         };
         if let Some((slot, v)) = slot {
             let kb: u64 = std::str::from_utf8(v)
