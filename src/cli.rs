@@ -14,6 +14,7 @@ use crate::follow::StartAt;
 use crate::kernel::counter_reader::{CounterOptions, CounterReader};
 use crate::kernel::kmsg_reader::{KmsgOptions, KmsgReader};
 use crate::nginx::{NginxOptions, NginxSource};
+use crate::pools::listen_queue::{ListenQueueOptions, ListenQueueSampler};
 use crate::pools::{PoolOptions, PoolSource};
 use crate::rules::{Judge, JudgeOptions};
 use crate::snapshot::{Inputs, Renderer, Snapshot};
@@ -82,6 +83,10 @@ pub struct Args {
     /// cycle. `false`: /proc polling alone.
     #[arg(long = "collector.proc-events", default_value_t = true, action = clap::ArgAction::Set)]
     pub proc_events: bool,
+    /// How often the listen queues of the pools' sockets are sampled; the
+    /// peak is kept over the last --collector.pools.interval.
+    #[arg(long = "collector.listen-queue.interval", default_value = "100ms", value_parser = parse_duration)]
+    pub listen_queue_interval: Duration,
     /// How often to scan command lines for new Gunicorn masters.
     #[arg(long = "collector.discover.interval", default_value = "10s", value_parser = parse_duration)]
     pub discover_interval: Duration,
@@ -258,6 +263,7 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
 /// Every source, and the judge, built from the flags and the config.
 struct Sources {
     pools: PoolSource,
+    listen_queues: ListenQueueSampler,
     counters: CounterReader,
     kmsg: KmsgReader,
     nginx: NginxSource,
@@ -283,6 +289,15 @@ impl Sources {
                 ..pool_options(args, cfg)
             },
             sinks.clone(),
+        );
+        let listen_queues = ListenQueueSampler::new(
+            ListenQueueOptions {
+                interval: args.listen_queue_interval,
+                peak_window: args.pools_interval,
+                procfs: args.procfs.clone(),
+            },
+            sinks.clone(),
+            pools.index(),
         );
         let counters = CounterReader::new(
             CounterOptions {
@@ -326,6 +341,7 @@ impl Sources {
             sinks,
             config_origin: cfg.origin.clone(),
             pools: pools.view(),
+            listen_queues: listen_queues.published(),
             kills: kmsg.published(),
             memory: counters.published(),
             nginx: nginx.published(),
@@ -335,6 +351,7 @@ impl Sources {
         };
         Ok(Sources {
             pools,
+            listen_queues,
             counters,
             kmsg,
             nginx,
@@ -391,6 +408,7 @@ fn serve(args: Args) -> anyhow::Result<()> {
     let snapshot = Published::new(Snapshot::empty(&cfg.origin));
     let Sources {
         pools,
+        listen_queues,
         counters,
         kmsg,
         nginx,
@@ -399,6 +417,7 @@ fn serve(args: Args) -> anyhow::Result<()> {
         inputs,
     } = s;
     spawn("pools", move || pools.run())?;
+    spawn("listen_queue", move || listen_queues.run())?;
     spawn("kernel", move || counters.run())?;
     if cfg.kernel.kmsg {
         spawn("kmsg", move || kmsg.run())?;

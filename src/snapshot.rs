@@ -11,6 +11,7 @@ use crate::diagnose::{self, GrowthHistory};
 use crate::kernel::{KillCounts, MemoryCounters};
 use crate::metrics;
 use crate::nginx::NginxView;
+use crate::pools::listen_queue::ListenQueues;
 use crate::pools::PoolsView;
 use crate::rules::{ExitCounts, FailureCounts};
 use crate::state::{Published, Sinks};
@@ -22,6 +23,7 @@ pub struct Inputs {
     /// Where the config came from, for the landing page.
     pub config_origin: String,
     pub pools: Arc<Published<PoolsView>>,
+    pub listen_queues: Arc<Published<ListenQueues>>,
     pub kills: Arc<Published<KillCounts>>,
     pub memory: Arc<Published<MemoryCounters>>,
     pub nginx: Arc<Published<NginxView>>,
@@ -78,6 +80,7 @@ impl Inputs {
             sinks,
             config_origin: config_origin.to_string(),
             pools: Published::new(PoolsView::default()),
+            listen_queues: Published::new(ListenQueues::default()),
             kills: Published::new(KillCounts::default()),
             memory: Published::new(MemoryCounters::default()),
             nginx: Published::new(NginxView::default()),
@@ -193,6 +196,7 @@ impl Inputs {
         )?;
         let pools = self.pools.get();
         metrics::pools::encode(&pools, enc)?;
+        metrics::pools::encode_listen_queues(&self.listen_queues.get(), enc)?;
         metrics::rules::encode(
             &self.exits.get(),
             &self.failures.get(),

@@ -113,6 +113,11 @@ fn text_by_default_openmetrics_when_asked_gzip_when_allowed() {
         .read_to_string(&mut unzipped)
         .unwrap();
     assert_eq!(series(&unzipped), series(&text));
-    assert!(gz.body.len() * 2 < unzipped.len(), "{} of {}", gz.body.len(), unzipped.len());
+    assert!(
+        gz.body.len() * 2 < unzipped.len(),
+        "{} of {}",
+        gz.body.len(),
+        unzipped.len()
+    );
     drop(g);
 }

@@ -5,6 +5,10 @@
 //! - [`view`]: what it publishes;
 //! - [`process_table`]: finding masters and workers for one cycle;
 //! - [`observe`]: one pool: its cycle, and the forks and exits between;
+//! - [`control`]: Gunicorn's control socket: heartbeats, Gunicorn's own
+//!   counts, and its reloads on the timeline;
+//! - [`listen_queue`]: the listen queues of the pools' sockets, sampled on
+//!   a loop of their own between cycles;
 //! - [`proc`], [`discover`], [`listen`], [`slots`]: the readers and pure
 //!   rules underneath.
 //!
@@ -19,8 +23,10 @@
 //! Each cycle publishes a [`PoolsView`] for the outputs, a [`PoolIndex`]
 //! for the other sources, and puts spawns and exits on the timeline.
 
+pub mod control;
 pub mod discover;
 pub mod listen;
+pub mod listen_queue;
 pub mod observe;
 pub mod proc;
 pub mod process_table;
@@ -32,16 +38,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{PoolConfig, Server, DEFAULT_MAX_SLOTS};
+use crate::gunicorn::control::ControlOptions;
 use crate::netlink::proc_connector::{
     EventKind as ProcEventKind, ExitOutcome, ProcConnector, ProcConnectorOptions, ProcEvent,
 };
-use crate::state::pool_index::PoolMembers;
-use crate::state::timeline::{EventKind, ExitStatus, Process, WorkerExit};
+use crate::state::pool_index::{PoolListener, PoolMembers};
+use crate::state::timeline::{AppLog, EventKind, ExitStatus, Process, WorkerExit};
 use crate::state::{thread_cpu_seconds, PoolIndex, Published, Sinks};
+use control::Poll;
+use listen::ListenAddr;
 use observe::{Change, PoolChange, Tracker};
 use proc::{ProcId, ProcRoot};
 use process_table::{Finder, Lookup};
-pub use view::{Memory, PoolState, PoolsView, ReadErrors, WorkerState};
+pub use view::{GunicornStats, Memory, PoolState, PoolsView, ReadErrors, WorkerState};
 
 /// What the pool source reads, and how often and how hard it works.
 #[derive(Debug, Clone)]
@@ -64,6 +73,8 @@ pub struct PoolOptions {
     pub proc_events: bool,
     /// How often the proc connector's events are read between cycles.
     pub events_interval: Duration,
+    /// Calls to Gunicorn's control socket.
+    pub control: ControlOptions,
 }
 
 impl Default for PoolOptions {
@@ -79,6 +90,7 @@ impl Default for PoolOptions {
             max_discovered: 32,
             proc_events: false,
             events_interval: Duration::from_millis(50),
+            control: ControlOptions::default(),
         }
     }
 }
@@ -86,6 +98,11 @@ impl Default for PoolOptions {
 /// The health `source` label of a pool's /proc reads.
 pub fn health_source(pool: &str) -> String {
     format!("pool/{pool}")
+}
+
+/// The health `source` label of a Gunicorn pool's control socket.
+pub fn control_source(pool: &str) -> String {
+    format!("control/{pool}")
 }
 
 /// The health `source` label of the process events.
@@ -222,6 +239,7 @@ impl PoolSource {
             };
             self.sinks.health.report(&health_source(&t.name), result);
             put_on_timeline(&self.sinks, &self.root, &t.name, &mut changes);
+            poll_control(&self.sinks, &self.opts.control, t, true);
         }
         errors += lookup.scan_errors;
         self.publish();
@@ -274,6 +292,9 @@ impl PoolSource {
                         starttime: self.root.ticks_since_boot(ev.timestamp_ns),
                     });
                     t.forked(id, at, &mut changes);
+                    if let Some(c) = &mut t.control {
+                        c.forked(Instant::now());
+                    }
                     put_on_timeline(&self.sinks, &self.root, &t.name, &mut changes);
                     changed = true;
                 }
@@ -295,6 +316,14 @@ impl PoolSource {
             }
         }
         self.event_buf = events;
+        // After a fork: a reload is on the timeline before the old
+        // workers' exits are judged.
+        let now = Instant::now();
+        for t in &mut self.trackers {
+            if t.control.as_mut().is_some_and(|c| c.check_due(now)) {
+                changed |= poll_control(&self.sinks, &self.opts.control, t, false);
+            }
+        }
         if changed {
             self.publish();
             self.sinks.changed.notify();
@@ -329,7 +358,19 @@ impl PoolSource {
                     name: t.name.clone(),
                     master: t.state.master.map(|m| process(m, None)),
                     workers: t.workers().map(|(id, slot)| process(id, slot)).collect(),
-                    listeners: t.state.listen.clone(),
+                    listeners: t
+                        .state
+                        .listen
+                        .iter()
+                        .map(|l| PoolListener {
+                            name: l.name.clone(),
+                            inode: l.inode,
+                            tcp: match l.addr {
+                                ListenAddr::Tcp(a) => Some(a),
+                                ListenAddr::Unix(_) => None,
+                            },
+                        })
+                        .collect(),
                 })
                 .collect(),
         };
@@ -373,6 +414,37 @@ impl PoolSource {
                     break;
                 }
             }
+        }
+    }
+}
+
+/// Ask a Gunicorn pool's control socket: in a cycle (`cycle`) for the
+/// heartbeats and stats, with its health reported and one retry; between
+/// cycles for the stats alone. A reload goes on the timeline. Returns
+/// whether it answered.
+fn poll_control(sinks: &Sinks, opts: &ControlOptions, t: &mut Tracker, cycle: bool) -> bool {
+    let Some(c) = t.control.as_mut() else {
+        return false;
+    };
+    match c.poll(&mut t.state, opts, cycle, cycle) {
+        Poll::Nothing => false,
+        Poll::Failed(why) => {
+            if cycle {
+                sinks.health.report(&control_source(&t.name), Err(why));
+            }
+            false
+        }
+        Poll::Answered { reload } => {
+            sinks.health.report(&control_source(&t.name), Ok(()));
+            if reload {
+                tracing::debug!(pool = %t.name, "gunicorn reload seen on its control socket");
+                sinks.timeline.push(
+                    SystemTime::now(),
+                    Some(t.name.clone()),
+                    EventKind::AppLog(AppLog::Reload),
+                );
+            }
+            true
         }
     }
 }

@@ -10,6 +10,7 @@ use std::time::{Instant, SystemTime};
 use crate::config::{PoolConfig, Server};
 use crate::state::timeline::ExitStatus;
 
+use super::control::Control;
 use super::listen;
 use super::proc::{ProcId, ProcRoot, ReadFailure};
 use super::process_table::{Finder, Lookup};
@@ -58,11 +59,25 @@ pub struct Tracker {
     max_fds: HashMap<ProcId, Option<u64>>,
     /// Cycles until listening addresses are read again.
     listen_refresh: u32,
+    /// Gunicorn's control socket, for a Gunicorn pool.
+    pub control: Option<Control>,
     pub state: PoolState,
 }
 
 impl Tracker {
     pub fn new(name: &str, server: Server, finder: Finder, max_slots: usize) -> Tracker {
+        Tracker::with_control(name, server, finder, max_slots, None)
+    }
+
+    /// A pool whose Gunicorn control socket is `control_socket` rather than
+    /// the one found among its master's sockets.
+    pub fn with_control(
+        name: &str,
+        server: Server,
+        finder: Finder,
+        max_slots: usize,
+        control_socket: Option<std::path::PathBuf>,
+    ) -> Tracker {
         Tracker {
             name: Arc::from(name),
             finder,
@@ -72,16 +87,18 @@ impl Tracker {
             smaps_at: HashMap::new(),
             max_fds: HashMap::new(),
             listen_refresh: 0,
+            control: (server == Server::Gunicorn).then(|| Control::new(control_socket)),
             state: PoolState::new(name, server),
         }
     }
 
     pub fn from_config(p: &PoolConfig) -> Tracker {
-        Tracker::new(
+        Tracker::with_control(
             &p.name,
             p.server,
             Finder::Config(p.matcher.clone()),
             p.max_slots,
+            p.control_socket.clone(),
         )
     }
 
@@ -186,18 +203,6 @@ impl Tracker {
             t.listen_refresh = 0;
         }
         t.state.up = master.is_some();
-        match master {
-            Some(m) if t.listen_refresh == 0 => {
-                t.state.listen = lookup
-                    .root
-                    .process(m.pid)
-                    .map(|p| listen::listen_addresses(&p))
-                    .unwrap_or_default();
-                t.listen_refresh = LISTEN_REFRESH_CYCLES;
-            }
-            Some(_) => t.listen_refresh -= 1,
-            None => t.state.listen.clear(),
-        }
 
         let root = lookup.root;
         let mut stats = HashMap::new();
@@ -228,6 +233,13 @@ impl Tracker {
                 t.state.spawns += 1;
             }
             changes.push(change(Change::WorkerSpawn, *id, *slot));
+        }
+        // After the workers are known: their fds tell the app's sockets
+        // from Gunicorn's control socket.
+        match master {
+            Some(m) if t.listen_refresh == 0 => t.read_listeners(root, m, wall),
+            Some(_) => t.listen_refresh -= 1,
+            None => t.state.listen.clear(),
         }
 
         let mut errors = 0;
@@ -278,11 +290,35 @@ impl Tracker {
                 open_fds,
                 max_fds,
                 cpu_seconds,
+                heartbeat_age: None,
             });
         }
         t.state.workers = workers;
         t.state.unslotted_workers = t.slots.unslotted_count();
         errors
+    }
+
+    /// The master's listening sockets, without its control socket.
+    fn read_listeners(&mut self, root: &ProcRoot, master: ProcId, wall: SystemTime) {
+        self.listen_refresh = LISTEN_REFRESH_CYCLES;
+        let sockets = root
+            .process(master.pid)
+            .and_then(|p| listen::listen_sockets(&p))
+            .map_err(|e| e.to_string());
+        if let Some(c) = &mut self.control {
+            let age = wall
+                .duration_since(root.start_time(master.starttime))
+                .unwrap_or_default();
+            let workers = self.slots.all().map(|(id, _)| id);
+            if c.locate(root, master, &sockets, workers, age) {
+                self.listen_refresh = 0;
+            }
+        }
+        let mut sockets = sockets.unwrap_or_default();
+        if let Some(c) = &self.control {
+            sockets.retain(|l| !c.is_control(l));
+        }
+        self.state.listen = sockets;
     }
 
     /// RSS and swap every cycle; PSS and USS when due and under the size
