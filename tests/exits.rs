@@ -81,8 +81,11 @@ fn setup(mode: Mode, extra: &[&str], cgroup: Option<&Cgroup>) -> Setup {
     }
     let events = format!("--collector.proc-events={}", mode.events());
     let e = Exporter::start(Some(&yaml), &[&events]);
+    // Steady state: the workers, and the master's control socket found
+    // (Gunicorn binds it after its first workers boot).
     e.wait_scrape(T, "the pool with its 2 workers", |s| {
         s.get("badgateway_pool_workers", &[("pool", POOL)]) == Some(2.0)
+            && s.get("badgateway_source_up", &[("source", "control/app")]) == Some(1.0)
             && s.get(
                 "badgateway_worker_exits_total",
                 &[("pool", POOL), ("reason", "unknown")],
