@@ -351,9 +351,19 @@ fn a_worker_forked_and_oom_killed_within_100ms_is_attributed_to_its_pool() {
             .filter_map(|k| lives.iter().find(|(p, _)| *p == k.pid).map(|(_, l)| *l))
             .collect();
         eprintln!("{mode:?}: {} kills, victims lived {killed:?}", kills.len());
-        // The pool got back its one worker; then the counts settle.
+        // The pool gets back its workers; a hog that was booting when the
+        // file went may still die, so the kills are counted once they have
+        // stopped for a second.
         g.wait_workers(2, T);
-        let n = kernel_kills(since, &wcg.path).len();
+        let mut n = kernel_kills(since, &wcg.path).len();
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let now = kernel_kills(since, &wcg.path).len();
+            if now == n {
+                break;
+            }
+            n = now;
+        }
         let s = e.wait_scrape(T, "every kill counted once", |s| {
             pool_kills(s).unwrap() + nobodys(s)
                 == pool_kills(&s0).unwrap() + nobodys(&s0) + n as f64

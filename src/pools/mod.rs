@@ -316,15 +316,23 @@ impl PoolSource {
             }
         }
         self.event_buf = events;
+        // Published at once: the kernel source attributes an OOM kill of a
+        // worker forked a moment ago by this index.
+        if changed {
+            self.publish();
+            self.sinks.changed.notify();
+        }
         // After a fork: a reload is on the timeline before the old
-        // workers' exits are judged.
+        // workers' exits are judged. The control socket may take its time
+        // to answer; the index is out already.
         let now = Instant::now();
+        let mut asked = false;
         for t in &mut self.trackers {
             if t.control.as_mut().is_some_and(|c| c.check_due(now)) {
-                changed |= poll_control(&self.sinks, &self.opts.control, t, false);
+                asked |= poll_control(&self.sinks, &self.opts.control, t, false);
             }
         }
-        if changed {
+        if asked {
             self.publish();
             self.sinks.changed.notify();
         }
