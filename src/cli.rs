@@ -15,6 +15,7 @@ use crate::kernel::counter_reader::{CounterOptions, CounterReader};
 use crate::kernel::kmsg_reader::{KmsgOptions, KmsgReader};
 use crate::nginx::{NginxOptions, NginxSource};
 use crate::pools::listen_queue::{ListenQueueOptions, ListenQueueSampler};
+use crate::pools::smaps::SmapsSampler;
 use crate::pools::{PoolOptions, PoolSource};
 use crate::rules::{Judge, JudgeOptions};
 use crate::snapshot::{Inputs, Renderer, Snapshot};
@@ -263,6 +264,7 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
 /// Every source, and the judge, built from the flags and the config.
 struct Sources {
     pools: PoolSource,
+    smaps: SmapsSampler,
     listen_queues: ListenQueueSampler,
     counters: CounterReader,
     kmsg: KmsgReader,
@@ -290,6 +292,7 @@ impl Sources {
             },
             sinks.clone(),
         );
+        let smaps = pools.smaps_sampler();
         let listen_queues = ListenQueueSampler::new(
             ListenQueueOptions {
                 interval: args.listen_queue_interval,
@@ -351,6 +354,7 @@ impl Sources {
         };
         Ok(Sources {
             pools,
+            smaps,
             listen_queues,
             counters,
             kmsg,
@@ -372,6 +376,9 @@ fn diagnose(args: &Args, d: &DiagnoseArgs) -> anyhow::Result<i32> {
     init_logging_to(args, tracing::Level::ERROR);
     let cfg = load_config(args)?;
     let mut s = Sources::build(args, &cfg, DIAGNOSE_TIMELINE_CAP, StartAt::Beginning, false)?;
+    // PSS comes from the smaps sampler: read it, then the pools again.
+    s.pools.collect(std::time::Instant::now());
+    s.smaps.sample(true);
     s.pools.collect(std::time::Instant::now());
     s.counters.collect();
     if cfg.kernel.kmsg {
@@ -408,6 +415,7 @@ fn serve(args: Args) -> anyhow::Result<()> {
     let snapshot = Published::new(Snapshot::empty(&cfg.origin));
     let Sources {
         pools,
+        smaps,
         listen_queues,
         counters,
         kmsg,
@@ -417,6 +425,7 @@ fn serve(args: Args) -> anyhow::Result<()> {
         inputs,
     } = s;
     spawn("pools", move || pools.run())?;
+    spawn("smaps", move || smaps.run())?;
     spawn("listen_queue", move || listen_queues.run())?;
     spawn("kernel", move || counters.run())?;
     if cfg.kernel.kmsg {

@@ -16,7 +16,7 @@ define_metrics! { METRICS;
     COLLECTOR_CPU: Counter, "badgateway_collector_cpu_seconds", ["collector"], "CPU time the collector has used.";
     COLLECTOR_CYCLES: Counter, "badgateway_collector_cycles", ["collector"], "Cycles the collector has run.";
     COLLECTOR_ERRORS: Counter, "badgateway_collector_errors", ["collector"], "Values the collector could not read; each is skipped, never fatal.";
-    SOURCE_UP: Gauge, "badgateway_source_up", ["source"], "1 if the source could be read on its last try, 0 if not: kernel files (kmsg, vmstat, meminfo, pressure, cgroup), the process events (proc_connector), the listen queues (listen_queue), each nginx log (nginx/NAME/access, nginx/NAME/error), and per pool its /proc reads (pool/NAME), its log (app_log/NAME) and its control socket (control/NAME).";
+    SOURCE_UP: Gauge, "badgateway_source_up", ["source"], "1 if the source could be read on its last try, 0 if not: kernel files (kmsg, vmstat, meminfo, pressure, cgroup), the process events (proc_connector), the listen queues (listen_queue), each nginx log (nginx/NAME/access, nginx/NAME/error), and per pool its /proc reads (pool/NAME), its smaps_rollup reads (smaps/NAME), its log (app_log/NAME) and its control socket (control/NAME).";
     SOURCE_ERRORS: Counter, "badgateway_source_errors", ["source"], "Tries that failed to read the source, by the same `source` values as badgateway_source_up.";
     RESIDENT: Gauge, "badgateway_exporter_resident_memory_bytes", [], "The exporter's own resident memory (VmRSS).";
     CPU: Counter, "badgateway_exporter_cpu_seconds", [], "CPU time the exporter has used, user plus system.";

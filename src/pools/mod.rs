@@ -31,6 +31,7 @@ pub mod observe;
 pub mod proc;
 pub mod process_table;
 pub mod slots;
+pub mod smaps;
 pub mod view;
 
 use std::path::PathBuf;
@@ -50,6 +51,7 @@ use listen::ListenAddr;
 use observe::{Change, PoolChange, Tracker};
 use proc::{ProcId, ProcRoot};
 use process_table::{Finder, Lookup};
+use smaps::{SmapsOptions, SmapsSampler, SmapsView};
 pub use view::{GunicornStats, Memory, PoolState, PoolsView, ReadErrors, WorkerState};
 
 /// What the pool source reads, and how often and how hard it works.
@@ -71,7 +73,8 @@ pub struct PoolOptions {
     pub max_discovered: usize,
     /// Follow forks and exits with the proc connector.
     pub proc_events: bool,
-    /// How often the proc connector's events are read between cycles.
+    /// How long events gather, once one has come, before they are read:
+    /// a busy host's forks and exits cost one wakeup per batch.
     pub events_interval: Duration,
     /// Calls to Gunicorn's control socket.
     pub control: ControlOptions,
@@ -89,7 +92,7 @@ impl Default for PoolOptions {
             discover_interval: Duration::from_secs(30),
             max_discovered: 32,
             proc_events: false,
-            events_interval: Duration::from_millis(50),
+            events_interval: Duration::from_millis(20),
             control: ControlOptions::default(),
         }
     }
@@ -132,6 +135,8 @@ pub struct PoolSource {
     boot: SystemTime,
     view: Arc<Published<PoolsView>>,
     index: Arc<Published<PoolIndex>>,
+    /// PSS and USS, read on the smaps sampler's thread.
+    smaps: Arc<Published<SmapsView>>,
 }
 
 impl PoolSource {
@@ -168,7 +173,23 @@ impl PoolSource {
             boot: crate::state::boot_time(),
             view: Published::new(PoolsView::default()),
             index: Published::new(PoolIndex::default()),
+            smaps: Published::new(SmapsView::default()),
         }
+    }
+
+    /// The sampler of the pools' PSS and USS, which this source reads: it
+    /// runs on a thread of its own (see [`smaps`]).
+    pub fn smaps_sampler(&self) -> SmapsSampler {
+        SmapsSampler::new(
+            SmapsOptions {
+                procfs: self.opts.procfs.clone(),
+                interval: self.opts.smaps_interval,
+                max_rss: self.opts.smaps_max_rss,
+            },
+            self.sinks.clone(),
+            self.view.clone(),
+            self.smaps.clone(),
+        )
     }
 
     /// What the outputs read: every pool's state.
@@ -217,16 +238,10 @@ impl PoolSource {
         let mut errors = 0;
         let wall = SystemTime::now();
         let mut changes = Vec::new();
+        let smaps = self.smaps.get();
         for t in &mut self.trackers {
             let before = t.state.read_errors.clone();
-            let e = t.observe(
-                &mut lookup,
-                &self.opts,
-                now,
-                wall,
-                trust_events,
-                &mut changes,
-            );
+            let e = t.observe(&mut lookup, &smaps, wall, trust_events, &mut changes);
             errors += e;
             let after = &t.state.read_errors;
             let result = match e {
@@ -347,7 +362,21 @@ impl PoolSource {
     }
 
     fn publish(&self) {
-        let mut pools: Vec<PoolState> = self.trackers.iter().map(|t| t.state.clone()).collect();
+        let smaps = self.smaps.get();
+        let mut pools: Vec<PoolState> = self
+            .trackers
+            .iter()
+            .map(|t| {
+                // The smaps sampler's counts are the pool's too.
+                let mut st = t.state.clone();
+                st.smaps_skipped = smaps.skipped.get(&st.name).copied().unwrap_or(0);
+                if let Some(e) = smaps.errors.get(&st.name) {
+                    st.read_errors.permission_denied += e.permission_denied;
+                    st.read_errors.other += e.other;
+                }
+                st
+            })
+            .collect();
         pools.sort_by(|a, b| a.name.cmp(&b.name));
         self.view.publish(PoolsView {
             pools,
@@ -401,17 +430,25 @@ impl PoolSource {
             );
             sinks.changed.notify();
             let next = started + self.opts.interval;
-            // Between cycles: the events, read in batches; a master that
-            // exits cuts the wait short.
+            // Between cycles: wait for process events, let a batch gather
+            // for `events_interval`, read it; an idle host costs no wakeup.
+            // A master that exits cuts the wait short.
             loop {
                 let left = next.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     break;
                 }
-                if self.events.is_none() {
-                    std::thread::sleep(left);
-                    break;
+                let ready = match &self.events {
+                    None => {
+                        std::thread::sleep(left);
+                        break;
+                    }
+                    Some(c) => c.wait(left).unwrap_or(true),
+                };
+                if !ready {
+                    continue;
                 }
+                let left = next.saturating_duration_since(Instant::now());
                 std::thread::sleep(left.min(self.opts.events_interval));
                 let cpu0 = thread_cpu_seconds();
                 let master_gone = self.drain_events();

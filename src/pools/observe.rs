@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use crate::config::{PoolConfig, Server};
 use crate::state::timeline::ExitStatus;
@@ -15,8 +15,8 @@ use super::listen;
 use super::proc::{ProcId, ProcRoot, ReadFailure};
 use super::process_table::{Finder, Lookup};
 use super::slots::Slots;
+use super::smaps::SmapsView;
 use super::view::{Memory, PoolState, ReadErrors, WorkerState};
-use super::PoolOptions;
 
 /// Sockets rarely change while a master lives; re-read them now and then
 /// (and at once when the master changes).
@@ -54,8 +54,6 @@ pub struct Tracker {
     /// The first observation sets the baseline: workers that existed
     /// before the exporter started are not counted as spawns.
     baseline_taken: bool,
-    /// When smaps_rollup was last read, per process.
-    smaps_at: HashMap<ProcId, Instant>,
     max_fds: HashMap<ProcId, Option<u64>>,
     /// Cycles until listening addresses are read again.
     listen_refresh: u32,
@@ -84,7 +82,6 @@ impl Tracker {
             slots: Slots::new(max_slots),
             last_master: None,
             baseline_taken: false,
-            smaps_at: HashMap::new(),
             max_fds: HashMap::new(),
             listen_refresh: 0,
             control: (server == Server::Gunicorn).then(|| Control::new(control_socket)),
@@ -151,7 +148,6 @@ impl Tracker {
         changes: &mut Vec<PoolChange>,
     ) {
         self.state.exits += 1;
-        self.smaps_at.remove(&id);
         self.max_fds.remove(&id);
         let last = self.state.workers.iter().find(|w| w.id == id);
         changes.push(PoolChange {
@@ -169,8 +165,7 @@ impl Tracker {
     pub fn observe(
         &mut self,
         lookup: &mut Lookup<'_>,
-        opts: &PoolOptions,
-        now: Instant,
+        smaps: &SmapsView,
         wall: SystemTime,
         trust_events: bool,
         changes: &mut Vec<PoolChange>,
@@ -190,7 +185,6 @@ impl Tracker {
         if master_changed {
             if let Some(old) = t.state.master {
                 changes.push(change(Change::MasterExit, old, None));
-                t.smaps_at.remove(&old);
             }
             if let Some(new) = master {
                 if t.last_master.is_some_and(|l| l != new) {
@@ -244,31 +238,24 @@ impl Tracker {
 
         let mut errors = 0;
         if let Some(m) = master {
-            let prev = t.state.master_memory;
-            match t.read_memory(root, m, prev, opts, now) {
-                Ok((mem, e)) => {
-                    t.state.master_memory = mem;
-                    errors += e;
-                }
+            match read_memory(root, m, smaps) {
+                Ok(mem) => t.state.master_memory = mem,
                 Err(f) => errors += count_failure(&mut t.state.read_errors, f),
             }
         } else {
             t.state.master_memory = Memory::default();
         }
 
-        let prev: HashMap<ProcId, WorkerState> =
-            t.state.workers.drain(..).map(|w| (w.id, w)).collect();
+        t.state.workers.clear();
         let mut workers = Vec::with_capacity(live.len());
         for (id, slot) in t.slots.assigned() {
-            let prev_mem = prev.get(&id).map(|w| w.memory).unwrap_or_default();
-            let (memory, e) = match t.read_memory(root, id, prev_mem, opts, now) {
-                Ok(r) => r,
+            let memory = match read_memory(root, id, smaps) {
+                Ok(m) => m,
                 Err(f) => {
                     errors += count_failure(&mut t.state.read_errors, f);
                     continue;
                 }
             };
-            errors += e;
             let (open_fds, max_fds, e) = t.read_fds(root, id);
             errors += e;
             let stat = match stats.remove(&id) {
@@ -321,55 +308,6 @@ impl Tracker {
         self.state.listen = sockets;
     }
 
-    /// RSS and swap every cycle; PSS and USS when due and under the size
-    /// guard.
-    fn read_memory(
-        &mut self,
-        root: &ProcRoot,
-        id: ProcId,
-        prev: Memory,
-        opts: &PoolOptions,
-        now: Instant,
-    ) -> Result<(Memory, u64), ReadFailure> {
-        let status = root.status_memory(id.pid)?;
-        let mut mem = Memory {
-            rss: status.rss_bytes,
-            swap: status.swap_bytes,
-            pss: prev.pss,
-            uss: prev.uss,
-        };
-        let mut errors = 0;
-        let due = self
-            .smaps_at
-            .get(&id)
-            .is_none_or(|at| now.duration_since(*at) >= opts.smaps_interval);
-        if due {
-            self.smaps_at.insert(id, now);
-            if status.rss_bytes > opts.smaps_max_rss {
-                self.state.smaps_skipped += 1;
-            } else {
-                match root.smaps_memory(id.pid) {
-                    Ok(s) => {
-                        mem.pss = Some(s.pss_bytes);
-                        mem.uss = Some(s.uss_bytes);
-                    }
-                    Err(f) => {
-                        // Unreadable (not root, not the same user): export no
-                        // PSS/USS rather than a stale or zero value.
-                        mem.pss = None;
-                        mem.uss = None;
-                        errors += count_failure(&mut self.state.read_errors, f);
-                    }
-                }
-            }
-        }
-        // Between smaps reads PSS/USS are older than RSS; neither can exceed
-        // RSS at any instant, so cap them rather than report the impossible.
-        mem.pss = mem.pss.map(|v| v.min(mem.rss));
-        mem.uss = mem.uss.map(|v| v.min(mem.rss));
-        Ok((mem, errors))
-    }
-
     fn read_fds(&mut self, root: &ProcRoot, id: ProcId) -> (Option<u64>, Option<u64>, u64) {
         let mut errors = 0;
         let open = match root.open_fds(id.pid) {
@@ -395,6 +333,25 @@ impl Tracker {
         };
         (open, max, errors)
     }
+}
+
+/// RSS and swap from status; PSS and USS as the smaps sampler last read
+/// them (capped at RSS: they are older, and can exceed it at no instant).
+fn read_memory(root: &ProcRoot, id: ProcId, smaps: &SmapsView) -> Result<Memory, ReadFailure> {
+    let status = root.status_memory(id.pid)?;
+    let (pss, uss) = match smaps.memory.get(&id) {
+        Some((p, u)) => (
+            Some((*p).min(status.rss_bytes)),
+            Some((*u).min(status.rss_bytes)),
+        ),
+        None => (None, None),
+    };
+    Ok(Memory {
+        rss: status.rss_bytes,
+        swap: status.swap_bytes,
+        pss,
+        uss,
+    })
 }
 
 /// Count a read failure; `Gone` is churn, not an error.
