@@ -95,18 +95,25 @@ echo "process-exporter    $(python3 bench/scrape.py 127.0.0.1:$p2 /metrics "$SCR
 echo "node_exporter       $(python3 bench/scrape.py 127.0.0.1:$p3 /metrics "$((SCRAPES / 10))")"
 
 echo
-echo "## pool collector CPU per cycle"
-cpu=$(metric 'badgateway_collector_cpu_seconds_total{collector="pools"}')
-cyc=$(metric 'badgateway_collector_cycles_total{collector="pools"}')
-dur=$(metric 'badgateway_collector_duration_seconds{collector="pools"}')
-python3 -c "print(f'cycles={int(float($cyc))} cpu_per_cycle_ms={float($cpu)/float($cyc)*1000:.2f} last_cycle_wall_ms={float($dur)*1000:.2f}')"
+echo "## collector CPU per cycle (pools: the pool cycle and the process events between; smaps: one PSS/USS pass)"
+for c in pools smaps; do
+  cpu=$(metric "badgateway_collector_cpu_seconds_total{collector=\"$c\"}")
+  cyc=$(metric "badgateway_collector_cycles_total{collector=\"$c\"}")
+  dur=$(metric "badgateway_collector_duration_seconds{collector=\"$c\"}")
+  python3 -c "print(f'$c cycles={int(float($cyc))} cpu_per_cycle_ms={float($cpu)/float($cyc)*1000:.2f} last_cycle_wall_ms={float($dur)*1000:.2f}')"
+done
 
 echo
 echo "## smaps_rollup vs status read cost (per worker, python, $WORKERS workers x 20)"
 python3 - "$master" <<'PY'
 import os, sys, time
 master = sys.argv[1]
-ws = [p for p in os.listdir("/proc") if p.isdigit() and open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1] == master]
+def parent(p):
+    try:
+        return open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1]
+    except OSError:  # gone while we looked
+        return None
+ws = [p for p in os.listdir("/proc") if p.isdigit() and parent(p) == master]
 def cost(name):
     t0 = time.perf_counter()
     for _ in range(20):

@@ -92,7 +92,7 @@ impl Default for PoolOptions {
             discover_interval: Duration::from_secs(30),
             max_discovered: 32,
             proc_events: false,
-            events_interval: Duration::from_millis(20),
+            events_interval: Duration::from_millis(100),
             control: ControlOptions::default(),
         }
     }
@@ -113,7 +113,7 @@ pub const PROC_EVENTS_SOURCE: &str = "proc_connector";
 
 /// Cycles between two lookups of every master's children while the events
 /// keep the worker sets: a safety net, not the way workers are found.
-pub const RECONCILE_EVERY: u32 = 12;
+pub const RECONCILE_EVERY: u32 = 60;
 
 /// The proc connector's receive buffer: about 2,000 events between two
 /// reads.
@@ -452,9 +452,12 @@ impl PoolSource {
                 std::thread::sleep(left.min(self.opts.events_interval));
                 let cpu0 = thread_cpu_seconds();
                 let master_gone = self.drain_events();
-                sinks
-                    .collectors
-                    .add_cpu("pools", thread_cpu_seconds() - cpu0);
+                sinks.collectors.record(
+                    PROC_EVENTS_SOURCE,
+                    Duration::ZERO,
+                    thread_cpu_seconds() - cpu0,
+                    0,
+                );
                 if master_gone {
                     break;
                 }

@@ -19,8 +19,9 @@ use super::smaps::SmapsView;
 use super::view::{Memory, PoolState, ReadErrors, WorkerState};
 
 /// Sockets rarely change while a master lives; re-read them now and then
-/// (and at once when the master changes).
-const LISTEN_REFRESH_CYCLES: u32 = 12;
+/// (and at once when the master changes). Reading them walks the host's
+/// TCP sockets, so not often.
+const LISTEN_REFRESH_CYCLES: u32 = 60;
 
 /// What happened to one of the pool's processes.
 #[derive(Debug, Clone, Copy, PartialEq)]
