@@ -126,9 +126,25 @@ PY
 
 echo
 echo "## exporter CPU over 30 s idle (ticks of 10 ms) and RSS"
+steady() { for c in pools proc_connector smaps; do
+  echo "$c $(metric "badgateway_collector_cpu_seconds_total{collector=\"$c\"}") $(metric "badgateway_collector_cycles_total{collector=\"$c\"}")"
+done; }
+s1=$(steady)
 c1=$(cpu_ticks $bgw); d1=$(cpu_ticks $pe); e1=$(cpu_ticks $ne); sleep 30
 c2=$(cpu_ticks $bgw); d2=$(cpu_ticks $pe); e2=$(cpu_ticks $ne)
+s2=$(steady)
 echo "badgateway_exporter rss_kib=$(rss_kib $bgw) cpu_ticks_30s=$((c2 - c1))"
 echo "process-exporter    rss_kib=$(rss_kib $pe) cpu_ticks_30s=$((d2 - d1))"
 echo "node_exporter       rss_kib=$(rss_kib $ne) cpu_ticks_30s=$((e2 - e1))"
+echo "## steady state over those 30 s: CPU per pool cycle, with the process events between cycles apart"
+python3 - "$s1" "$s2" <<'PY'
+import sys
+a = {l.split()[0]: l.split()[1:] for l in sys.argv[1].splitlines() if len(l.split()) == 3}
+b = {l.split()[0]: l.split()[1:] for l in sys.argv[2].splitlines() if len(l.split()) == 3}
+cycles = float(b["pools"][1]) - float(a["pools"][1])
+for c in ("pools", "proc_connector", "smaps"):
+    if c in a and c in b:
+        cpu = (float(b[c][0]) - float(a[c][0])) * 1000
+        print(f"{c:15s} cpu_ms={cpu:.2f} per_pool_cycle_ms={cpu / cycles:.3f} (pool cycles={cycles:.0f})")
+PY
 python3 -c "print(f'rss ratio process-exporter/badgateway = {$(rss_kib $pe)/$(rss_kib $bgw):.2f}, node_exporter/badgateway = {$(rss_kib $ne)/$(rss_kib $bgw):.2f}')"
