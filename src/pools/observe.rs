@@ -336,22 +336,25 @@ impl Tracker {
     }
 }
 
-/// RSS and swap from status; PSS and USS as the smaps sampler last read
-/// them (capped at RSS: they are older, and can exceed it at no instant).
+/// RSS from statm every cycle; PSS, USS and swap as the smaps sampler last
+/// read them (PSS and USS capped at RSS: they are older, and can exceed it
+/// at no instant). Where smaps cannot be read (another user's process),
+/// swap comes from status, which anyone may read.
 fn read_memory(root: &ProcRoot, id: ProcId, smaps: &SmapsView) -> Result<Memory, ReadFailure> {
-    let status = root.status_memory(id.pid)?;
-    let (pss, uss) = match smaps.memory.get(&id) {
-        Some((p, u)) => (
-            Some((*p).min(status.rss_bytes)),
-            Some((*u).min(status.rss_bytes)),
-        ),
-        None => (None, None),
-    };
-    Ok(Memory {
-        rss: status.rss_bytes,
-        swap: status.swap_bytes,
-        pss,
-        uss,
+    let rss = root.statm_rss(id.pid)?;
+    Ok(match smaps.memory.get(&id) {
+        Some((pss, uss, swap)) => Memory {
+            rss,
+            swap: *swap,
+            pss: Some((*pss).min(rss)),
+            uss: Some((*uss).min(rss)),
+        },
+        None => Memory {
+            rss,
+            swap: root.status_memory(id.pid)?.swap_bytes,
+            pss: None,
+            uss: None,
+        },
     })
 }
 

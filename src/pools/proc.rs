@@ -92,6 +92,7 @@ pub struct ProcRoot {
     is_procfs: bool,
     boot_time_secs: u64,
     ticks_per_second: u64,
+    page_size: u64,
 }
 
 impl ProcRoot {
@@ -106,6 +107,7 @@ impl ProcRoot {
             root,
             boot_time_secs,
             ticks_per_second: procfs::ticks_per_second().max(1),
+            page_size: procfs::page_size().max(1),
         }
     }
 
@@ -224,6 +226,17 @@ impl ProcRoot {
         Some(args.join(" "))
     }
 
+    /// The resident set, from /proc/PID/statm: the cheapest file the
+    /// kernel has with it (status renders sixty lines around the same
+    /// number).
+    pub fn statm_rss(&self, pid: i32) -> Result<u64, ReadFailure> {
+        let mut buf = [0u8; 256];
+        let n = read_small(&self.pid_file(pid, "statm"), &mut buf)?;
+        parse_statm_resident(&buf[..n])
+            .map(|pages| pages * self.page_size)
+            .ok_or(ReadFailure::Other)
+    }
+
     /// Cheap per-cycle memory figures from /proc/PID/status, read into a
     /// stack buffer and scanned for the two lines: no allocation.
     pub fn status_memory(&self, pid: i32) -> Result<StatusMemory, ReadFailure> {
@@ -250,6 +263,7 @@ impl ProcRoot {
         Ok(SmapsMemory {
             pss_bytes: get("Pss"),
             uss_bytes: get("Private_Clean") + get("Private_Dirty"),
+            swap_bytes: get("Swap"),
         })
     }
 
@@ -373,6 +387,12 @@ fn read_small(path: &Path, buf: &mut [u8]) -> Result<usize, ReadFailure> {
     Ok(n)
 }
 
+/// The second field of /proc/PID/statm: resident pages.
+pub fn parse_statm_resident(text: &[u8]) -> Option<u64> {
+    let field = text.split(|b| *b == b' ').nth(1)?;
+    std::str::from_utf8(field).ok()?.trim().parse().ok()
+}
+
 /// `VmRSS` and `VmSwap` from /proc/PID/status, in bytes. A kernel thread
 /// has neither and reads as zero; a text without a `Name:` line is not a
 /// status file.
@@ -417,6 +437,7 @@ pub struct StatusMemory {
 pub struct SmapsMemory {
     pub pss_bytes: u64,
     pub uss_bytes: u64,
+    pub swap_bytes: u64,
 }
 
 #[cfg(test)]
@@ -481,6 +502,26 @@ mod tests {
         );
         assert_eq!(parse_status_memory(b"garbage"), None);
         assert_eq!(parse_status_memory(b"Name:\tx\nVmRSS:\t12 MB\n"), None);
+    }
+
+    #[test]
+    fn statm_matches_status() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/proc/gunicorn_plain");
+        let root = ProcRoot::new(&dir);
+        for pid in [17589, 17591, 17592] {
+            let status = root.status_memory(pid).unwrap();
+            assert_eq!(root.statm_rss(pid).unwrap(), status.rss_bytes, "{pid}");
+        }
+        // This process, live.
+        let me = std::process::id() as i32;
+        let live = ProcRoot::new("/proc");
+        let (a, b) = (
+            live.statm_rss(me).unwrap(),
+            live.status_memory(me).unwrap().rss_bytes,
+        );
+        assert!(a.abs_diff(b) < 1 << 20, "statm {a} status {b}");
+        assert_eq!(parse_statm_resident(b"765 427 399 5 0 123 0\n"), Some(427));
+        assert_eq!(parse_statm_resident(b"765"), None);
     }
 
     #[test]

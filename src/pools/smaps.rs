@@ -19,8 +19,8 @@ use crate::state::{thread_cpu_seconds, Published, Sinks};
 /// PSS and USS by process, and what could not be read, by pool.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SmapsView {
-    /// (PSS, USS) in bytes.
-    pub memory: HashMap<ProcId, (u64, u64)>,
+    /// (PSS, USS, swap) in bytes.
+    pub memory: HashMap<ProcId, (u64, u64, u64)>,
     /// Reads skipped by the size guard, by pool.
     pub skipped: BTreeMap<String, u64>,
     pub errors: BTreeMap<String, ReadErrors>,
@@ -96,7 +96,9 @@ impl SmapsSampler {
                 }
                 match self.root.smaps_memory(id.pid) {
                     Ok(s) => {
-                        self.view.memory.insert(id, (s.pss_bytes, s.uss_bytes));
+                        self.view
+                            .memory
+                            .insert(id, (s.pss_bytes, s.uss_bytes, s.swap_bytes));
                     }
                     Err(f) => {
                         // Unreadable (not root, not the same user): no PSS
