@@ -12,7 +12,7 @@ use crate::state::timeline::ExitStatus;
 
 use super::control::Control;
 use super::listen;
-use super::proc::{ProcId, ProcRoot, ReadFailure};
+use super::proc::{ProcId, ProcRoot, ReadFailure, StatBrief};
 use super::process_table::{Finder, Lookup};
 use super::slots::Slots;
 use super::smaps::SmapsView;
@@ -239,7 +239,10 @@ impl Tracker {
 
         let mut errors = 0;
         if let Some(m) = master {
-            match read_memory(root, m, smaps) {
+            match root
+                .stat(m.pid)
+                .and_then(|s| read_memory(root, m, &s, smaps))
+            {
                 Ok(mem) => t.state.master_memory = mem,
                 Err(f) => errors += count_failure(&mut t.state.read_errors, f),
             }
@@ -250,26 +253,22 @@ impl Tracker {
         t.state.workers.clear();
         let mut workers = Vec::with_capacity(live.len());
         for (id, slot) in t.slots.assigned() {
-            let memory = match read_memory(root, id, smaps) {
+            // One stat read gives both RSS and CPU time.
+            let stat = match stats.remove(&id) {
+                Some(s) => Ok(s),
+                None => root.stat(id.pid),
+            };
+            let read = stat.and_then(|s| Ok((read_memory(root, id, &s, smaps)?, s)));
+            let (memory, stat) = match read {
                 Ok(m) => m,
                 Err(f) => {
                     errors += count_failure(&mut t.state.read_errors, f);
                     continue;
                 }
             };
+            let cpu_seconds = Some(root.ticks_to_seconds(stat.utime + stat.stime));
             let (open_fds, max_fds, e) = t.read_fds(root, id);
             errors += e;
-            let stat = match stats.remove(&id) {
-                Some(s) => Ok(s),
-                None => root.stat(id.pid),
-            };
-            let cpu_seconds = match stat {
-                Ok(s) => Some(root.ticks_to_seconds(s.utime + s.stime)),
-                Err(f) => {
-                    errors += count_failure(&mut t.state.read_errors, f);
-                    None
-                }
-            };
             workers.push(WorkerState {
                 id,
                 slot,
@@ -336,12 +335,17 @@ impl Tracker {
     }
 }
 
-/// RSS from statm every cycle; PSS, USS and swap as the smaps sampler last
-/// read them (PSS and USS capped at RSS: they are older, and can exceed it
-/// at no instant). Where smaps cannot be read (another user's process),
-/// swap comes from status, which anyone may read.
-fn read_memory(root: &ProcRoot, id: ProcId, smaps: &SmapsView) -> Result<Memory, ReadFailure> {
-    let rss = root.statm_rss(id.pid)?;
+/// RSS from this cycle's stat; PSS, USS and swap as the smaps sampler
+/// last read them (PSS and USS capped at RSS: they are older, and can
+/// exceed it at no instant). Where smaps cannot be read (another user's
+/// process), swap comes from status, which anyone may read.
+fn read_memory(
+    root: &ProcRoot,
+    id: ProcId,
+    stat: &StatBrief,
+    smaps: &SmapsView,
+) -> Result<Memory, ReadFailure> {
+    let rss = root.pages_to_bytes(stat.rss_pages);
     Ok(match smaps.memory.get(&id) {
         Some((pss, uss, swap)) => Memory {
             rss,
