@@ -9,7 +9,7 @@
 //! lookup checks every event's time. With the timeline bounded to a few
 //! thousand events that is a scan of microseconds.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -317,10 +317,15 @@ pub struct Event {
     pub kind: EventKind,
 }
 
-/// A bounded list of events in arrival order.
+/// A bounded list of events in arrival order, indexed by time: the rules
+/// ask for the events around a moment thousands of times a second in a
+/// burst of 502s, and the sources deliver out of time order (a kernel log
+/// read after an nginx line, a whole log replayed after another).
 #[derive(Debug)]
 pub struct Timeline {
     events: VecDeque<Event>,
+    /// (time, seq) of every event held.
+    by_time: BTreeSet<(SystemTime, u64)>,
     cap: usize,
     next_seq: u64,
     dropped: u64,
@@ -330,6 +335,7 @@ impl Timeline {
     pub fn new(cap: usize) -> Timeline {
         Timeline {
             events: VecDeque::with_capacity(cap.min(1024)),
+            by_time: BTreeSet::new(),
             cap: cap.max(1),
             next_seq: 1,
             dropped: 0,
@@ -339,11 +345,14 @@ impl Timeline {
     /// Add an event; the oldest arrival is dropped (and counted) when full.
     pub fn push(&mut self, at: SystemTime, pool: Option<Arc<str>>, kind: EventKind) -> u64 {
         if self.events.len() == self.cap {
-            self.events.pop_front();
+            if let Some(old) = self.events.pop_front() {
+                self.by_time.remove(&(old.at, old.seq));
+            }
             self.dropped += 1;
         }
         let seq = self.next_seq;
         self.next_seq += 1;
+        self.by_time.insert((at, seq));
         self.events.push_back(Event {
             seq,
             at,
@@ -353,11 +362,29 @@ impl Timeline {
         seq
     }
 
-    /// Events whose time lies in `[from, to]`, in arrival order.
-    pub fn window(&self, from: SystemTime, to: SystemTime) -> impl Iterator<Item = &Event> {
-        self.events
-            .iter()
-            .filter(move |e| e.at >= from && e.at <= to)
+    /// Events whose time lies in `[from, to]`, in time order (arrival
+    /// order among equal times).
+    pub fn window(
+        &self,
+        from: SystemTime,
+        to: SystemTime,
+    ) -> impl DoubleEndedIterator<Item = &Event> {
+        let range = (from <= to).then(|| self.by_time.range((from, 0)..=(to, u64::MAX)));
+        range.into_iter().flatten().map(|(_, seq)| self.get(*seq))
+    }
+
+    /// Events at or before `to`, latest first.
+    pub fn until_rev(&self, to: SystemTime) -> impl Iterator<Item = &Event> {
+        self.by_time
+            .range(..=(to, u64::MAX))
+            .rev()
+            .map(|(_, seq)| self.get(*seq))
+    }
+
+    /// The event numbered `seq`, which the index says is held.
+    fn get(&self, seq: u64) -> &Event {
+        let first = self.events.front().map_or(0, |e| e.seq);
+        &self.events[(seq - first) as usize]
     }
 
     /// Events of `pool` whose time lies in `[from, to]`.
@@ -465,7 +492,9 @@ mod tests {
             })
             .collect()
         };
-        assert_eq!(pids(&mut tl.window(t(101), t(105))), [1, 2, 3]);
+        assert_eq!(pids(&mut tl.window(t(101), t(105))), [2, 3, 1]);
+        assert_eq!(pids(&mut tl.window(t(105), t(101))), Vec::<i32>::new());
+        assert_eq!(pids(&mut tl.until_rev(t(104))), [3, 2]);
         assert_eq!(pids(&mut tl.window_pool("api", t(100), t(104))), [2]);
         assert_eq!(
             pids(&mut tl.window_pool("web", t(0), t(999))),
@@ -484,5 +513,10 @@ mod tests {
         assert_eq!(tl.since(0).map(|e| e.seq).collect::<Vec<_>>(), [3, 4, 5, 6]);
         assert_eq!(tl.since(6).count(), 0);
         assert_eq!(tl.next_seq(), 7);
+        // The time index forgets what was dropped.
+        assert_eq!(
+            tl.window(t(0), t(9)).map(|e| e.seq).collect::<Vec<_>>(),
+            [3, 4, 5, 6]
+        );
     }
 }
