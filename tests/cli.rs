@@ -98,7 +98,17 @@ fn custom_telemetry_path_and_json_logs() {
     let (st, body) = http_get(&e.addr, "/m", Duration::from_secs(5)).unwrap();
     assert_eq!(st, 200);
     assert!(body.contains("badgateway_exporter_build_info"), "{body}");
-    assert!(body.trim_end().ends_with("# EOF"));
+    // The classic text format unless OpenMetrics is asked for.
+    assert!(!body.contains("# EOF"), "{body}");
+    let om = http_request(
+        &e.addr,
+        "/m",
+        &[("Accept", "application/openmetrics-text; version=1.0.0")],
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert_eq!(om.status, 200);
+    assert!(String::from_utf8_lossy(&om.body).trim_end().ends_with("# EOF"));
     let (st, _) = http_get(&e.addr, "/metrics", Duration::from_secs(5)).unwrap();
     assert_eq!(st, 404);
     std::thread::sleep(Duration::from_millis(300));
