@@ -163,6 +163,24 @@ fn as_nobody_it_serves_what_it_can_and_source_up_shows_the_rest() {
         .collect();
     assert_eq!(kmsg_warnings.len(), 1, "{log}");
     assert!(kmsg_warnings[0].contains("CAP_SYSLOG"), "{log}");
+
+    // A log made readable is picked up by the next poll (a failed open is
+    // retried every poll: one stat and one open), and said once.
+    readable_by_all(&root_only_log, 0o644);
+    std::fs::write(
+        &root_only_log,
+        "127.0.0.1 - - [23/Nov/2026:04:20:01 +0000] \"GET / HTTP/1.1\" 200 5 \"-\" \"curl\"\n",
+    )
+    .unwrap();
+    e.wait_scrape(T, "the log read once readable", |s| {
+        up(s, "nginx/root_only/access") == Some(1.0)
+    });
+    let log = e.log();
+    let back: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("source readable again") && l.contains("root_only"))
+        .collect();
+    assert_eq!(back.len(), 1, "{log}");
 }
 
 /// One exporter run under setpriv with `setpriv_args`; returns the scrape
