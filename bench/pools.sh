@@ -29,7 +29,6 @@ work=$(mktemp -d)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -9 -- "-$p" 2>/dev/null || kill -9 "$p" 2>/dev/null || true; done
-  pkill -9 -f "bgw-bench-sleeper" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -37,7 +36,9 @@ trap cleanup EXIT
 echo "# starting $OTHERS other processes and a $WORKERS-worker Gunicorn pool"
 # One parent holding many sleeping children: the host's process table grows
 # without loading the CPU.
-python3 - "$OTHERS" <<'PY' &
+# In a process group of its own (setsid), so that the cleanup ends the
+# parent and its sleepers by group, never by name.
+setsid python3 - "$OTHERS" <<'PY' &
 import os, sys, time
 n = int(sys.argv[1])
 for _ in range(n):
@@ -45,7 +46,11 @@ for _ in range(n):
         os.execvp("sleep", ["bgw-bench-sleeper", "3600"])
 time.sleep(3600)
 PY
-pids+=($!); disown
+sleepers=$!; pids+=($sleepers); disown
+for _ in $(seq 120); do
+  [ "$(pgrep -g "$sleepers" | wc -l)" -gt "$OTHERS" ] && break
+  sleep 0.5
+done
 setsid "$venv/bin/gunicorn" -w "$WORKERS" -b 127.0.0.1:0 --chdir "$root/tests/apps" --pid "$work/g.pid" app:app >/dev/null 2>&1 &
 pids+=($!); disown
 for _ in $(seq 120); do
@@ -90,18 +95,25 @@ echo "process-exporter    $(python3 bench/scrape.py 127.0.0.1:$p2 /metrics "$SCR
 echo "node_exporter       $(python3 bench/scrape.py 127.0.0.1:$p3 /metrics "$((SCRAPES / 10))")"
 
 echo
-echo "## pool collector CPU per cycle"
-cpu=$(metric 'badgateway_collector_cpu_seconds_total{collector="pools"}')
-cyc=$(metric 'badgateway_collector_cycles_total{collector="pools"}')
-dur=$(metric 'badgateway_collector_duration_seconds{collector="pools"}')
-python3 -c "print(f'cycles={int(float($cyc))} cpu_per_cycle_ms={float($cpu)/float($cyc)*1000:.2f} last_cycle_wall_ms={float($dur)*1000:.2f}')"
+echo "## collector CPU per cycle (pools: the pool cycle and the process events between; smaps: one PSS/USS pass)"
+for c in pools smaps; do
+  cpu=$(metric "badgateway_collector_cpu_seconds_total{collector=\"$c\"}")
+  cyc=$(metric "badgateway_collector_cycles_total{collector=\"$c\"}")
+  dur=$(metric "badgateway_collector_duration_seconds{collector=\"$c\"}")
+  python3 -c "print(f'$c cycles={int(float($cyc))} cpu_per_cycle_ms={float($cpu)/float($cyc)*1000:.2f} last_cycle_wall_ms={float($dur)*1000:.2f}')"
+done
 
 echo
 echo "## smaps_rollup vs status read cost (per worker, python, $WORKERS workers x 20)"
 python3 - "$master" <<'PY'
 import os, sys, time
 master = sys.argv[1]
-ws = [p for p in os.listdir("/proc") if p.isdigit() and open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1] == master]
+def parent(p):
+    try:
+        return open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1]
+    except OSError:  # gone while we looked
+        return None
+ws = [p for p in os.listdir("/proc") if p.isdigit() and parent(p) == master]
 def cost(name):
     t0 = time.perf_counter()
     for _ in range(20):
@@ -114,9 +126,25 @@ PY
 
 echo
 echo "## exporter CPU over 30 s idle (ticks of 10 ms) and RSS"
+steady() { for c in pools proc_connector smaps; do
+  echo "$c $(metric "badgateway_collector_cpu_seconds_total{collector=\"$c\"}") $(metric "badgateway_collector_cycles_total{collector=\"$c\"}")"
+done; }
+s1=$(steady)
 c1=$(cpu_ticks $bgw); d1=$(cpu_ticks $pe); e1=$(cpu_ticks $ne); sleep 30
 c2=$(cpu_ticks $bgw); d2=$(cpu_ticks $pe); e2=$(cpu_ticks $ne)
+s2=$(steady)
 echo "badgateway_exporter rss_kib=$(rss_kib $bgw) cpu_ticks_30s=$((c2 - c1))"
 echo "process-exporter    rss_kib=$(rss_kib $pe) cpu_ticks_30s=$((d2 - d1))"
 echo "node_exporter       rss_kib=$(rss_kib $ne) cpu_ticks_30s=$((e2 - e1))"
+echo "## steady state over those 30 s: CPU per pool cycle, with the process events between cycles apart"
+python3 - "$s1" "$s2" <<'PY'
+import sys
+a = {l.split()[0]: l.split()[1:] for l in sys.argv[1].splitlines() if len(l.split()) == 3}
+b = {l.split()[0]: l.split()[1:] for l in sys.argv[2].splitlines() if len(l.split()) == 3}
+cycles = float(b["pools"][1]) - float(a["pools"][1])
+for c in ("pools", "proc_connector", "smaps"):
+    if c in a and c in b:
+        cpu = (float(b[c][0]) - float(a[c][0])) * 1000
+        print(f"{c:15s} cpu_ms={cpu:.2f} per_pool_cycle_ms={cpu / cycles:.3f} (pool cycles={cycles:.0f})")
+PY
 python3 -c "print(f'rss ratio process-exporter/badgateway = {$(rss_kib $pe)/$(rss_kib $bgw):.2f}, node_exporter/badgateway = {$(rss_kib $ne)/$(rss_kib $bgw):.2f}')"

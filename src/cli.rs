@@ -15,6 +15,8 @@ use crate::follow::StartAt;
 use crate::kernel::counter_reader::{CounterOptions, CounterReader};
 use crate::kernel::kmsg_reader::{KmsgOptions, KmsgReader};
 use crate::nginx::{NginxOptions, NginxSource};
+use crate::pools::listen_queue::{ListenQueueOptions, ListenQueueSampler};
+use crate::pools::smaps::SmapsSampler;
 use crate::pools::{PoolOptions, PoolSource};
 use crate::rules::{Judge, JudgeOptions};
 use crate::snapshot::{Inputs, Renderer, Snapshot};
@@ -83,6 +85,10 @@ pub struct Args {
     /// cycle. `false`: /proc polling alone.
     #[arg(long = "collector.proc-events", default_value_t = true, action = clap::ArgAction::Set)]
     pub proc_events: bool,
+    /// How often the listen queues of the pools' sockets are sampled; the
+    /// peak is kept over the last --collector.pools.interval.
+    #[arg(long = "collector.listen-queue.interval", default_value = "100ms", value_parser = parse_duration)]
+    pub listen_queue_interval: Duration,
     /// How often to scan command lines for new Gunicorn masters.
     #[arg(long = "collector.discover.interval", default_value = "10s", value_parser = parse_duration)]
     pub discover_interval: Duration,
@@ -337,6 +343,8 @@ fn check_config(args: &Args) -> i32 {
 /// Every source, and the judge, built from the flags and the config.
 struct Sources {
     pools: PoolSource,
+    smaps: SmapsSampler,
+    listen_queues: ListenQueueSampler,
     counters: CounterReader,
     kmsg: KmsgReader,
     nginx: NginxSource,
@@ -362,6 +370,16 @@ impl Sources {
                 ..pool_options(args, cfg)
             },
             sinks.clone(),
+        );
+        let smaps = pools.smaps_sampler();
+        let listen_queues = ListenQueueSampler::new(
+            ListenQueueOptions {
+                interval: args.listen_queue_interval,
+                peak_window: args.pools_interval,
+                procfs: args.procfs.clone(),
+            },
+            sinks.clone(),
+            pools.index(),
         );
         let counters = CounterReader::new(
             CounterOptions {
@@ -396,6 +414,7 @@ impl Sources {
             sinks,
             config_origin: cfg.origin.clone(),
             pools: pools.view(),
+            listen_queues: listen_queues.published(),
             kills: kmsg.published(),
             memory: counters.published(),
             nginx: nginx.published(),
@@ -405,6 +424,8 @@ impl Sources {
         };
         Ok(Sources {
             pools,
+            smaps,
+            listen_queues,
             counters,
             kmsg,
             nginx,
@@ -425,6 +446,9 @@ fn diagnose(args: &Args, d: &DiagnoseArgs) -> anyhow::Result<i32> {
     init_logging_to(args, tracing::Level::ERROR);
     let cfg = checked_config(args)?;
     let mut s = Sources::build(args, &cfg, DIAGNOSE_TIMELINE_CAP, StartAt::Beginning, false)?;
+    // PSS comes from the smaps sampler: read it, then the pools again.
+    s.pools.collect(std::time::Instant::now());
+    s.smaps.sample(true);
     s.pools.collect(std::time::Instant::now());
     s.counters.collect();
     if cfg.kernel.kmsg {
@@ -468,6 +492,8 @@ fn serve(args: Args) -> anyhow::Result<()> {
     let snapshot = Published::new(Snapshot::empty(&cfg.origin));
     let Sources {
         mut pools,
+        smaps,
+        listen_queues,
         counters,
         mut kmsg,
         mut nginx,
@@ -489,6 +515,8 @@ fn serve(args: Args) -> anyhow::Result<()> {
     app_logs.follow_options(reload.app_logs.clone());
     kmsg.follow_options(reload.kmsg.clone());
     spawn("pools", move || pools.run())?;
+    spawn("smaps", move || smaps.run())?;
+    spawn("listen_queue", move || listen_queues.run())?;
     spawn("kernel", move || counters.run())?;
     // A source with nothing to read waits idle until a reload gives it work.
     reload.idle.kmsg = Some(kmsg);

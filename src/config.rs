@@ -72,6 +72,9 @@ pub struct RawPool {
     /// Upper bound on slots; workers beyond it are counted in the pool
     /// totals but get no per-slot series.
     pub max_slots: Option<usize>,
+    /// Gunicorn's control socket, when the search among the master's
+    /// listening sockets cannot tell it (several candidates).
+    pub control_socket: Option<PathBuf>,
 }
 
 fn default_server() -> Server {
@@ -104,6 +107,7 @@ pub struct PoolConfig {
     pub matcher: Matcher,
     pub log_file: Option<PathBuf>,
     pub max_slots: usize,
+    pub control_socket: Option<PathBuf>,
 }
 
 pub const DEFAULT_MAX_SLOTS: usize = 256;
@@ -487,12 +491,19 @@ fn pool_config(p: RawPool, before: &[PoolConfig]) -> Result<PoolConfig, String> 
             ))
         }
     };
+    if p.control_socket.is_some() && p.server != Server::Gunicorn {
+        return Err(format!(
+            "pool {:?}: control_socket is for server: gunicorn",
+            p.name
+        ));
+    }
     Ok(PoolConfig {
         name: p.name,
         server: p.server,
         matcher,
         log_file: p.log_file,
         max_slots: p.max_slots.unwrap_or(DEFAULT_MAX_SLOTS).max(1),
+        control_socket: p.control_socket,
     })
 }
 
@@ -659,6 +670,25 @@ mod tests {
         assert!(cfg.pools.is_empty());
         let cfg = Config::embedded_default();
         assert_eq!(cfg.discover, vec![Discover::Gunicorn]);
+    }
+
+    #[test]
+    fn control_socket_overrides_the_search_for_gunicorn_only() {
+        let cfg = parse(
+            "pools:\n  - {name: a, server: gunicorn, pidfile: /x, control_socket: /run/a/ctl.sock}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.pools[0].control_socket.as_deref(),
+            Some(Path::new("/run/a/ctl.sock"))
+        );
+        let err = parse("pools:\n  - {name: a, server: uwsgi, pidfile: /x, control_socket: /c}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("pools[0]: pool \"a\": control_socket") && err.contains("line 2"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY};
+use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::Router;
@@ -16,6 +17,67 @@ use crate::state::Published;
 
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The exposition a scraper gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    OpenMetrics,
+}
+
+/// Choose the format the way Prometheus' Go client does: the acceptable
+/// media types by quality, the first of `application/openmetrics-text`
+/// (version 1.0.0, 0.0.1 or none) and `text/plain` (version 0.0.4 or none)
+/// wins; anything else, or no `Accept`, is the text format. Protocol
+/// buffers are not offered.
+pub fn negotiate(accept: Option<&str>) -> Format {
+    let Some(accept) = accept else {
+        return Format::Text;
+    };
+    let mut offers: Vec<(f32, usize, Format)> = Vec::new();
+    for (i, part) in accept.split(',').enumerate() {
+        let mut params = part.split(';').map(str::trim);
+        let media = params.next().unwrap_or("").to_ascii_lowercase();
+        let (mut q, mut version) = (1.0f32, None);
+        for p in params {
+            if let Some((k, v)) = p.split_once('=') {
+                match k.trim().to_ascii_lowercase().as_str() {
+                    "q" => q = v.trim().parse().unwrap_or(0.0),
+                    "version" => version = Some(v.trim().trim_matches('"').to_string()),
+                    _ => {}
+                }
+            }
+        }
+        let format = match (media.as_str(), version.as_deref()) {
+            ("application/openmetrics-text", None | Some("1.0.0") | Some("0.0.1")) => {
+                Format::OpenMetrics
+            }
+            ("text/plain", None | Some("0.0.4")) => Format::Text,
+            _ => continue,
+        };
+        if q > 0.0 {
+            offers.push((q, i, format));
+        }
+    }
+    offers.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    offers.first().map_or(Format::Text, |o| o.2)
+}
+
+/// Whether `Accept-Encoding` allows gzip (with a quality above zero).
+pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
+    accept_encoding.is_some_and(|ae| {
+        ae.split(',').any(|part| {
+            let mut params = part.split(';').map(str::trim);
+            let coding = params.next().unwrap_or("");
+            let q = params
+                .filter_map(|p| p.strip_prefix("q="))
+                .next()
+                .map_or(1.0, |q| q.trim().parse::<f32>().unwrap_or(0.0));
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && q > 0.0
+        })
+    })
+}
 
 pub fn app(snapshot: Arc<Published<Snapshot>>, telemetry_path: &str) -> Router {
     let path = telemetry_path.to_string();
@@ -33,12 +95,29 @@ struct AppState {
     path: String,
 }
 
-async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+/// The snapshot in the negotiated format, gzipped when allowed (the gzip is
+/// made once per snapshot).
+async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> axum::response::Response {
     let snap = s.snapshot.get();
-    (
-        [(CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
-        snap.body.clone(),
-    )
+    let header = |h| headers.get(h).and_then(|v| v.to_str().ok());
+    let (body, content_type) = match negotiate(header(ACCEPT)) {
+        Format::Text => (&snap.text, TEXT_CONTENT_TYPE),
+        Format::OpenMetrics => (&snap.openmetrics, OPENMETRICS_CONTENT_TYPE),
+    };
+    let vary = (VARY, "Accept, Accept-Encoding");
+    if accepts_gzip(header(ACCEPT_ENCODING)) {
+        (
+            [
+                (CONTENT_TYPE, content_type),
+                (CONTENT_ENCODING, "gzip"),
+                vary,
+            ],
+            body.gzip(),
+        )
+            .into_response()
+    } else {
+        ([(CONTENT_TYPE, content_type), vary], body.plain.clone()).into_response()
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -148,10 +227,19 @@ mod tests {
     use tower::ServiceExt;
 
     async fn get_body(app: Router, uri: &str) -> (StatusCode, String, String) {
-        let resp = app
-            .oneshot(Request::builder().uri(uri).body(Body::empty()).unwrap())
-            .await
-            .unwrap();
+        get_with(app, uri, &[]).await
+    }
+
+    async fn get_with(
+        app: Router,
+        uri: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, String, String) {
+        let mut req = Request::builder().uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
         let status = resp.status();
         let ct = resp
             .headers()
@@ -163,13 +251,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn serves_the_snapshot_with_openmetrics_type() {
+    async fn serves_the_snapshot_in_the_format_asked_for() {
         let snap = Published::new(Snapshot::empty("test.yml"));
         snap.publish(Snapshot {
             config_origin: "test.yml".into(),
-            body: bytes::Bytes::from_static(
+            text: crate::snapshot::Body::new(bytes::Bytes::from_static(
+                b"badgateway_pool_up{pool=\"a\",server=\"gunicorn\"} 1\n",
+            )),
+            openmetrics: crate::snapshot::Body::new(bytes::Bytes::from_static(
                 b"badgateway_pool_up{pool=\"a\",server=\"gunicorn\"} 1\n# EOF\n",
-            ),
+            )),
             built_at: std::time::SystemTime::now(),
             pools: vec![PoolSummary {
                 name: "a<b>".into(),
@@ -184,8 +275,18 @@ mod tests {
         });
         let (st, ct, body) = get_body(app(snap.clone(), "/metrics"), "/metrics").await;
         assert_eq!(st, StatusCode::OK);
+        assert_eq!(ct, TEXT_CONTENT_TYPE);
+        assert!(body.contains("badgateway_pool_up{pool=\"a\"") && !body.contains("# EOF"));
+        // What Prometheus 2.x sends.
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        let (_, ct, body) = get_with(
+            app(snap.clone(), "/metrics"),
+            "/metrics",
+            &[("accept", prometheus)],
+        )
+        .await;
         assert_eq!(ct, OPENMETRICS_CONTENT_TYPE);
-        assert!(body.contains("badgateway_pool_up{pool=\"a\""));
+        assert!(body.ends_with("# EOF\n"));
         let (st, _, page) = get_body(app(snap.clone(), "/metrics"), "/").await;
         assert_eq!(st, StatusCode::OK);
         assert!(page.contains("href=\"/metrics\""));
@@ -212,6 +313,63 @@ mod tests {
         let (st, _, err) = get_body(app(snap, "/m"), "/diagnose?format=xml").await;
         assert_eq!(st, StatusCode::BAD_REQUEST);
         assert!(err.contains("xml"));
+    }
+
+    #[test]
+    fn negotiation_as_the_go_client_does_it() {
+        use Format::*;
+        let cases: &[(Option<&str>, Format)] = &[
+            (None, Text),
+            (Some("*/*"), Text),
+            (Some("text/plain"), Text),
+            (Some("text/plain;version=0.0.4"), Text),
+            (Some("application/openmetrics-text"), OpenMetrics),
+            (Some("application/openmetrics-text; version=1.0.0; charset=utf-8"), OpenMetrics),
+            (Some("application/openmetrics-text;version=0.0.1"), OpenMetrics),
+            (Some("application/openmetrics-text;version=2.0.0"), Text),
+            (Some("text/plain;q=0.9, application/openmetrics-text;q=0.5"), Text),
+            (Some("text/plain;q=0.5, application/openmetrics-text"), OpenMetrics),
+            (Some("application/openmetrics-text;q=0, text/plain"), Text),
+            (Some("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"), Text),
+            (Some("garbage;;;=,"), Text),
+        ];
+        for (accept, want) in cases {
+            assert_eq!(negotiate(*accept), *want, "{accept:?}");
+        }
+        assert!(accepts_gzip(Some("gzip")));
+        assert!(accepts_gzip(Some("deflate, gzip;q=0.5")));
+        assert!(accepts_gzip(Some("*")));
+        assert!(!accepts_gzip(Some("gzip;q=0")));
+        assert!(!accepts_gzip(Some("identity")));
+        assert!(!accepts_gzip(None));
+    }
+
+    #[tokio::test]
+    async fn gzip_is_the_same_body() {
+        let snap = Published::new(Snapshot::empty("x"));
+        let mut s = Snapshot::empty("x");
+        s.text = crate::snapshot::Body::new("a_metric 1\n".repeat(1000));
+        s.built_at = std::time::SystemTime::now();
+        snap.publish(s);
+        let resp = app(snap.clone(), "/metrics")
+            .oneshot(
+                Request::builder()
+                    .uri("/metrics")
+                    .header("accept-encoding", "gzip")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.headers()["content-encoding"], "gzip");
+        let zipped = resp.into_body().collect().await.unwrap().to_bytes();
+        let mut plain = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&zipped[..]), &mut plain)
+            .unwrap();
+        assert_eq!(plain, "a_metric 1\n".repeat(1000));
+        assert!(zipped.len() < plain.len() / 10);
+        // Made once: the same bytes for the next scrape.
+        assert_eq!(snap.get().text.gzip(), zipped);
     }
 
     #[tokio::test]

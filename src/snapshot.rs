@@ -6,15 +6,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::DescriptorEncoder;
-use prometheus_client::registry::Registry;
-
 use crate::app_log::AppLogCounts;
 use crate::diagnose::{self, GrowthHistory};
 use crate::kernel::{KillCounts, MemoryCounters};
 use crate::metrics;
 use crate::nginx::NginxView;
+use crate::pools::listen_queue::ListenQueues;
 use crate::pools::PoolsView;
 use crate::rules::{ExitCounts, FailureCounts};
 use crate::state::{Published, Sinks};
@@ -26,6 +23,7 @@ pub struct Inputs {
     /// Where the config came from, for the landing page.
     pub config_origin: String,
     pub pools: Arc<Published<PoolsView>>,
+    pub listen_queues: Arc<Published<ListenQueues>>,
     pub kills: Arc<Published<KillCounts>>,
     pub memory: Arc<Published<MemoryCounters>>,
     pub nginx: Arc<Published<NginxView>>,
@@ -82,6 +80,7 @@ impl Inputs {
             sinks,
             config_origin: config_origin.to_string(),
             pools: Published::new(PoolsView::default()),
+            listen_queues: Published::new(ListenQueues::default()),
             kills: Published::new(KillCounts::default()),
             memory: Published::new(MemoryCounters::default()),
             nginx: Published::new(NginxView::default()),
@@ -92,11 +91,46 @@ impl Inputs {
     }
 }
 
+/// One encoded exposition, and its gzip, made at most once per snapshot
+/// and only when a scraper asks for it.
+#[derive(Debug, Clone)]
+pub struct Body {
+    pub plain: bytes::Bytes,
+    gzip: std::sync::OnceLock<bytes::Bytes>,
+}
+
+impl Body {
+    pub fn new(plain: impl Into<bytes::Bytes>) -> Body {
+        Body {
+            plain: plain.into(),
+            gzip: std::sync::OnceLock::new(),
+        }
+    }
+
+    pub fn gzip(&self) -> bytes::Bytes {
+        self.gzip
+            .get_or_init(|| {
+                use std::io::Write;
+                let mut z = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(self.plain.len() / 4),
+                    flate2::Compression::fast(),
+                );
+                // Writing to a Vec cannot fail.
+                let _ = z.write_all(&self.plain);
+                bytes::Bytes::from(z.finish().unwrap_or_default())
+            })
+            .clone()
+    }
+}
+
 /// An encoded scrape and the landing page's data, built off the request
 /// path.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    pub body: bytes::Bytes,
+    /// Prometheus' text format 0.0.4.
+    pub text: Body,
+    /// OpenMetrics 1.0.
+    pub openmetrics: Body,
     /// `UNIX_EPOCH` until the first render.
     pub built_at: SystemTime,
     pub config_origin: String,
@@ -116,7 +150,8 @@ impl Snapshot {
     /// What is served before the first render.
     pub fn empty(config_origin: &str) -> Snapshot {
         Snapshot {
-            body: bytes::Bytes::from_static(b"# EOF\n"),
+            text: Body::new(bytes::Bytes::new()),
+            openmetrics: Body::new(bytes::Bytes::from_static(b"# EOF\n")),
             built_at: SystemTime::UNIX_EPOCH,
             config_origin: config_origin.to_string(),
             pools: Vec::new(),
@@ -137,47 +172,75 @@ pub struct PoolSummary {
     pub workers: usize,
 }
 
-/// Encodes every source's families; registered once in the registry.
-#[derive(Debug)]
-struct Families(Inputs);
+impl Inputs {
+    /// Every source's families, in both formats.
+    fn encode(&self, me: &SelfUsage) -> (String, String) {
+        let mut enc = metrics::Encoder::with_capacity(32 * 1024);
+        // Writing to a String cannot fail.
+        let _ = self.encode_into(&mut enc, me);
+        enc.finish()
+    }
 
-impl Collector for Families {
-    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
-        let i = &self.0;
-        let (collectors, sources) = (i.sinks.collectors.all(), i.sinks.health.all());
-        let timeline_dropped = i.sinks.timeline.read(|t| t.dropped());
+    fn encode_into(&self, enc: &mut metrics::Encoder, me: &SelfUsage) -> fmt::Result {
+        let (collectors, sources) = (self.sinks.collectors.all(), self.sinks.health.all());
+        let timeline_dropped = self.sinks.timeline.read(|t| t.dropped());
         metrics::exporter::encode(
             &metrics::exporter::SelfState {
                 collectors: &collectors,
                 sources: &sources,
                 timeline_dropped,
+                resident_bytes: me.resident_bytes,
+                cpu_seconds: me.cpu_seconds,
             },
-            &mut enc,
+            enc,
         )?;
-        let pools = i.pools.get();
-        metrics::pools::encode(&pools, &mut enc)?;
+        let pools = self.pools.get();
+        metrics::pools::encode(&pools, enc)?;
+        metrics::pools::encode_listen_queues(&self.listen_queues.get(), enc)?;
         metrics::rules::encode(
-            &i.exits.get(),
-            &i.failures.get(),
+            &self.exits.get(),
+            &self.failures.get(),
             pools.pools.iter().map(|p| p.name.as_str()),
-            &mut enc,
+            enc,
         )?;
         metrics::kernel::encode(
-            &i.kills.get(),
-            &i.memory.get(),
+            &self.kills.get(),
+            &self.memory.get(),
             pools.pools.iter().map(|p| p.name.as_str()),
-            &mut enc,
+            enc,
         )?;
-        metrics::nginx::encode(&i.nginx.get(), &mut enc)?;
-        metrics::app_log::encode(&i.app_log.get(), &mut enc)
+        metrics::nginx::encode(&self.nginx.get(), enc)?;
+        metrics::app_log::encode(&self.app_log.get(), enc)
     }
 }
 
-/// Builds snapshots; keeps its registry between renders, and the history
-/// the diagnosis measures memory growth from.
+/// The exporter's own memory and CPU, read from /proc/self when a
+/// snapshot is built (never by a request).
+#[derive(Debug, Clone, Copy, Default)]
+struct SelfUsage {
+    resident_bytes: Option<u64>,
+    cpu_seconds: Option<f64>,
+}
+
+impl SelfUsage {
+    fn read(root: &crate::pools::proc::ProcRoot) -> SelfUsage {
+        let pid = std::process::id() as i32;
+        SelfUsage {
+            resident_bytes: root.status_memory(pid).ok().map(|m| m.rss_bytes),
+            cpu_seconds: root
+                .stat(pid)
+                .ok()
+                .map(|s| root.ticks_to_seconds(s.utime + s.stime)),
+        }
+    }
+}
+
+/// Builds snapshots; keeps the history the diagnosis measures memory
+/// growth from.
 pub struct Renderer {
     inputs: Inputs,
-    registry: Registry,
+    /// The exporter's own /proc, for its memory and CPU.
+    own: crate::pools::proc::ProcRoot,
     growth: GrowthHistory,
     /// The pool view's version at the last growth sample.
     sampled: u64,
@@ -188,11 +251,9 @@ pub struct Renderer {
 
 impl Renderer {
     pub fn new(inputs: Inputs) -> Renderer {
-        let mut registry = Registry::default();
-        registry.register_collector(Box::new(Families(inputs.clone())));
         Renderer {
             inputs,
-            registry,
+            own: crate::pools::proc::ProcRoot::new("/proc"),
             growth: GrowthHistory::default(),
             sampled: 0,
             diagnosis: None,
@@ -236,12 +297,7 @@ impl Renderer {
 
     pub fn render(&mut self) -> Snapshot {
         let (diagnosis_text, diagnosis_json) = self.diagnosis();
-        let mut body = String::with_capacity(16 * 1024);
-        // Writing to a String cannot fail; an encoder error would be a bug
-        // in a label value, and a partial scrape is better than none.
-        if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &self.registry) {
-            tracing::error!(error = %e, "encoding metrics");
-        }
+        let (text, openmetrics) = self.inputs.encode(&SelfUsage::read(&self.own));
         let pools = self
             .inputs
             .pools
@@ -272,7 +328,8 @@ impl Renderer {
             })
             .collect();
         Snapshot {
-            body: bytes::Bytes::from(body),
+            text: Body::new(text),
+            openmetrics: Body::new(openmetrics),
             built_at: SystemTime::now(),
             config_origin: self.inputs.config_origin.clone(),
             pools,

@@ -342,16 +342,18 @@ fn unprivileged_exporter_degrades_and_counts_errors() {
     )
     .unwrap();
     let e = Exporter::start_as(Some(&pool_config("locked", &g.pidfile)), &[], Some(65534));
-    // The pool's and the collector's error counts are published a moment
-    // apart on the first cycle; wait for both.
+    // The smaps reads fail as nobody: counted by the smaps collector, in the
+    // pool's read errors, and as the smaps source being down. The counts are
+    // published a moment apart; wait for all.
     let s = e.wait_scrape(T, "pool up as nobody with errors counted", |s| {
         s.get("badgateway_pool_workers", &[("pool", "locked")]) == Some(2.0)
             && s.get(
                 "badgateway_collector_errors_total",
-                &[("collector", "pools")],
+                &[("collector", "smaps")],
             )
             .unwrap_or(0.0)
                 > 0.0
+            && s.get("badgateway_source_up", &[("source", "smaps/locked")]) == Some(0.0)
             && s.get(
                 "badgateway_pool_read_errors_total",
                 &[("pool", "locked"), ("kind", "permission_denied")],
@@ -375,14 +377,13 @@ fn unprivileged_exporter_degrades_and_counts_errors() {
         .is_empty(),
         "PSS is unreadable as nobody and must be absent, not zero"
     );
-    // Linux 6.2+ reports the fd count as the size of /proc/PID/fd, which
-    // anyone may stat; older kernels need the listing, which nobody cannot.
-    assert!(
-        s.get(
-            "badgateway_collector_errors_total",
-            &[("collector", "pools")]
-        )
-        .unwrap()
-            > 0.0
+    // RSS comes from /proc/PID/status, which anyone may read, and Linux
+    // 6.2+ reports the fd count as the size of /proc/PID/fd, which anyone
+    // may stat: the pool's own reads are all there.
+    assert_eq!(
+        s.get("badgateway_source_up", &[("source", "pool/locked")]),
+        Some(1.0),
+        "{}",
+        s.text
     );
 }

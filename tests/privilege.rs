@@ -80,11 +80,13 @@ fn as_nobody_it_serves_what_it_can_and_source_up_shows_the_rest() {
     );
     let dir = TempDir::new("nobody");
     readable_by_all(dir.path(), 0o755);
+    // A control socket of its own: root masters share the default path.
+    let ctl = dir.path().join("ctl.sock").display().to_string();
     let g = Gunicorn::start(GunicornOpts {
         workers: 2,
         bind: format!("127.0.0.1:{}", free_port()),
         pidfile: dir.path().join("app.pid"),
-        extra: &[],
+        extra: &["--control-socket", &ctl],
         pre_exec: None,
         venv: None,
     });
@@ -104,6 +106,8 @@ fn as_nobody_it_serves_what_it_can_and_source_up_shows_the_rest() {
     let sources = [
         "kmsg",
         "pool/app",
+        "smaps/app",
+        "control/app",
         "proc_connector",
         "vmstat",
         "meminfo",
@@ -120,10 +124,17 @@ fn as_nobody_it_serves_what_it_can_and_source_up_shows_the_rest() {
         Some(0.0),
         "CAP_SYSLOG with dmesg_restrict=1"
     );
-    assert_eq!(up(&s, "pool/app"), Some(0.0), "root's smaps_rollup");
+    assert_eq!(up(&s, "smaps/app"), Some(0.0), "root's smaps_rollup");
+    assert_eq!(
+        up(&s, "control/app"),
+        Some(0.0),
+        "the master's fds, to find its control socket"
+    );
     assert_eq!(up(&s, "nginx/root_only/access"), Some(0.0));
-    // ...and everything else is up and exported.
+    // ...and everything else is up and exported: the pool's processes,
+    // RSS and CPU from /proc/PID/stat, which anyone may read.
     for src in [
+        "pool/app",
         "proc_connector",
         "vmstat",
         "meminfo",
@@ -146,7 +157,7 @@ fn as_nobody_it_serves_what_it_can_and_source_up_shows_the_rest() {
         )
         .len(),
         2,
-        "RSS comes from /proc/PID/statm, which anyone may read"
+        "RSS comes from /proc/PID/stat, which anyone may read"
     );
     assert!(s
         .find(
@@ -183,6 +194,17 @@ fn as_nobody_it_serves_what_it_can_and_source_up_shows_the_rest() {
     assert_eq!(back.len(), 1, "{log}");
 }
 
+/// The sources each capability case looks at.
+const SOURCES: [&str; 7] = [
+    "kmsg",
+    "pool/app",
+    "smaps/app",
+    "control/app",
+    "proc_connector",
+    "cgroup",
+    "vmstat",
+];
+
 /// One exporter run under setpriv with `setpriv_args`; returns the scrape
 /// once every source was tried, and its effective capabilities.
 fn scrape_under(cfg: &str, setpriv_args: &[&str]) -> (Scrape, u64) {
@@ -192,7 +214,7 @@ fn scrape_under(cfg: &str, setpriv_args: &[&str]) -> (Scrape, u64) {
     let e = Exporter::start_wrapped(Some(cfg), &[], None, &wrapper);
     let caps = cap_eff(e.proc.pid());
     let s = e.wait_scrape(T, "every source tried", |s| {
-        all_tried(s, &["kmsg", "pool/app", "proc_connector", "cgroup"])
+        all_tried(s, &SOURCES)
             && s.get("badgateway_pool_workers", &[("pool", "app")]) == Some(2.0)
             // A cycle after the workers' smaps were first read.
             && s.get("badgateway_collector_cycles_total", &[("collector", "pools")]) >= Some(3.0)
@@ -224,12 +246,22 @@ fn scrape_as_root_without(cfg: &str, dropped: &[(&str, u32)]) -> Scrape {
 fn each_dropped_capability_turns_off_only_its_own_feature() {
     let dir = TempDir::new("caps");
     readable_by_all(dir.path(), 0o755);
-    // Workers of another user: reading their smaps needs a capability.
+    // Workers of another user: reading their smaps needs a capability. A
+    // control socket of its own (root masters share the default path),
+    // mode 0600 for root, Gunicorn's default.
+    let ctl = dir.path().join("ctl.sock").display().to_string();
     let g = Gunicorn::start(GunicornOpts {
         workers: 2,
         bind: format!("127.0.0.1:{}", free_port()),
         pidfile: dir.path().join("app.pid"),
-        extra: &["--user", "65534", "--group", "65534"],
+        extra: &[
+            "--user",
+            "65534",
+            "--group",
+            "65534",
+            "--control-socket",
+            &ctl,
+        ],
         pre_exec: None,
         venv: None,
     });
@@ -238,29 +270,26 @@ fn each_dropped_capability_turns_off_only_its_own_feature() {
         "pools:\n  - name: app\n    server: gunicorn\n    pidfile: {}\n",
         g.pidfile.display()
     );
-    let states = |s: &Scrape| {
-        ["kmsg", "pool/app", "proc_connector", "cgroup", "vmstat"]
-            .map(|src| (src, up(s, src).unwrap()))
-    };
-    let all_up = [
-        ("kmsg", 1.0),
-        ("pool/app", 1.0),
-        ("proc_connector", 1.0),
-        ("cgroup", 1.0),
-        ("vmstat", 1.0),
-    ];
+    let states = |s: &Scrape| SOURCES.map(|src| (src, up(s, src).unwrap()));
+    let all_up = SOURCES.map(|src| (src, 1.0));
+    let down =
+        |which: &[&str]| SOURCES.map(|src| (src, if which.contains(&src) { 0.0 } else { 1.0 }));
 
     let s = scrape_as_root_without(&cfg, &[]);
     assert_eq!(states(&s), all_up, "root with every capability");
 
     let s = scrape_as_root_without(&cfg, &[("syslog", CAP_SYSLOG)]);
-    let mut want = all_up;
-    want[0].1 = 0.0;
-    assert_eq!(states(&s), want, "without CAP_SYSLOG only kmsg is down");
+    assert_eq!(
+        states(&s),
+        down(&["kmsg"]),
+        "without CAP_SYSLOG only kmsg is down"
+    );
 
     // On 6.18 CAP_SYS_ADMIN and CAP_PERFMON open another user's
     // smaps_rollup too (the kernel checks them beside CAP_SYS_PTRACE):
-    // root keeps the access until all of them are gone.
+    // root keeps the access until all of them are gone. The master's fds
+    // (how its control socket is found) need CAP_SYS_PTRACE even for root:
+    // the master holds capabilities the exporter then lacks.
     let s = scrape_as_root_without(
         &cfg,
         &[
@@ -270,12 +299,10 @@ fn each_dropped_capability_turns_off_only_its_own_feature() {
             ("perfmon", CAP_PERFMON),
         ],
     );
-    let mut want = all_up;
-    want[1].1 = 0.0;
     assert_eq!(
         states(&s),
-        want,
-        "without CAP_SYS_PTRACE (and what stands in for it) only the pool's reads of the other user's workers fail"
+        down(&["smaps/app", "control/app"]),
+        "without CAP_SYS_PTRACE (and what stands in for it) only the reads of other processes' memory and fds fail"
     );
     assert!(
         s.get(
@@ -345,7 +372,15 @@ fn each_dropped_capability_turns_off_only_its_own_feature() {
     .iter()
     .fold(0u64, |m, b| m | 1 << b);
     assert_eq!(eff, want_caps, "the unit's capabilities and no others");
-    assert_eq!(states(&s), all_up, "nobody with the unit's capabilities");
+    // All but the control socket of a root master: Gunicorn makes it mode
+    // 0600, and connecting needs write access (CAP_DAC_OVERRIDE, which the
+    // unit does not give, or a --control-socket-mode and group that let
+    // the exporter's user in).
+    assert_eq!(
+        states(&s),
+        down(&["control/app"]),
+        "nobody with the unit's capabilities"
+    );
 }
 
 /// The exporter never runs a shell or another program: no process spawning

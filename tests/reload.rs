@@ -158,7 +158,7 @@ fn counters_survive_a_reload_that_adds_a_pool_and_removed_sources_go() {
         s.get("badgateway_pool_workers", &[("pool", "b")]),
         Some(3.0)
     );
-    for source in ["pool/a", "nginx/edge/access"] {
+    for source in ["pool/a", "smaps/a", "nginx/edge/access"] {
         assert!(
             s.find("badgateway_source_up", &[("source", source)])
                 .is_empty(),

@@ -22,13 +22,13 @@ use std::io::{ErrorKind, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::kills::{self, Assembler, Known, Victim};
 use super::kmsg::{self, Record};
 use super::oom::parse_oom_line;
 use super::{epoch_seconds, KillCounts, LastKill, MemoryCounters, NO_POOL};
-use crate::state::timeline::{EventKind, OomKill};
+use crate::state::timeline::{EventKind, KillRule, OomKill};
 use crate::state::{PoolIndex, Published, Sinks};
 
 /// Large enough for any record (the kernel's limit is 8 KiB of text plus
@@ -43,6 +43,17 @@ pub const RETRY_MAX: Duration = Duration::from_secs(320);
 /// options.
 const OPTIONS_CHECK: Duration = Duration::from_secs(1);
 const STARTUP_WAIT: Duration = Duration::from_secs(15);
+/// How long a live kill of no known process waits for a pool to claim it:
+/// a few of the pool source's event reads.
+const ATTRIBUTION_WAIT: Duration = Duration::from_millis(200);
+
+/// A kill read from the log, not yet counted.
+struct PendingKill {
+    seen: Instant,
+    at: SystemTime,
+    seq: u64,
+    victim: Victim,
+}
 
 /// The waits between the tries of a source that keeps failing: `first`,
 /// doubled after each failure up to `max`; a success starts again from
@@ -111,6 +122,9 @@ pub struct KmsgReader {
     backoff: Backoff,
     /// The current open reached the end of the ring buffer.
     followed: bool,
+    /// Past the ring buffer's replay: new kills are live.
+    following: bool,
+    pending: std::collections::VecDeque<PendingKill>,
 }
 
 impl KmsgReader {
@@ -134,6 +148,8 @@ impl KmsgReader {
             enabled: true,
             backoff: Backoff::new(RETRY_FIRST, RETRY_MAX),
             followed: false,
+            following: false,
+            pending: std::collections::VecDeque::new(),
         }
     }
 
@@ -307,7 +323,14 @@ impl KmsgReader {
                     if !follow || self.options_changed() {
                         return Ok(());
                     }
-                    wait_readable(f, OPTIONS_CHECK);
+                    self.following = true;
+                    self.settle_pending();
+                    let wait = if self.pending.is_empty() {
+                        OPTIONS_CHECK
+                    } else {
+                        Duration::from_millis(20)
+                    };
+                    wait_readable(f, wait);
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) && buf.len() < MAX_BUF_SIZE => {
                     let len = buf.len() * 2;
@@ -351,8 +374,37 @@ impl KmsgReader {
     }
 
     fn kill(&mut self, rec: &Record<'_>, v: Victim) {
-        let at = self.kill_time(rec.ts_usec);
-        let known = self.known();
+        let kill = PendingKill {
+            seen: Instant::now(),
+            at: self.kill_time(rec.ts_usec),
+            seq: rec.seq,
+            victim: v,
+        };
+        // While following the live log, a victim no pool claims yet may be
+        // a worker forked and killed within the pool source's last few
+        // milliseconds: wait a moment for its fork to be published.
+        if self.following && self.attribution(&kill).rule == KillRule::Unknown {
+            self.pending.push_back(kill);
+            return;
+        }
+        self.count(kill);
+    }
+
+    /// Count the kills that waited, once a pool claims them or the wait
+    /// is over.
+    fn settle_pending(&mut self) {
+        while let Some(k) = self.pending.front() {
+            let claimed = self.attribution(k).rule != KillRule::Unknown;
+            if !claimed && k.seen.elapsed() < ATTRIBUTION_WAIT {
+                // Later kills wait behind it, so they stay in order.
+                return;
+            }
+            let k = self.pending.pop_front().expect("just seen");
+            self.count(k);
+        }
+    }
+
+    fn attribution(&self, k: &PendingKill) -> kills::Attribution {
         let cgroups: Vec<(String, String)> = self
             .memory
             .get()
@@ -360,16 +412,21 @@ impl KmsgReader {
             .iter()
             .map(|(p, c)| (p.clone(), c.path.clone()))
             .collect();
-        let a = kills::attribute(
-            v.pid,
-            epoch_seconds(at),
-            v.task_memcg.as_deref(),
-            &known,
+        kills::attribute(
+            k.victim.pid,
+            epoch_seconds(k.at),
+            k.victim.task_memcg.as_deref(),
+            &self.known(),
             &cgroups,
             self.opts.exit_window.as_secs_f64(),
-        );
+        )
+    }
+
+    fn count(&mut self, kill: PendingKill) {
+        let a = self.attribution(&kill);
+        let (at, v) = (kill.at, kill.victim);
         let k = OomKill {
-            seq: rec.seq,
+            seq: kill.seq,
             pid: v.pid as i32,
             comm: v.comm.into(),
             slot: a.slot,
@@ -690,5 +747,37 @@ mod tests {
         let line = format!("3,9,{},-;Out of memory: Killed process 555 (gunicorn) total-vm:1kB, anon-rss:2kB, file-rss:3kB, shmem-rss:4kB, UID:0 pgtables:5kB oom_score_adj:0\n", monotonic_usec());
         r.record(line.as_bytes());
         assert_eq!(kills(&r), [("web".to_string(), 1)]);
+    }
+
+    #[test]
+    fn a_live_kill_of_an_unknown_pid_waits_for_its_pool_to_claim_it() {
+        let mut r = reader(PoolIndex::default());
+        r.following = true;
+        let line = |pid: i32| {
+            format!("3,{pid},{},-;Memory cgroup out of memory: Killed process {pid} (gunicorn) total-vm:1kB, anon-rss:2kB, file-rss:3kB, shmem-rss:4kB, UID:0 pgtables:5kB oom_score_adj:0\n", monotonic_usec())
+        };
+        r.record(line(777).as_bytes());
+        assert!(kills(&r).is_empty(), "waiting");
+        // The pool source publishes the worker forked just before.
+        r.pools.publish(PoolIndex {
+            pools: vec![PoolMembers {
+                name: Arc::from("api"),
+                master: None,
+                workers: vec![Process {
+                    pid: 777,
+                    started: SystemTime::now() - Duration::from_millis(50),
+                    slot: Some(0),
+                }],
+                listeners: Vec::new(),
+            }],
+        });
+        r.settle_pending();
+        assert_eq!(kills(&r), [("api".to_string(), 1)]);
+        // One no pool ever claims is counted under "-" after the wait.
+        r.record(line(778).as_bytes());
+        r.pending.front_mut().unwrap().seen -= ATTRIBUTION_WAIT;
+        r.settle_pending();
+        assert_eq!(kills(&r), [("-".to_string(), 1), ("api".to_string(), 1)]);
+        assert!(r.pending.is_empty());
     }
 }

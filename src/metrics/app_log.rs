@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use prometheus_client::encoding::DescriptorEncoder;
+use super::Encoder;
 
 use super::{define_metrics, family};
 use crate::app_log::AppLogCounts;
@@ -11,7 +11,7 @@ define_metrics! { METRICS;
     APP_LOG_LINES: Counter, "badgateway_app_log_lines", ["pool"], "Lines read from the pool's own log (`log_file`, Gunicorn only).";
 }
 
-pub fn encode(c: &AppLogCounts, enc: &mut DescriptorEncoder) -> fmt::Result {
+pub fn encode(c: &AppLogCounts, enc: &mut Encoder) -> fmt::Result {
     if c.lines.is_empty() {
         return Ok(());
     }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use prometheus_client::encoding::DescriptorEncoder;
+use super::Encoder;
 
 use super::{define_metrics, family};
 use crate::state::health::SourceStatus;
@@ -16,8 +16,10 @@ define_metrics! { METRICS;
     COLLECTOR_CPU: Counter, "badgateway_collector_cpu_seconds", ["collector"], "CPU time the collector has used.";
     COLLECTOR_CYCLES: Counter, "badgateway_collector_cycles", ["collector"], "Cycles the collector has run.";
     COLLECTOR_ERRORS: Counter, "badgateway_collector_errors", ["collector"], "Values the collector could not read; each is skipped, never fatal.";
-    SOURCE_UP: Gauge, "badgateway_source_up", ["source"], "1 if the source could be read on its last try, 0 if not: kernel files (kmsg, vmstat, meminfo, pressure, cgroup), each nginx log (nginx/NAME/access, nginx/NAME/error) and each pool's /proc reads (pool/NAME).";
+    SOURCE_UP: Gauge, "badgateway_source_up", ["source"], "1 if the source could be read on its last try, 0 if not: kernel files (kmsg, vmstat, meminfo, pressure, cgroup), the process events (proc_connector), the listen queues (listen_queue), each nginx log (nginx/NAME/access, nginx/NAME/error), and per pool its /proc reads (pool/NAME), its smaps_rollup reads (smaps/NAME), its log (app_log/NAME) and its control socket (control/NAME).";
     SOURCE_ERRORS: Counter, "badgateway_source_errors", ["source"], "Tries that failed to read the source, by the same `source` values as badgateway_source_up.";
+    RESIDENT: Gauge, "badgateway_exporter_resident_memory_bytes", [], "The exporter's own resident memory (VmRSS).";
+    CPU: Counter, "badgateway_exporter_cpu_seconds", [], "CPU time the exporter has used, user plus system.";
     TIMELINE_DROPPED: Counter, "badgateway_timeline_events_dropped", [], "Events dropped from the bounded timeline of worker exits, OOM kills and upstream failures because it was full.";
 }
 
@@ -26,12 +28,20 @@ pub struct SelfState<'a> {
     pub collectors: &'a BTreeMap<&'static str, CollectorStats>,
     pub sources: &'a BTreeMap<String, SourceStatus>,
     pub timeline_dropped: u64,
+    pub resident_bytes: Option<u64>,
+    pub cpu_seconds: Option<f64>,
 }
 
-pub fn encode(s: &SelfState<'_>, enc: &mut DescriptorEncoder) -> fmt::Result {
+pub fn encode(s: &SelfState<'_>, enc: &mut Encoder) -> fmt::Result {
     family(enc, &BUILD_INFO, |f| {
         f.gauge(&[env!("CARGO_PKG_VERSION")], 1)
     })?;
+    if let Some(v) = s.resident_bytes {
+        family(enc, &RESIDENT, |f| f.gauge(&[], v))?;
+    }
+    if let Some(v) = s.cpu_seconds {
+        family(enc, &CPU, |f| f.counter(&[], v))?;
+    }
     let c = s.collectors;
     family(enc, &COLLECTOR_DURATION, |f| {
         c.iter()

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use prometheus_client::encoding::DescriptorEncoder;
+use super::Encoder;
 
 use super::{define_metrics, family};
 use crate::kernel::counter_files::Limit;
@@ -30,7 +30,7 @@ pub fn encode<'p>(
     kills: &KillCounts,
     counters: &MemoryCounters,
     pools: impl Iterator<Item = &'p str>,
-    enc: &mut DescriptorEncoder,
+    enc: &mut Encoder,
 ) -> fmt::Result {
     let MemoryCounters {
         vmstat_oom_kills: vmstat,

@@ -5,6 +5,12 @@
 //! an encoder can only write families declared there, and a test checks
 //! that docs/metrics.md documents each of them. The encoders are plain
 //! functions of what a source published; the snapshot calls them.
+//!
+//! [`Encoder`] writes each sample in the two formats scrapers ask for at
+//! once: Prometheus' text format 0.0.4 (the default) and OpenMetrics 1.0
+//! (for an `Accept` header that asks for it). They differ in small things:
+//! a counter's HELP and TYPE name (`x_total` in text, `x` in OpenMetrics)
+//! and the closing `# EOF`.
 
 pub mod app_log;
 pub mod exporter;
@@ -13,14 +19,7 @@ pub mod nginx;
 pub mod pools;
 pub mod rules;
 
-use std::collections::HashMap;
-use std::fmt;
-
-use prometheus_client::encoding::{
-    DescriptorEncoder, EncodeCounterValue, EncodeGaugeValue, MetricEncoder,
-};
-use prometheus_client::metrics::exemplar::Exemplar;
-use prometheus_client::metrics::MetricType;
+use std::fmt::{self, Write as _};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -73,37 +72,113 @@ pub fn all() -> impl Iterator<Item = &'static MetricDef> {
         .copied()
 }
 
+/// A sample value, written the way both formats read it.
+pub trait Value {
+    fn write_to(&self, out: &mut String);
+}
+
+macro_rules! int_value {
+    ($($t:ty),*) => {$(
+        impl Value for $t {
+            fn write_to(&self, out: &mut String) {
+                let _ = write!(out, "{self}");
+            }
+        }
+    )*};
+}
+int_value!(u64, i64, u32, i32, usize);
+
+impl Value for f64 {
+    fn write_to(&self, out: &mut String) {
+        if self.is_nan() {
+            out.push_str("NaN");
+        } else if self.is_infinite() {
+            out.push_str(if *self > 0.0 { "+Inf" } else { "-Inf" });
+        } else {
+            let _ = write!(out, "{self}");
+        }
+    }
+}
+
+/// Both expositions of one scrape, written side by side.
+#[derive(Debug, Default)]
+pub struct Encoder {
+    text: String,
+    openmetrics: String,
+}
+
+impl Encoder {
+    pub fn with_capacity(bytes: usize) -> Encoder {
+        Encoder {
+            text: String::with_capacity(bytes),
+            openmetrics: String::with_capacity(bytes),
+        }
+    }
+
+    /// (text format 0.0.4, OpenMetrics 1.0).
+    pub fn finish(mut self) -> (String, String) {
+        self.openmetrics.push_str("# EOF\n");
+        (self.text, self.openmetrics)
+    }
+}
+
 /// Writes samples of one family, pairing values with the declared labels.
 pub struct Family<'a> {
-    enc: MetricEncoder<'a>,
+    enc: &'a mut Encoder,
     def: &'static MetricDef,
+    /// `name{labels` of the sample being written, without the closing
+    /// brace: shared by both formats.
+    scratch: String,
 }
 
 impl Family<'_> {
-    fn labels<'v>(&self, values: &[&'v str]) -> Vec<(&'static str, &'v str)> {
-        debug_assert_eq!(values.len(), self.def.labels.len(), "{}", self.def.name);
-        self.def
-            .labels
-            .iter()
-            .copied()
-            .zip(values.iter().copied())
-            .collect()
+    /// `suffix` goes after the family's name (`_total`, `_bucket`), `extra`
+    /// is a label before the declared ones (`le`).
+    fn sample(
+        &mut self,
+        suffix: &str,
+        extra: Option<(&str, &str)>,
+        labels: &[&str],
+        v: &dyn Value,
+    ) -> fmt::Result {
+        debug_assert_eq!(labels.len(), self.def.labels.len(), "{}", self.def.name);
+        let s = &mut self.scratch;
+        s.clear();
+        s.push_str(self.def.name);
+        s.push_str(suffix);
+        let pairs = extra
+            .into_iter()
+            .chain(self.def.labels.iter().copied().zip(labels.iter().copied()));
+        let mut first = true;
+        for (k, val) in pairs {
+            s.push(if first { '{' } else { ',' });
+            first = false;
+            s.push_str(k);
+            s.push_str("=\"");
+            escape_label(val, s);
+            s.push('"');
+        }
+        if !first {
+            s.push('}');
+        }
+        s.push(' ');
+        v.write_to(s);
+        s.push('\n');
+        self.enc.text.push_str(s);
+        self.enc.openmetrics.push_str(s);
+        Ok(())
     }
 
-    pub fn gauge(&mut self, labels: &[&str], v: impl EncodeGaugeValue) -> fmt::Result {
-        let l = self.labels(labels);
-        self.enc.encode_family(&l)?.encode_gauge(&v)
+    pub fn gauge(&mut self, labels: &[&str], v: impl Value) -> fmt::Result {
+        self.sample("", None, labels, &v)
     }
 
-    pub fn counter(&mut self, labels: &[&str], v: impl EncodeCounterValue) -> fmt::Result {
-        let l = self.labels(labels);
-        self.enc
-            .encode_family(&l)?
-            .encode_counter::<Vec<(String, String)>, _, f64>(&v, None)
+    pub fn counter(&mut self, labels: &[&str], v: impl Value) -> fmt::Result {
+        self.sample("_total", None, labels, &v)
     }
 
     /// `buckets` are (upper bound, count in that bucket alone), ending
-    /// with +Inf; prometheus-client's encoder makes them cumulative.
+    /// with +Inf; they are written cumulative.
     pub fn histogram(
         &mut self,
         labels: &[&str],
@@ -111,27 +186,111 @@ impl Family<'_> {
         count: u64,
         buckets: &[(f64, u64)],
     ) -> fmt::Result {
-        let l = self.labels(labels);
-        self.enc.encode_family(&l)?.encode_histogram(
-            sum,
-            count,
-            buckets,
-            None::<&HashMap<usize, Exemplar<Vec<(String, String)>, f64>>>,
-        )
+        let mut le = String::new();
+        let mut acc = 0;
+        for (bound, n) in buckets {
+            acc += n;
+            le.clear();
+            bound.write_to(&mut le);
+            self.sample("_bucket", Some(("le", &le)), labels, &acc)?;
+        }
+        self.sample("_sum", None, labels, &sum)?;
+        self.sample("_count", None, labels, &count)
     }
 }
 
-/// Write one family: its descriptor, then whatever samples `f` writes.
+/// `\`, `"` and newlines escaped, as both formats want label values.
+fn escape_label(v: &str, out: &mut String) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// `\` and newlines escaped, as HELP texts want.
+fn escape_help(v: &str, out: &mut String) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Write one family: its HELP and TYPE, then whatever samples `f` writes.
 pub fn family(
-    enc: &mut DescriptorEncoder,
+    enc: &mut Encoder,
     def: &'static MetricDef,
     f: impl FnOnce(&mut Family<'_>) -> fmt::Result,
 ) -> fmt::Result {
     let ty = match def.kind {
-        Kind::Gauge => MetricType::Gauge,
-        Kind::Counter => MetricType::Counter,
-        Kind::Histogram => MetricType::Histogram,
+        Kind::Gauge => "gauge",
+        Kind::Counter => "counter",
+        Kind::Histogram => "histogram",
     };
-    let enc = enc.encode_descriptor(def.name, def.help, None, ty)?;
-    f(&mut Family { enc, def })
+    // The text format names a counter's family by its samples' name;
+    // OpenMetrics by the name without `_total`.
+    for (out, name) in [
+        (&mut enc.text, def.exposed_name()),
+        (&mut enc.openmetrics, def.name.to_string()),
+    ] {
+        let _ = write!(out, "# HELP {name} ");
+        escape_help(def.help, out);
+        let _ = writeln!(out, "\n# TYPE {name} {ty}");
+    }
+    f(&mut Family {
+        enc,
+        def,
+        scratch: String::with_capacity(128),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    define_metrics! { TEST_METRICS;
+        UP: Gauge, "badgateway_test_up", [], "Up.";
+        HITS: Counter, "badgateway_test_hits", ["pool"], "Hits, with a \\ and\na newline.";
+        SECONDS: Histogram, "badgateway_test_seconds", ["pool"], "Seconds.";
+    }
+
+    #[test]
+    fn both_formats_at_once() {
+        let mut enc = Encoder::default();
+        family(&mut enc, &UP, |f| f.gauge(&[], 1)).unwrap();
+        family(&mut enc, &HITS, |f| f.counter(&["a\"b\\c\nd"], 2.5)).unwrap();
+        family(&mut enc, &SECONDS, |f| {
+            f.histogram(&["x"], 1.5, 3, &[(0.5, 1), (1.0, 0), (f64::INFINITY, 2)])
+        })
+        .unwrap();
+        let (text, om) = enc.finish();
+        assert_eq!(
+            text,
+            concat!(
+                "# HELP badgateway_test_up Up.\n",
+                "# TYPE badgateway_test_up gauge\n",
+                "badgateway_test_up 1\n",
+                "# HELP badgateway_test_hits_total Hits, with a \\\\ and\\na newline.\n",
+                "# TYPE badgateway_test_hits_total counter\n",
+                "badgateway_test_hits_total{pool=\"a\\\"b\\\\c\\nd\"} 2.5\n",
+                "# HELP badgateway_test_seconds Seconds.\n",
+                "# TYPE badgateway_test_seconds histogram\n",
+                "badgateway_test_seconds_bucket{le=\"0.5\",pool=\"x\"} 1\n",
+                "badgateway_test_seconds_bucket{le=\"1\",pool=\"x\"} 1\n",
+                "badgateway_test_seconds_bucket{le=\"+Inf\",pool=\"x\"} 3\n",
+                "badgateway_test_seconds_sum{pool=\"x\"} 1.5\n",
+                "badgateway_test_seconds_count{pool=\"x\"} 3\n",
+            )
+        );
+        assert!(om.starts_with("# HELP badgateway_test_up Up.\n"));
+        assert!(om.contains("# TYPE badgateway_test_hits counter\nbadgateway_test_hits_total{"));
+        assert!(om.ends_with("badgateway_test_seconds_count{pool=\"x\"} 3\n# EOF\n"));
+        assert_eq!(TEST_METRICS.len(), 3);
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use prometheus_client::encoding::DescriptorEncoder;
+use super::Encoder;
 
 use super::{define_metrics, family};
 use crate::nginx::error_log::{Phase, Reason};
@@ -44,7 +44,7 @@ impl StatusTable {
     }
 }
 
-pub fn encode(st: &NginxView, enc: &mut DescriptorEncoder) -> fmt::Result {
+pub fn encode(st: &NginxView, enc: &mut Encoder) -> fmt::Result {
     let logs = || st.logs.iter();
     for (def, table) in [
         (&RESPONSES, StatusTable::Responses),

@@ -1,11 +1,13 @@
 //! The pool source's families: pools, their workers' memory and fds, spawns
-//! and exits.
+//! and exits, what Gunicorn's control socket says, and the listen queues of
+//! the pools' sockets.
 
 use std::fmt;
 
-use prometheus_client::encoding::DescriptorEncoder;
+use super::Encoder;
 
 use super::{define_metrics, family};
+use crate::pools::listen_queue::ListenQueues;
 use crate::pools::PoolsView;
 
 define_metrics! { METRICS;
@@ -22,9 +24,16 @@ define_metrics! { METRICS;
     SMAPS_SKIPPED: Counter, "badgateway_smaps_skipped", ["pool"], "smaps_rollup reads skipped by the size guard (RSS above --collector.smaps.max-rss).";
     READ_ERRORS: Counter, "badgateway_pool_read_errors", ["pool", "kind"], "Per-process values of the pool that could not be read, by kind (permission_denied, other).";
     UNSLOTTED: Gauge, "badgateway_pool_unslotted_workers", ["pool"], "Live workers beyond max_slots, counted without per-slot series.";
+    WORKER_HEARTBEAT: Gauge, "badgateway_worker_heartbeat_age_seconds", ["pool", "slot"], "Seconds since the worker in the slot last sent its master a heartbeat, from Gunicorn's control socket (show workers).";
+    GUNICORN_SPAWNED: Counter, "badgateway_gunicorn_workers_spawned", ["pool"], "Workers Gunicorn's master forked since it started (show stats).";
+    GUNICORN_KILLED: Counter, "badgateway_gunicorn_workers_killed", ["pool"], "SIGTERMs and SIGKILLs Gunicorn's master sent its workers since it started (show stats).";
+    GUNICORN_RELOADS: Counter, "badgateway_gunicorn_reloads", ["pool"], "Reloads (SIGHUP) of Gunicorn's master since it started (show stats).";
+    LISTEN_QUEUE_LENGTH: Gauge, "badgateway_pool_listen_queue_length", ["pool", "listener"], "Connections waiting in the listening socket's accept queue at the last sample.";
+    LISTEN_QUEUE_LIMIT: Gauge, "badgateway_pool_listen_queue_limit", ["pool", "listener"], "The listening socket's backlog: the queue length past which connections are refused.";
+    LISTEN_QUEUE_PEAK: Gauge, "badgateway_pool_listen_queue_peak", ["pool", "listener"], "The highest accept-queue length sampled in the last pools interval.";
 }
 
-pub fn encode(view: &PoolsView, enc: &mut DescriptorEncoder) -> fmt::Result {
+pub fn encode(view: &PoolsView, enc: &mut Encoder) -> fmt::Result {
     let pools = &view.pools;
     let slot_names: Vec<String> = (0..pools
         .iter()
@@ -123,5 +132,37 @@ pub fn encode(view: &PoolsView, enc: &mut DescriptorEncoder) -> fmt::Result {
         pools
             .iter()
             .try_for_each(|p| f.gauge(&[&p.name], p.unslotted_workers as i64))
+    })?;
+    family(enc, &WORKER_HEARTBEAT, |f| {
+        workers().try_for_each(|(pool, w)| match w.heartbeat_age {
+            Some(s) => f.gauge(&[pool, &slot_names[w.slot]], s),
+            None => Ok(()),
+        })
+    })?;
+    let gunicorn = || {
+        pools
+            .iter()
+            .filter_map(|p| p.gunicorn.map(|g| (p.name.as_str(), g)))
+    };
+    family(enc, &GUNICORN_SPAWNED, |f| {
+        gunicorn().try_for_each(|(pool, g)| f.counter(&[pool], g.workers_spawned))
+    })?;
+    family(enc, &GUNICORN_KILLED, |f| {
+        gunicorn().try_for_each(|(pool, g)| f.counter(&[pool], g.workers_killed))
+    })?;
+    family(enc, &GUNICORN_RELOADS, |f| {
+        gunicorn().try_for_each(|(pool, g)| f.counter(&[pool], g.reloads))
     })
+}
+
+/// The listen-queue sampler's families.
+pub fn encode_listen_queues(q: &ListenQueues, enc: &mut Encoder) -> fmt::Result {
+    let each = |f: &mut super::Family<'_>, value: fn(&_) -> u32| {
+        q.queues
+            .iter()
+            .try_for_each(|s| f.gauge(&[&s.pool, &s.listener], value(s) as i64))
+    };
+    family(enc, &LISTEN_QUEUE_LENGTH, |f| each(f, |s| s.length))?;
+    family(enc, &LISTEN_QUEUE_LIMIT, |f| each(f, |s| s.limit))?;
+    family(enc, &LISTEN_QUEUE_PEAK, |f| each(f, |s| s.peak))
 }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use prometheus_client::encoding::DescriptorEncoder;
+use super::Encoder;
 
 use super::{define_metrics, family};
 use crate::rules::{ExitCounts, FailureCounts, FAILED_STATUSES};
@@ -20,7 +20,7 @@ pub fn encode<'p>(
     exits: &'p ExitCounts,
     failures: &'p FailureCounts,
     pools: impl Iterator<Item = &'p str>,
-    enc: &mut DescriptorEncoder,
+    enc: &mut Encoder,
 ) -> fmt::Result {
     let mut names: Vec<&str> = pools.collect();
     let mut failing = names.clone();

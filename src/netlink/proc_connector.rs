@@ -551,6 +551,12 @@ impl ProcConnector {
         }
     }
 
+    /// Wait up to `timeout` for a message to read; returns whether one is
+    /// there. Nothing is read.
+    pub fn wait(&self, timeout: Duration) -> Result<bool, ProcConnectorError> {
+        self.poll(timeout)
+    }
+
     /// Messages lost since open (see [`ReadStats::lost`]).
     pub fn lost_total(&self) -> u64 {
         self.losses.lost

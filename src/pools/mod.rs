@@ -5,6 +5,10 @@
 //! - [`view`]: what it publishes;
 //! - [`process_table`]: finding masters and workers for one cycle;
 //! - [`observe`]: one pool: its cycle, and the forks and exits between;
+//! - [`control`]: Gunicorn's control socket: heartbeats, Gunicorn's own
+//!   counts, and its reloads on the timeline;
+//! - [`listen_queue`]: the listen queues of the pools' sockets, sampled on
+//!   a loop of their own between cycles;
 //! - [`proc`], [`discover`], [`listen`], [`slots`]: the readers and pure
 //!   rules underneath.
 //!
@@ -19,12 +23,15 @@
 //! Each cycle publishes a [`PoolsView`] for the outputs, a [`PoolIndex`]
 //! for the other sources, and puts spawns and exits on the timeline.
 
+pub mod control;
 pub mod discover;
 pub mod listen;
+pub mod listen_queue;
 pub mod observe;
 pub mod proc;
 pub mod process_table;
 pub mod slots;
+pub mod smaps;
 pub mod view;
 
 use std::path::PathBuf;
@@ -32,16 +39,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{PoolConfig, Server, DEFAULT_MAX_SLOTS};
+use crate::gunicorn::control::ControlOptions;
 use crate::netlink::proc_connector::{
     EventKind as ProcEventKind, ExitOutcome, ProcConnector, ProcConnectorOptions, ProcEvent,
 };
-use crate::state::pool_index::PoolMembers;
-use crate::state::timeline::{EventKind, ExitStatus, Process, WorkerExit};
+use crate::state::pool_index::{PoolListener, PoolMembers};
+use crate::state::timeline::{AppLog, EventKind, ExitStatus, Process, WorkerExit};
 use crate::state::{thread_cpu_seconds, PoolIndex, Published, Sinks};
+use control::Poll;
+use listen::ListenAddr;
 use observe::{Change, PoolChange, Tracker};
 use proc::{ProcId, ProcRoot};
 use process_table::{Finder, Lookup};
-pub use view::{Memory, PoolState, PoolsView, ReadErrors, WorkerState};
+use smaps::{SmapsOptions, SmapsSampler, SmapsView};
+pub use view::{GunicornStats, Memory, PoolState, PoolsView, ReadErrors, WorkerState};
 
 /// What the pool source reads, and how often and how hard it works.
 #[derive(Debug, Clone)]
@@ -62,8 +73,11 @@ pub struct PoolOptions {
     pub max_discovered: usize,
     /// Follow forks and exits with the proc connector.
     pub proc_events: bool,
-    /// How often the proc connector's events are read between cycles.
+    /// How long events gather, once one has come, before they are read:
+    /// a busy host's forks and exits cost one wakeup per batch.
     pub events_interval: Duration,
+    /// Calls to Gunicorn's control socket.
+    pub control: ControlOptions,
 }
 
 impl Default for PoolOptions {
@@ -78,7 +92,8 @@ impl Default for PoolOptions {
             discover_interval: Duration::from_secs(30),
             max_discovered: 32,
             proc_events: false,
-            events_interval: Duration::from_millis(50),
+            events_interval: Duration::from_millis(100),
+            control: ControlOptions::default(),
         }
     }
 }
@@ -88,12 +103,17 @@ pub fn health_source(pool: &str) -> String {
     format!("pool/{pool}")
 }
 
+/// The health `source` label of a Gunicorn pool's control socket.
+pub fn control_source(pool: &str) -> String {
+    format!("control/{pool}")
+}
+
 /// The health `source` label of the process events.
 pub const PROC_EVENTS_SOURCE: &str = "proc_connector";
 
 /// Cycles between two lookups of every master's children while the events
 /// keep the worker sets: a safety net, not the way workers are found.
-pub const RECONCILE_EVERY: u32 = 12;
+pub const RECONCILE_EVERY: u32 = 60;
 
 /// The proc connector's receive buffer: about 2,000 events between two
 /// reads.
@@ -115,6 +135,8 @@ pub struct PoolSource {
     boot: SystemTime,
     view: Arc<Published<PoolsView>>,
     index: Arc<Published<PoolIndex>>,
+    /// PSS and USS, read on the smaps sampler's thread.
+    smaps: Arc<Published<SmapsView>>,
     /// New options (a reloaded config), taken at the start of a cycle.
     updates: Option<(Arc<Published<PoolOptions>>, u64)>,
 }
@@ -153,8 +175,24 @@ impl PoolSource {
             boot: crate::state::boot_time(),
             view: Published::new(PoolsView::default()),
             index: Published::new(PoolIndex::default()),
+            smaps: Published::new(SmapsView::default()),
             updates: None,
         }
+    }
+
+    /// The sampler of the pools' PSS and USS, which this source reads: it
+    /// runs on a thread of its own (see [`smaps`]).
+    pub fn smaps_sampler(&self) -> SmapsSampler {
+        SmapsSampler::new(
+            SmapsOptions {
+                procfs: self.opts.procfs.clone(),
+                interval: self.opts.smaps_interval,
+                max_rss: self.opts.smaps_max_rss,
+            },
+            self.sinks.clone(),
+            self.view.clone(),
+            self.smaps.clone(),
+        )
     }
 
     /// Take new options from `updates` at the start of each cycle.
@@ -189,6 +227,8 @@ impl PoolSource {
             } else if !named {
                 tracing::info!(pool = %t.name, "pool no longer configured: not exported any more");
                 self.sinks.health.forget(&health_source(&t.name));
+                self.sinks.health.forget(&control_source(&t.name));
+                self.sinks.health.forget(&smaps::health_source(&t.name));
             }
         }
         self.trackers = trackers;
@@ -247,16 +287,10 @@ impl PoolSource {
         let mut errors = 0;
         let wall = SystemTime::now();
         let mut changes = Vec::new();
+        let smaps = self.smaps.get();
         for t in &mut self.trackers {
             let before = t.state.read_errors.clone();
-            let e = t.observe(
-                &mut lookup,
-                &self.opts,
-                now,
-                wall,
-                trust_events,
-                &mut changes,
-            );
+            let e = t.observe(&mut lookup, &smaps, wall, trust_events, &mut changes);
             errors += e;
             let after = &t.state.read_errors;
             let result = match e {
@@ -269,6 +303,7 @@ impl PoolSource {
             };
             self.sinks.health.report(&health_source(&t.name), result);
             put_on_timeline(&self.sinks, &self.root, &t.name, &mut changes);
+            poll_control(&self.sinks, &self.opts.control, t, true);
         }
         errors += lookup.scan_errors;
         self.publish();
@@ -321,6 +356,9 @@ impl PoolSource {
                         starttime: self.root.ticks_since_boot(ev.timestamp_ns),
                     });
                     t.forked(id, at, &mut changes);
+                    if let Some(c) = &mut t.control {
+                        c.forked(Instant::now());
+                    }
                     put_on_timeline(&self.sinks, &self.root, &t.name, &mut changes);
                     changed = true;
                 }
@@ -342,7 +380,23 @@ impl PoolSource {
             }
         }
         self.event_buf = events;
+        // Published at once: the kernel source attributes an OOM kill of a
+        // worker forked a moment ago by this index.
         if changed {
+            self.publish();
+            self.sinks.changed.notify();
+        }
+        // After a fork: a reload is on the timeline before the old
+        // workers' exits are judged. The control socket may take its time
+        // to answer; the index is out already.
+        let now = Instant::now();
+        let mut asked = false;
+        for t in &mut self.trackers {
+            if t.control.as_mut().is_some_and(|c| c.check_due(now)) {
+                asked |= poll_control(&self.sinks, &self.opts.control, t, false);
+            }
+        }
+        if asked {
             self.publish();
             self.sinks.changed.notify();
         }
@@ -357,7 +411,21 @@ impl PoolSource {
     }
 
     fn publish(&self) {
-        let mut pools: Vec<PoolState> = self.trackers.iter().map(|t| t.state.clone()).collect();
+        let smaps = self.smaps.get();
+        let mut pools: Vec<PoolState> = self
+            .trackers
+            .iter()
+            .map(|t| {
+                // The smaps sampler's counts are the pool's too.
+                let mut st = t.state.clone();
+                st.smaps_skipped = smaps.skipped.get(&st.name).copied().unwrap_or(0);
+                if let Some(e) = smaps.errors.get(&st.name) {
+                    st.read_errors.permission_denied += e.permission_denied;
+                    st.read_errors.other += e.other;
+                }
+                st
+            })
+            .collect();
         pools.sort_by(|a, b| a.name.cmp(&b.name));
         self.view.publish(PoolsView {
             pools,
@@ -376,7 +444,19 @@ impl PoolSource {
                     name: t.name.clone(),
                     master: t.state.master.map(|m| process(m, None)),
                     workers: t.workers().map(|(id, slot)| process(id, slot)).collect(),
-                    listeners: t.state.listen.clone(),
+                    listeners: t
+                        .state
+                        .listen
+                        .iter()
+                        .map(|l| PoolListener {
+                            name: l.name.clone(),
+                            inode: l.inode,
+                            tcp: match l.addr {
+                                ListenAddr::Tcp(a) => Some(a),
+                                ListenAddr::Unix(_) => None,
+                            },
+                        })
+                        .collect(),
                 })
                 .collect(),
         };
@@ -399,27 +479,69 @@ impl PoolSource {
             );
             sinks.changed.notify();
             let next = started + self.opts.interval;
-            // Between cycles: the events, read in batches; a master that
-            // exits cuts the wait short.
+            // Between cycles: wait for process events, let a batch gather
+            // for `events_interval`, read it; an idle host costs no wakeup.
+            // A master that exits cuts the wait short.
             loop {
                 let left = next.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     break;
                 }
-                if self.events.is_none() {
-                    std::thread::sleep(left);
-                    break;
+                let ready = match &self.events {
+                    None => {
+                        std::thread::sleep(left);
+                        break;
+                    }
+                    Some(c) => c.wait(left).unwrap_or(true),
+                };
+                if !ready {
+                    continue;
                 }
+                let left = next.saturating_duration_since(Instant::now());
                 std::thread::sleep(left.min(self.opts.events_interval));
                 let cpu0 = thread_cpu_seconds();
                 let master_gone = self.drain_events();
-                sinks
-                    .collectors
-                    .add_cpu("pools", thread_cpu_seconds() - cpu0);
+                sinks.collectors.record(
+                    PROC_EVENTS_SOURCE,
+                    Duration::ZERO,
+                    thread_cpu_seconds() - cpu0,
+                    0,
+                );
                 if master_gone {
                     break;
                 }
             }
+        }
+    }
+}
+
+/// Ask a Gunicorn pool's control socket: in a cycle (`cycle`) for the
+/// heartbeats and stats, with its health reported and one retry; between
+/// cycles for the stats alone. A reload goes on the timeline. Returns
+/// whether it answered.
+fn poll_control(sinks: &Sinks, opts: &ControlOptions, t: &mut Tracker, cycle: bool) -> bool {
+    let Some(c) = t.control.as_mut() else {
+        return false;
+    };
+    match c.poll(&mut t.state, opts, cycle, cycle) {
+        Poll::Nothing => false,
+        Poll::Failed(why) => {
+            if cycle {
+                sinks.health.report(&control_source(&t.name), Err(why));
+            }
+            false
+        }
+        Poll::Answered { reload } => {
+            sinks.health.report(&control_source(&t.name), Ok(()));
+            if reload {
+                tracing::debug!(pool = %t.name, "gunicorn reload seen on its control socket");
+                sinks.timeline.push(
+                    SystemTime::now(),
+                    Some(t.name.clone()),
+                    EventKind::AppLog(AppLog::Reload),
+                );
+            }
+            true
         }
     }
 }

@@ -5,21 +5,23 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use crate::config::{PoolConfig, Server};
 use crate::state::timeline::ExitStatus;
 
+use super::control::Control;
 use super::listen;
-use super::proc::{ProcId, ProcRoot, ReadFailure};
+use super::proc::{ProcId, ProcRoot, ReadFailure, StatBrief};
 use super::process_table::{Finder, Lookup};
 use super::slots::Slots;
+use super::smaps::SmapsView;
 use super::view::{Memory, PoolState, ReadErrors, WorkerState};
-use super::PoolOptions;
 
 /// Sockets rarely change while a master lives; re-read them now and then
-/// (and at once when the master changes).
-const LISTEN_REFRESH_CYCLES: u32 = 12;
+/// (and at once when the master changes). Reading them walks the host's
+/// TCP sockets, so not often.
+const LISTEN_REFRESH_CYCLES: u32 = 60;
 
 /// What happened to one of the pool's processes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -53,35 +55,48 @@ pub struct Tracker {
     /// The first observation sets the baseline: workers that existed
     /// before the exporter started are not counted as spawns.
     baseline_taken: bool,
-    /// When smaps_rollup was last read, per process.
-    smaps_at: HashMap<ProcId, Instant>,
     max_fds: HashMap<ProcId, Option<u64>>,
     /// Cycles until listening addresses are read again.
     listen_refresh: u32,
+    /// Gunicorn's control socket, for a Gunicorn pool.
+    pub control: Option<Control>,
     pub state: PoolState,
 }
 
 impl Tracker {
     pub fn new(name: &str, server: Server, finder: Finder, max_slots: usize) -> Tracker {
+        Tracker::with_control(name, server, finder, max_slots, None)
+    }
+
+    /// A pool whose Gunicorn control socket is `control_socket` rather than
+    /// the one found among its master's sockets.
+    pub fn with_control(
+        name: &str,
+        server: Server,
+        finder: Finder,
+        max_slots: usize,
+        control_socket: Option<std::path::PathBuf>,
+    ) -> Tracker {
         Tracker {
             name: Arc::from(name),
             finder,
             slots: Slots::new(max_slots),
             last_master: None,
             baseline_taken: false,
-            smaps_at: HashMap::new(),
             max_fds: HashMap::new(),
             listen_refresh: 0,
+            control: (server == Server::Gunicorn).then(|| Control::new(control_socket)),
             state: PoolState::new(name, server),
         }
     }
 
     pub fn from_config(p: &PoolConfig) -> Tracker {
-        Tracker::new(
+        Tracker::with_control(
             &p.name,
             p.server,
             Finder::Config(p.matcher.clone()),
             p.max_slots,
+            p.control_socket.clone(),
         )
     }
 
@@ -134,7 +149,6 @@ impl Tracker {
         changes: &mut Vec<PoolChange>,
     ) {
         self.state.exits += 1;
-        self.smaps_at.remove(&id);
         self.max_fds.remove(&id);
         let last = self.state.workers.iter().find(|w| w.id == id);
         changes.push(PoolChange {
@@ -152,8 +166,7 @@ impl Tracker {
     pub fn observe(
         &mut self,
         lookup: &mut Lookup<'_>,
-        opts: &PoolOptions,
-        now: Instant,
+        smaps: &SmapsView,
         wall: SystemTime,
         trust_events: bool,
         changes: &mut Vec<PoolChange>,
@@ -173,7 +186,6 @@ impl Tracker {
         if master_changed {
             if let Some(old) = t.state.master {
                 changes.push(change(Change::MasterExit, old, None));
-                t.smaps_at.remove(&old);
             }
             if let Some(new) = master {
                 if t.last_master.is_some_and(|l| l != new) {
@@ -186,18 +198,6 @@ impl Tracker {
             t.listen_refresh = 0;
         }
         t.state.up = master.is_some();
-        match master {
-            Some(m) if t.listen_refresh == 0 => {
-                t.state.listen = lookup
-                    .root
-                    .process(m.pid)
-                    .map(|p| listen::listen_addresses(&p))
-                    .unwrap_or_default();
-                t.listen_refresh = LISTEN_REFRESH_CYCLES;
-            }
-            Some(_) => t.listen_refresh -= 1,
-            None => t.state.listen.clear(),
-        }
 
         let root = lookup.root;
         let mut stats = HashMap::new();
@@ -229,47 +229,46 @@ impl Tracker {
             }
             changes.push(change(Change::WorkerSpawn, *id, *slot));
         }
+        // After the workers are known: their fds tell the app's sockets
+        // from Gunicorn's control socket.
+        match master {
+            Some(m) if t.listen_refresh == 0 => t.read_listeners(root, m, wall),
+            Some(_) => t.listen_refresh -= 1,
+            None => t.state.listen.clear(),
+        }
 
         let mut errors = 0;
         if let Some(m) = master {
-            let prev = t.state.master_memory;
-            match t.read_memory(root, m, prev, opts, now) {
-                Ok((mem, e)) => {
-                    t.state.master_memory = mem;
-                    errors += e;
-                }
+            match root
+                .stat(m.pid)
+                .and_then(|s| read_memory(root, m, &s, smaps))
+            {
+                Ok(mem) => t.state.master_memory = mem,
                 Err(f) => errors += count_failure(&mut t.state.read_errors, f),
             }
         } else {
             t.state.master_memory = Memory::default();
         }
 
-        let prev: HashMap<ProcId, WorkerState> =
-            t.state.workers.drain(..).map(|w| (w.id, w)).collect();
+        t.state.workers.clear();
         let mut workers = Vec::with_capacity(live.len());
         for (id, slot) in t.slots.assigned() {
-            let prev_mem = prev.get(&id).map(|w| w.memory).unwrap_or_default();
-            let (memory, e) = match t.read_memory(root, id, prev_mem, opts, now) {
-                Ok(r) => r,
+            // One stat read gives both RSS and CPU time.
+            let stat = match stats.remove(&id) {
+                Some(s) => Ok(s),
+                None => root.stat(id.pid),
+            };
+            let read = stat.and_then(|s| Ok((read_memory(root, id, &s, smaps)?, s)));
+            let (memory, stat) = match read {
+                Ok(m) => m,
                 Err(f) => {
                     errors += count_failure(&mut t.state.read_errors, f);
                     continue;
                 }
             };
-            errors += e;
+            let cpu_seconds = Some(root.ticks_to_seconds(stat.utime + stat.stime));
             let (open_fds, max_fds, e) = t.read_fds(root, id);
             errors += e;
-            let stat = match stats.remove(&id) {
-                Some(s) => Ok(s),
-                None => root.stat(id.pid),
-            };
-            let cpu_seconds = match stat {
-                Ok(s) => Some(root.ticks_to_seconds(s.utime + s.stime)),
-                Err(f) => {
-                    errors += count_failure(&mut t.state.read_errors, f);
-                    None
-                }
-            };
             workers.push(WorkerState {
                 id,
                 slot,
@@ -278,6 +277,7 @@ impl Tracker {
                 open_fds,
                 max_fds,
                 cpu_seconds,
+                heartbeat_age: None,
             });
         }
         t.state.workers = workers;
@@ -285,53 +285,27 @@ impl Tracker {
         errors
     }
 
-    /// RSS and swap every cycle; PSS and USS when due and under the size
-    /// guard.
-    fn read_memory(
-        &mut self,
-        root: &ProcRoot,
-        id: ProcId,
-        prev: Memory,
-        opts: &PoolOptions,
-        now: Instant,
-    ) -> Result<(Memory, u64), ReadFailure> {
-        let status = root.status_memory(id.pid)?;
-        let mut mem = Memory {
-            rss: status.rss_bytes,
-            swap: status.swap_bytes,
-            pss: prev.pss,
-            uss: prev.uss,
-        };
-        let mut errors = 0;
-        let due = self
-            .smaps_at
-            .get(&id)
-            .is_none_or(|at| now.duration_since(*at) >= opts.smaps_interval);
-        if due {
-            self.smaps_at.insert(id, now);
-            if status.rss_bytes > opts.smaps_max_rss {
-                self.state.smaps_skipped += 1;
-            } else {
-                match root.smaps_memory(id.pid) {
-                    Ok(s) => {
-                        mem.pss = Some(s.pss_bytes);
-                        mem.uss = Some(s.uss_bytes);
-                    }
-                    Err(f) => {
-                        // Unreadable (not root, not the same user): export no
-                        // PSS/USS rather than a stale or zero value.
-                        mem.pss = None;
-                        mem.uss = None;
-                        errors += count_failure(&mut self.state.read_errors, f);
-                    }
-                }
+    /// The master's listening sockets, without its control socket.
+    fn read_listeners(&mut self, root: &ProcRoot, master: ProcId, wall: SystemTime) {
+        self.listen_refresh = LISTEN_REFRESH_CYCLES;
+        let sockets = root
+            .process(master.pid)
+            .and_then(|p| listen::listen_sockets(&p))
+            .map_err(|e| e.to_string());
+        if let Some(c) = &mut self.control {
+            let age = wall
+                .duration_since(root.start_time(master.starttime))
+                .unwrap_or_default();
+            let workers = self.slots.all().map(|(id, _)| id);
+            if c.locate(root, master, &sockets, workers, age) {
+                self.listen_refresh = 0;
             }
         }
-        // Between smaps reads PSS/USS are older than RSS; neither can exceed
-        // RSS at any instant, so cap them rather than report the impossible.
-        mem.pss = mem.pss.map(|v| v.min(mem.rss));
-        mem.uss = mem.uss.map(|v| v.min(mem.rss));
-        Ok((mem, errors))
+        let mut sockets = sockets.unwrap_or_default();
+        if let Some(c) = &self.control {
+            sockets.retain(|l| !c.is_control(l));
+        }
+        self.state.listen = sockets;
     }
 
     fn read_fds(&mut self, root: &ProcRoot, id: ProcId) -> (Option<u64>, Option<u64>, u64) {
@@ -359,6 +333,33 @@ impl Tracker {
         };
         (open, max, errors)
     }
+}
+
+/// RSS from this cycle's stat; PSS, USS and swap as the smaps sampler
+/// last read them (PSS and USS capped at RSS: they are older, and can
+/// exceed it at no instant). Where smaps cannot be read (another user's
+/// process), swap comes from status, which anyone may read.
+fn read_memory(
+    root: &ProcRoot,
+    id: ProcId,
+    stat: &StatBrief,
+    smaps: &SmapsView,
+) -> Result<Memory, ReadFailure> {
+    let rss = root.pages_to_bytes(stat.rss_pages);
+    Ok(match smaps.memory.get(&id) {
+        Some((pss, uss, swap)) => Memory {
+            rss,
+            swap: *swap,
+            pss: Some((*pss).min(rss)),
+            uss: Some((*uss).min(rss)),
+        },
+        None => Memory {
+            rss,
+            swap: root.status_memory(id.pid)?.swap_bytes,
+            pss: None,
+            uss: None,
+        },
+    })
 }
 
 /// Count a read failure; `Gone` is churn, not an error.

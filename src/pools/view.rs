@@ -2,6 +2,7 @@
 
 use crate::config::Server;
 
+use super::listen::ListenSocket;
 use super::proc::ProcId;
 
 /// Memory of one process, by the `type` label.
@@ -25,6 +26,18 @@ pub struct WorkerState {
     pub max_fds: Option<u64>,
     /// User plus system CPU time, seconds.
     pub cpu_seconds: Option<f64>,
+    /// Seconds since its last heartbeat to the master, as Gunicorn's
+    /// control socket said this cycle.
+    pub heartbeat_age: Option<f64>,
+}
+
+/// Gunicorn's own counts since its master started (`show stats`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GunicornStats {
+    pub workers_spawned: u64,
+    /// Each SIGTERM and SIGKILL the master sent a worker.
+    pub workers_killed: u64,
+    pub reloads: u64,
 }
 
 /// Error counts by what could not be read; exported, never fatal.
@@ -50,8 +63,11 @@ pub struct PoolState {
     pub master_restarts: u64,
     pub smaps_skipped: u64,
     pub read_errors: ReadErrors,
-    /// Where the master listens (`unix:/path`, `host:port`).
-    pub listen: Vec<String>,
+    /// Where the master listens for the app; Gunicorn's control socket
+    /// is not among them.
+    pub listen: Vec<ListenSocket>,
+    /// From Gunicorn's control socket, while it answers.
+    pub gunicorn: Option<GunicornStats>,
 }
 
 impl PoolState {
@@ -70,6 +86,7 @@ impl PoolState {
             smaps_skipped: 0,
             read_errors: ReadErrors::default(),
             listen: Vec::new(),
+            gunicorn: None,
         }
     }
 

@@ -18,9 +18,22 @@ pub struct PoolMembers {
     pub name: Arc<str>,
     pub master: Option<Process>,
     pub workers: Vec<Process>,
-    /// Where the master listens: `unix:/path` or `host:port`, written the
-    /// way nginx writes an upstream.
-    pub listeners: Vec<String>,
+    /// Where the master listens for the app (Gunicorn's control socket is
+    /// not among them).
+    pub listeners: Vec<PoolListener>,
+}
+
+/// One listening socket of a pool's master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolListener {
+    /// `unix:/path` or `host:port`, written the way nginx writes an
+    /// upstream: the key that ties an upstream to its pool, and the
+    /// `listener` label.
+    pub name: String,
+    /// The socket's inode, as in /proc/PID/fd.
+    pub inode: u64,
+    /// The local address of a TCP listener; `None` for a unix socket.
+    pub tcp: Option<SocketAddr>,
 }
 
 impl PoolIndex {
@@ -28,7 +41,7 @@ impl PoolIndex {
     pub fn serving<'a>(&'a self, upstream: &'a str) -> impl Iterator<Item = &'a Arc<str>> {
         self.pools
             .iter()
-            .filter(move |p| p.listeners.iter().any(|l| serves(l, upstream)))
+            .filter(move |p| p.listeners.iter().any(|l| serves(&l.name, upstream)))
             .map(|p| &p.name)
     }
 
@@ -75,7 +88,15 @@ mod tests {
             name: Arc::from(name),
             master: None,
             workers: Vec::new(),
-            listeners: listeners.iter().map(|s| s.to_string()).collect(),
+            listeners: listeners
+                .iter()
+                .enumerate()
+                .map(|(i, s)| PoolListener {
+                    name: s.to_string(),
+                    inode: i as u64 + 1,
+                    tcp: s.parse().ok(),
+                })
+                .collect(),
         };
         let idx = PoolIndex {
             pools: vec![

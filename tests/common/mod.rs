@@ -235,22 +235,56 @@ pub fn wait_for(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
 
 /// A plain HTTP/1.0 GET on loopback; returns (status, body).
 pub fn http_get(addr: &str, path: &str, timeout: Duration) -> std::io::Result<(u16, String)> {
+    let r = http_request(addr, path, &[], timeout)?;
+    Ok((r.status, String::from_utf8_lossy(&r.body).into_owned()))
+}
+
+/// One HTTP/1.0 response, its headers lower-cased.
+pub struct Response {
+    pub status: u16,
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+/// GET `path` with extra request headers; the body as bytes (it may be
+/// gzipped).
+pub fn http_request(
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+) -> std::io::Result<Response> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(timeout))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf)?;
-    let status = buf
-        .split(' ')
-        .nth(1)
+    let mut req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(buf.len());
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|x| x.1)
-        .unwrap_or("")
-        .to_string();
-    Ok((status, body))
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let body = buf.get(split + 4..).unwrap_or_default().to_vec();
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 pub struct Exporter {
@@ -291,13 +325,21 @@ impl Exporter {
             }
             None => Command::new(bin),
         };
-        cmd.arg(format!("--web.listen-address={addr}"))
-            .arg("--collector.pools.interval=300ms")
-            .arg("--collector.smaps.interval=300ms")
-            .arg("--collector.discover.interval=300ms")
-            .arg("--collector.kernel.interval=300ms")
-            .arg("--collector.nginx.interval=100ms")
-            .args(extra)
+        cmd.arg(format!("--web.listen-address={addr}"));
+        // Fast intervals, unless `extra` gives its own.
+        for flag in [
+            "--collector.pools.interval=300ms",
+            "--collector.smaps.interval=300ms",
+            "--collector.discover.interval=300ms",
+            "--collector.kernel.interval=300ms",
+            "--collector.nginx.interval=100ms",
+        ] {
+            let name = flag.split('=').next().unwrap();
+            if !extra.iter().any(|e| e.split('=').next() == Some(name)) {
+                cmd.arg(flag);
+            }
+        }
+        cmd.args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("exporter.log")).unwrap());
         if let Some(uid) = uid {
