@@ -5,11 +5,11 @@
 # while the exporter's collectors run and its access log grows at 5,000
 # lines/s. Prints p50/p99 latency, requests/s, socket errors, non-2xx
 # answers and each exporter's peak RSS (VmHWM, reset before each phase).
-# Loopback only; bounded: four phases of SECONDS each.
+# Loopback only; bounded: four phases of SECONDS each (six with BASELINE_BIN).
 #
 # Usage: bench/load.sh [SECONDS] [CONNECTIONS]    (default 15 200)
-# BASELINE_BIN=/path/to/older/badgateway_exporter adds a plain phase for
-# that binary, to compare two builds in one run.
+# BASELINE_BIN=/path/to/older/badgateway_exporter adds a plain and a TLS
+# phase for that binary, to compare two builds in one run.
 # Targets: 0 errors; p99 under 10 ms plain and 25 ms with TLS; peak RSS
 # under 16 MiB.
 set -euo pipefail
@@ -102,6 +102,12 @@ start_node() { # port, extra flags...
   echo $!
 }
 
+# Resident memory of an exporter at rest, before its first phase.
+idle=()
+idle_rss() { # label, pid
+  idle+=("$(printf '%-34s %6.1f MiB' "$1" "$(awk '/^VmRSS/{print $2/1024}' "/proc/$2/status")")")
+}
+
 # One phase: reset the peak RSS, run wrk, print one row.
 rows=()
 phase() { # label, pid, url, wrk args...
@@ -134,6 +140,9 @@ node_port=$(free_port); node=$(start_node "$node_port"); pids+=("$node")
 wait_up "http://127.0.0.1:$bgw_port/healthz"
 wait_up "http://127.0.0.1:$node_port/metrics"
 sleep 2
+idle_rss "badgateway_exporter" "$bgw"
+idle_rss "node_exporter" "$node"
+bgw_plain=${#rows[@]}
 phase "badgateway_exporter  plain" "$bgw" "http://127.0.0.1:$bgw_port/metrics"
 phase "node_exporter        plain" "$node" "http://127.0.0.1:$node_port/metrics"
 kill "$bgw" "$node"
@@ -141,7 +150,8 @@ if [ -n "${BASELINE_BIN:-}" ]; then
   base_port=$(free_port); base=$(BGW_BIN=$BASELINE_BIN start_bgw "$base_port"); pids+=("$base")
   wait_up "http://127.0.0.1:$base_port/healthz"
   sleep 2
-  phase "baseline build         plain" "$base" "http://127.0.0.1:$base_port/metrics"
+  idle_rss "baseline build" "$base"
+  phase "baseline build       plain" "$base" "http://127.0.0.1:$base_port/metrics"
   kill "$base"
 fi
 
@@ -150,21 +160,31 @@ node_port=$(free_port); node=$(start_node "$node_port" --web.config.file="$work/
 wait_up "https://127.0.0.1:$bgw_port/metrics" -H "$auth"
 wait_up "https://127.0.0.1:$node_port/metrics" -H "$auth"
 sleep 2
+bgw_tls=${#rows[@]}
 phase "badgateway_exporter  TLS+basic auth" "$bgw" "https://127.0.0.1:$bgw_port/metrics" -H "$auth"
 phase "node_exporter        TLS+basic auth" "$node" "https://127.0.0.1:$node_port/metrics" -H "$auth"
 
 lines=$(curl -sk -H "$auth" "https://127.0.0.1:$bgw_port/metrics" \
   | awk '/^badgateway_log_lines_total\{.*file="access"/{s+=$NF} END{print s+0}')
 size=$(curl -sk -H "$auth" "https://127.0.0.1:$bgw_port/metrics" | wc -c)
+kill "$bgw" "$node"
+if [ -n "${BASELINE_BIN:-}" ]; then
+  base_port=$(free_port); base=$(BGW_BIN=$BASELINE_BIN start_bgw "$base_port" --web.config.file="$work/web.yml"); pids+=("$base")
+  wait_up "https://127.0.0.1:$base_port/metrics" -H "$auth"
+  sleep 2
+  phase "baseline build       TLS+basic auth" "$base" "https://127.0.0.1:$base_port/metrics" -H "$auth"
+  kill "$base"
+fi
 
 echo "# $C connections, ${D}s per phase, access log growing at $RATE lines/s; /metrics is $size bytes"
 echo "# load average before: $load0; after: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores (other work shares them)"
 printf '%-34s %9s %9s %8s %8s %7s %8s %8s\n' target req/s requests p50_ms p99_ms errors non2xx rss_MiB
 printf '%s\n' "${rows[@]}"
+echo "# RSS at rest, before the first phase:"
+printf '#   %s\n' "${idle[@]}"
 echo "# access lines counted by the TLS exporter in its ${D}s+ life: $lines"
 echo "# targets: 0 errors; p99 < 10 ms plain, < 25 ms TLS; peak RSS < 16 MiB"
-tls_row=$(( ${#rows[@]} - 2 ))
-printf '%s\n' "${rows[0]}" "${rows[$tls_row]}" | python3 -c '
+printf '%s\n' "${rows[$bgw_plain]}" "${rows[$bgw_tls]}" | python3 -c '
 import sys
 ok = True
 for row, p99max in zip(sys.stdin.read().splitlines(), (10, 25)):

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 fx=../fixtures
 c=corpus
-mkdir -p $c/access_log $c/error_log $c/kmsg $c/config $c/web_config
+mkdir -p $c/access_log $c/error_log $c/kmsg $c/config $c/web_config $c/app_log $c/control_frame
 # access_log: one mode byte, the format (or a log_format directive), lines.
 fmt_upstream="\$remote_addr - \$remote_user [\$time_local] \"\$request\" \$status \$body_bytes_sent \"\$http_referer\" \"\$http_user_agent\" rt=\$request_time uct=\"\$upstream_connect_time\" urt=\"\$upstream_response_time\" ua=\"\$upstream_addr\" us=\"\$upstream_status\""
 fmt_combined="\$remote_addr - \$remote_user [\$time_local] \"\$request\" \$status \$body_bytes_sent \"\$http_referer\" \"\$http_user_agent\""
@@ -28,4 +28,11 @@ printf 'discover: [gunicorn]\n' > $c/config/default.yml
 for f in $fx/web/exporter-toolkit/*.y*ml ../deploy/prometheus/web-config.yml; do
   cp "$f" $c/web_config/
 done
+# app_log: Gunicorn's captured logs, every version.
+for f in $fx/gunicorn/*/*.log; do
+  cp "$f" "$c/app_log/$(basename "$(dirname "$f")")_$(basename "$f")"
+done
+# control_frame: the captured control-socket answers, and an app socket's
+# HTTP answer (what a wrong socket says).
+cp $fx/gunicorn/27.0.1/*.frame $fx/gunicorn/27.0.1/app_socket_answer.bin $c/control_frame/
 echo "seeded: $(find $c -type f | wc -l) files"

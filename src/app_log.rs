@@ -47,6 +47,23 @@ pub struct AppLogSource {
     interval: Duration,
     sinks: Sinks,
     out: Arc<Published<AppLogCounts>>,
+    /// New options (a reloaded config), taken at the start of a poll.
+    updates: Option<(Arc<Published<AppLogOptions>>, u64)>,
+}
+
+fn pool_log(pool: &str, path: &std::path::Path, start: StartAt) -> PoolLog {
+    PoolLog {
+        pool: Arc::from(pool),
+        follower: Follower::new(
+            path.to_path_buf(),
+            FollowConfig {
+                max_line_bytes: MAX_LINE,
+                start,
+                rotate_grace: Duration::from_secs(5),
+            },
+        ),
+        lines: 0,
+    }
 }
 
 impl AppLogSource {
@@ -54,25 +71,55 @@ impl AppLogSource {
         let logs = opts
             .logs
             .iter()
-            .map(|(pool, path)| PoolLog {
-                pool: Arc::from(pool.as_str()),
-                follower: Follower::new(
-                    path.clone(),
-                    FollowConfig {
-                        max_line_bytes: MAX_LINE,
-                        start: opts.start,
-                        rotate_grace: Duration::from_secs(5),
-                    },
-                ),
-                lines: 0,
-            })
+            .map(|(pool, path)| pool_log(pool, path, opts.start))
             .collect();
         AppLogSource {
             logs,
             interval: opts.interval,
             sinks,
             out: Published::new(AppLogCounts::default()),
+            updates: None,
         }
+    }
+
+    /// Take new options from `updates` at the start of each poll.
+    pub fn follow_options(&mut self, updates: Arc<Published<AppLogOptions>>) {
+        let seen = updates.version();
+        self.updates = Some((updates, seen));
+    }
+
+    /// Apply new options (a reloaded config): a pool's log that is still
+    /// configured at the same path keeps its follower and count; a new one
+    /// starts at `opts.start`; one no longer configured stops being
+    /// exported.
+    pub fn reconfigure(&mut self, opts: AppLogOptions) {
+        let mut old: Vec<Option<PoolLog>> = self.logs.drain(..).map(Some).collect();
+        for (pool, path) in &opts.logs {
+            let kept = old.iter_mut().find(|l| {
+                l.as_ref()
+                    .is_some_and(|l| *l.pool == **pool && l.follower.path() == path.as_path())
+            });
+            let log = kept.and_then(Option::take);
+            self.logs
+                .push(log.unwrap_or_else(|| pool_log(pool, path, opts.start)));
+        }
+        for gone in old.into_iter().flatten() {
+            if !self.logs.iter().any(|l| l.pool == gone.pool) {
+                self.sinks.health.forget(&health_source(&gone.pool));
+            }
+        }
+        self.interval = opts.interval;
+        self.publish();
+    }
+
+    fn publish(&self) {
+        self.out.publish(AppLogCounts {
+            lines: self
+                .logs
+                .iter()
+                .map(|l| (l.pool.to_string(), l.lines))
+                .collect(),
+        });
     }
 
     pub fn published(&self) -> Arc<Published<AppLogCounts>> {
@@ -86,6 +133,9 @@ impl AppLogSource {
     /// Read everything new from every log. Returns the number of files
     /// that could not be read, and whether anything was read.
     pub fn poll(&mut self) -> (u64, bool) {
+        if let Some(opts) = self.updates.as_mut().and_then(|(u, seen)| u.newer(seen)) {
+            self.reconfigure((*opts).clone());
+        }
         let mut errors = 0;
         let mut changed = false;
         for l in &mut self.logs {
@@ -112,13 +162,7 @@ impl AppLogSource {
             changed |= l.lines != before;
         }
         if changed {
-            self.out.publish(AppLogCounts {
-                lines: self
-                    .logs
-                    .iter()
-                    .map(|l| (l.pool.to_string(), l.lines))
-                    .collect(),
-            });
+            self.publish();
         }
         (errors, changed)
     }

@@ -2,11 +2,20 @@
 //!
 //! Unknown keys are rejected (`deny_unknown_fields`); serde_norway's error
 //! carries the line and column, so the message names both the key and where
-//! it is.
+//! it is. The other checks run while the YAML is read, for the same
+//! reason: a value (a `cmdline` regex, an `escape`) is checked by the
+//! visitor that reads it, so its error has the value's line; an entry (a
+//! pool, an nginx) is checked against the entries before it by the visitor
+//! of its mapping, so its error has the entry's line and index
+//! (`pools[1]`). A check this module cannot make (an nginx `log_format`,
+//! which the nginx source compiles) is made by the caller, which finds the
+//! value's line with [`locate`].
 
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
 use regex::Regex;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +66,8 @@ pub struct RawPool {
     #[serde(default = "default_server")]
     pub server: Server,
     pub pidfile: Option<PathBuf>,
-    pub cmdline: Option<String>,
+    #[serde(default, deserialize_with = "cmdline_regex")]
+    pub cmdline: Option<Regex>,
     pub log_file: Option<PathBuf>,
     /// Upper bound on slots; workers beyond it are counted in the pool
     /// totals but get no per-slot series.
@@ -78,7 +88,19 @@ pub enum Matcher {
     Cmdline(Regex),
 }
 
-#[derive(Debug, Clone)]
+/// Two matchers are the same when they find the same master: the same
+/// pidfile, or the same regex as written.
+impl PartialEq for Matcher {
+    fn eq(&self, other: &Matcher) -> bool {
+        match (self, other) {
+            (Matcher::Pidfile(a), Matcher::Pidfile(b)) => a == b,
+            (Matcher::Cmdline(a), Matcher::Cmdline(b)) => a.as_str() == b.as_str(),
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct PoolConfig {
     pub name: String,
     pub server: Server,
@@ -90,7 +112,7 @@ pub struct PoolConfig {
 
 pub const DEFAULT_MAX_SLOTS: usize = 256;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NginxConfig {
     pub name: String,
@@ -100,7 +122,7 @@ pub struct NginxConfig {
     #[serde(default = "default_log_format")]
     pub log_format: String,
     /// `default`, `json` or `none`, as nginx's `escape=` parameter.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "checked_escape")]
     pub escape: Option<String>,
     pub error_log: Option<PathBuf>,
 }
@@ -109,7 +131,7 @@ fn default_log_format() -> String {
     "combined".to_string()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KernelConfig {
     #[serde(default = "default_true")]
@@ -145,11 +167,11 @@ pub enum Discover {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    #[serde(default)]
-    pools: Vec<RawPool>,
+    #[serde(default, deserialize_with = "pool_list")]
+    pools: Vec<PoolConfig>,
     #[serde(default)]
     discover: Vec<Discover>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nginx_list")]
     nginx: Vec<NginxConfig>,
     #[serde(default)]
     kernel: KernelConfig,
@@ -206,10 +228,6 @@ impl Config {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let invalid = |what: String| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            what,
-        };
         // An empty file is a valid, empty config rather than a YAML error.
         let raw: RawConfig = if text.trim().is_empty() {
             serde_norway::from_str("{}")
@@ -220,64 +238,8 @@ impl Config {
             path: path.to_path_buf(),
             err,
         })?;
-
-        let mut pools = Vec::with_capacity(raw.pools.len());
-        for (i, p) in raw.pools.into_iter().enumerate() {
-            if p.name.is_empty() {
-                return Err(invalid(format!("pools[{i}]: name must not be empty")));
-            }
-            if pools.iter().any(|q: &PoolConfig| q.name == p.name) {
-                return Err(invalid(format!(
-                    "pools[{i}]: duplicate pool name {:?}",
-                    p.name
-                )));
-            }
-            let matcher = match (p.pidfile, p.cmdline) {
-                (Some(f), None) => Matcher::Pidfile(f),
-                (None, Some(re)) => Matcher::Cmdline(Regex::new(&re).map_err(|e| {
-                    invalid(format!("pools[{i}] ({}): cmdline regex: {e}", p.name))
-                })?),
-                (Some(_), Some(_)) => {
-                    return Err(invalid(format!(
-                        "pools[{i}] ({}): give either pidfile or cmdline, not both",
-                        p.name
-                    )))
-                }
-                (None, None) => {
-                    return Err(invalid(format!(
-                        "pools[{i}] ({}): needs a matcher: pidfile or cmdline",
-                        p.name
-                    )))
-                }
-            };
-            if p.control_socket.is_some() && p.server != Server::Gunicorn {
-                return Err(invalid(format!(
-                    "pools[{i}] ({}): control_socket is for server: gunicorn",
-                    p.name
-                )));
-            }
-            pools.push(PoolConfig {
-                name: p.name,
-                server: p.server,
-                matcher,
-                log_file: p.log_file,
-                max_slots: p.max_slots.unwrap_or(DEFAULT_MAX_SLOTS).max(1),
-                control_socket: p.control_socket,
-            });
-        }
-        for (i, n) in raw.nginx.iter().enumerate() {
-            if n.access_log.is_none() && n.error_log.is_none() {
-                return Err(invalid(format!(
-                    "nginx[{i}] ({}): needs access_log, error_log or both",
-                    n.name
-                )));
-            }
-            if raw.nginx[..i].iter().any(|m| m.name == n.name) {
-                return Err(invalid(format!("nginx[{i}]: duplicate name {:?}", n.name)));
-            }
-        }
         Ok(Config {
-            pools,
+            pools: raw.pools,
             discover: raw.discover,
             nginx: raw.nginx,
             kernel: raw.kernel,
@@ -285,6 +247,277 @@ impl Config {
             origin: path.display().to_string(),
         })
     }
+}
+
+/// One step of a key path in the YAML: a mapping key or a list index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// Where the value at `path` (e.g. `nginx`, 0, `log_format`) is in the
+/// YAML `text`: its line and column, counted from 1 as in serde_norway's
+/// errors. `None` when the text has no such value. (A path through a
+/// value that is not a map or a list gives that value's position.)
+pub fn locate(text: &str, path: &[Step<'_>]) -> Option<(usize, usize)> {
+    // The value's visitor refuses it: serde_norway marks the refusal with
+    // the value's position.
+    let e = Locate(path)
+        .deserialize(serde_norway::Deserializer::from_str(text))
+        .err()?;
+    e.location().map(|l| (l.line(), l.column()))
+}
+
+/// An error about the value at `path`, found after parsing (by a caller
+/// that knows what the config module does not), located in the file's
+/// `text` so that it reads like a parse error.
+pub fn error_at(file: &Path, text: &str, path: &[Step<'_>], what: &str) -> ConfigError {
+    let mut key = String::new();
+    for s in path {
+        match s {
+            Step::Key(k) if key.is_empty() => key.push_str(k),
+            Step::Key(k) => {
+                key.push('.');
+                key.push_str(k);
+            }
+            Step::Index(i) => key.push_str(&format!("[{i}]")),
+        }
+    }
+    let at = locate(text, path)
+        .map(|(line, column)| format!(" at line {line} column {column}"))
+        .unwrap_or_default();
+    ConfigError::Invalid {
+        path: file.to_path_buf(),
+        what: format!("{key}: {what}{at}"),
+    }
+}
+
+const HERE: &str = "<located>";
+
+struct Locate<'a>(&'a [Step<'a>]);
+
+impl<'de> DeserializeSeed<'de> for Locate<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        match self.0.first() {
+            None => d.deserialize_any(self),
+            Some(Step::Key(_)) => d.deserialize_map(self),
+            Some(Step::Index(_)) => d.deserialize_seq(self),
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for Locate<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(HERE)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let Some((Step::Key(want), rest)) = self.0.split_first() else {
+            return Err(de::Error::custom(HERE));
+        };
+        // Read to the end: serde_norway refuses a mapping left half read.
+        while let Some(k) = map.next_key::<String>()? {
+            if k == *want {
+                map.next_value_seed(Locate(rest))?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let Some((Step::Index(want), rest)) = self.0.split_first() else {
+            return Err(de::Error::custom(HERE));
+        };
+        for _ in 0..*want {
+            if seq.next_element::<IgnoredAny>()?.is_none() {
+                return Ok(());
+            }
+        }
+        seq.next_element_seed(Locate(rest))?;
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+
+    // Every other value is the one sought (or not a map or list where the
+    // path needs one): refused, which marks it.
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Err(E::custom(HERE))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Err(E::custom(HERE))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Err(E::custom(HERE))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Err(E::custom(HERE))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Err(E::custom(HERE))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Err(E::custom(HERE))
+    }
+}
+
+/// A string checked as it is read, so that serde_norway puts the value's
+/// line and key path on the error.
+struct CheckedStr<T>(fn(&str) -> Result<T, String>);
+
+impl<T> Visitor<'_> for CheckedStr<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        (self.0)(v).map_err(E::custom)
+    }
+}
+
+fn cmdline_regex<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Regex>, D::Error> {
+    d.deserialize_str(CheckedStr(|s| {
+        Regex::new(s).map_err(|e| format!("cmdline regex: {e}"))
+    }))
+    .map(Some)
+}
+
+fn checked_escape<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    d.deserialize_str(CheckedStr(|s| match s {
+        "default" | "json" | "none" => Ok(s.to_string()),
+        o => Err(format!("escape {o:?}: expected default, json or none")),
+    }))
+    .map(Some)
+}
+
+/// A list whose entries are read as `T` and checked into `U` one by one,
+/// each against the entries before it.
+struct CheckedList<T, U> {
+    check: fn(T, &[U]) -> Result<U, String>,
+    raw: PhantomData<T>,
+}
+
+impl<'de, T: Deserialize<'de>, U> Visitor<'de> for CheckedList<T, U> {
+    type Value = Vec<U>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<U>, A::Error> {
+        let mut out = Vec::new();
+        while let Some(u) = seq.next_element_seed(CheckedEntry {
+            check: self.check,
+            before: &out,
+            raw: PhantomData,
+        })? {
+            out.push(u);
+        }
+        Ok(out)
+    }
+}
+
+/// One entry of a [`CheckedList`]: checked inside the visitor of its
+/// mapping, so that the error carries the entry's line.
+struct CheckedEntry<'a, T, U> {
+    check: fn(T, &[U]) -> Result<U, String>,
+    before: &'a [U],
+    raw: PhantomData<T>,
+}
+
+impl<'de, T: Deserialize<'de>, U> DeserializeSeed<'de> for CheckedEntry<'_, T, U> {
+    type Value = U;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<U, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, T: Deserialize<'de>, U> Visitor<'de> for CheckedEntry<'_, T, U> {
+    type Value = U;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a mapping")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<U, A::Error> {
+        let raw = T::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        (self.check)(raw, self.before).map_err(de::Error::custom)
+    }
+}
+
+fn pool_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PoolConfig>, D::Error> {
+    d.deserialize_seq(CheckedList {
+        check: pool_config,
+        raw: PhantomData,
+    })
+}
+
+fn nginx_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<NginxConfig>, D::Error> {
+    d.deserialize_seq(CheckedList {
+        check: nginx_config,
+        raw: PhantomData,
+    })
+}
+
+fn pool_config(p: RawPool, before: &[PoolConfig]) -> Result<PoolConfig, String> {
+    if p.name.is_empty() {
+        return Err("name must not be empty".to_string());
+    }
+    if before.iter().any(|q| q.name == p.name) {
+        return Err(format!("duplicate pool name {:?}", p.name));
+    }
+    let matcher = match (p.pidfile, p.cmdline) {
+        (Some(f), None) => Matcher::Pidfile(f),
+        (None, Some(re)) => Matcher::Cmdline(re),
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "pool {:?}: give either pidfile or cmdline, not both",
+                p.name
+            ))
+        }
+        (None, None) => {
+            return Err(format!(
+                "pool {:?}: needs a matcher: pidfile or cmdline",
+                p.name
+            ))
+        }
+    };
+    if p.control_socket.is_some() && p.server != Server::Gunicorn {
+        return Err(format!(
+            "pool {:?}: control_socket is for server: gunicorn",
+            p.name
+        ));
+    }
+    Ok(PoolConfig {
+        name: p.name,
+        server: p.server,
+        matcher,
+        log_file: p.log_file,
+        max_slots: p.max_slots.unwrap_or(DEFAULT_MAX_SLOTS).max(1),
+        control_socket: p.control_socket,
+    })
+}
+
+fn nginx_config(n: NginxConfig, before: &[NginxConfig]) -> Result<NginxConfig, String> {
+    if n.access_log.is_none() && n.error_log.is_none() {
+        return Err(format!(
+            "nginx {:?}: needs access_log, error_log or both",
+            n.name
+        ));
+    }
+    if before.iter().any(|m| m.name == n.name) {
+        return Err(format!("duplicate nginx name {:?}", n.name));
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -338,15 +571,97 @@ mod tests {
     }
 
     #[test]
-    fn bad_regex_and_duplicates_are_named() {
+    fn bad_regex_and_duplicates_are_named_with_their_line() {
         let err = parse("pools:\n  - name: api\n    cmdline: '('\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("pools[0] (api): cmdline regex"), "{err}");
+        assert!(
+            err.contains("pools[0].cmdline: cmdline regex") && err.contains("line 3"),
+            "{err}"
+        );
         let err = parse("pools:\n  - {name: a, pidfile: /x}\n  - {name: a, pidfile: /y}\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("duplicate"), "{err}");
+        assert!(
+            err.contains("pools[1]: duplicate pool name \"a\"") && err.contains("line 3"),
+            "{err}"
+        );
+        let err =
+            parse("pools:\n  - name: a\n    pidfile: /x\n  - name: b\n    server: gunicorn\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("pools[1]: pool \"b\": needs a matcher") && err.contains("line 4"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn values_are_located_by_their_key_path() {
+        let text = "pools: []\nnginx:\n  - name: a\n    error_log: /e\n  - name: b\n    access_log: /x\n\n    log_format: |\n      $status\n";
+        let at = |p: &[Step]| locate(text, p);
+        use Step::{Index, Key};
+        assert_eq!(
+            at(&[Key("nginx"), Index(1), Key("log_format")]),
+            Some((8, 17))
+        );
+        assert_eq!(at(&[Key("nginx"), Index(0), Key("name")]), Some((3, 11)));
+        assert_eq!(at(&[Key("pools")]), Some((1, 8)));
+        assert_eq!(at(&[Key("nginx"), Index(0), Key("log_format")]), None);
+        assert_eq!(at(&[Key("nginx"), Index(2)]), None);
+        assert_eq!(at(&[Key("kernel")]), None);
+        let e = error_at(
+            Path::new("c.yml"),
+            text,
+            &[Key("nginx"), Index(1), Key("log_format")],
+            "no $status",
+        );
+        assert_eq!(
+            e.to_string(),
+            "config file c.yml: nginx[1].log_format: no $status at line 8 column 17"
+        );
+    }
+
+    #[test]
+    fn entries_and_values_are_checked_with_their_line() {
+        // An unknown escape, an entry with no log, a duplicate.
+        let cases = [
+            (
+                "nginx:\n  - name: edge\n    access_log: /x\n    escape: yaml\n",
+                "nginx[0].escape: escape \"yaml\"",
+                "line 4",
+            ),
+            (
+                "nginx:\n  - name: a\n    access_log: /x\n  - name: b\n",
+                "nginx[1]: nginx \"b\": needs access_log",
+                "line 4",
+            ),
+            (
+                "nginx:\n  - {name: a, error_log: /x}\n  - {name: a, error_log: /y}\n",
+                "nginx[1]: duplicate nginx name",
+                "line 3",
+            ),
+        ];
+        for (yaml, what, line) in cases {
+            let err = parse(yaml).unwrap_err().to_string();
+            assert!(
+                err.contains(what) && err.contains(line) && err.contains("test.yml"),
+                "{yaml}\n{err}"
+            );
+        }
+        let cfg = parse("nginx:\n  - name: edge\n    access_log: /x\n    escape: json\n").unwrap();
+        assert_eq!(cfg.nginx[0].escape.as_deref(), Some("json"));
+    }
+
+    #[test]
+    fn equal_configs_compare_equal() {
+        let a = parse("pools:\n  - {name: a, cmdline: 'gunicorn: master \\[a\\]'}\nnginx:\n  - {name: e, error_log: /x}\n").unwrap();
+        let b = parse("pools:\n  - {name: a, cmdline: 'gunicorn: master \\[a\\]'}\nnginx:\n  - {name: e, error_log: /x}\n").unwrap();
+        let c = parse("pools:\n  - {name: a, cmdline: 'gunicorn: master \\[b\\]'}\n").unwrap();
+        assert_eq!(a.pools, b.pools);
+        assert_eq!(a.nginx, b.nginx);
+        assert_ne!(a.pools, c.pools);
+        assert_eq!(a.kernel, KernelConfig::default());
     }
 
     #[test]
@@ -370,7 +685,10 @@ mod tests {
         let err = parse("pools:\n  - {name: a, server: uwsgi, pidfile: /x, control_socket: /c}\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("pools[0] (a): control_socket"), "{err}");
+        assert!(
+            err.contains("pools[0]: pool \"a\": control_socket") && err.contains("line 2"),
+            "{err}"
+        );
     }
 
     #[test]

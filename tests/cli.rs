@@ -73,7 +73,10 @@ fn bad_config_names_the_key_and_line() {
         "--web.listen-address=127.0.0.1:0",
     ]);
     assert_ne!(code, 0);
-    assert!(err.contains("edge") && err.contains("$status"), "{err}");
+    assert!(
+        err.contains("nginx[0].log_format") && err.contains("$status") && err.contains("line 4"),
+        "{err}"
+    );
 }
 
 #[test]

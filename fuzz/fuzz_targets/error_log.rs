@@ -2,7 +2,7 @@
 //! upstream server extractor.
 #![no_main]
 
-use badgateway_exporter::nginx::error::{classify, parse_error_line, upstream_server};
+use badgateway_exporter::nginx::error_log::{classify, parse_error_line, upstream_server};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -157,13 +157,16 @@ fn read(path: &Path) -> Result<String, String> {
 pub enum Found {
     /// The cgroup's directory, version and path inside the hierarchy.
     Dir(PathBuf, CgroupVersion, String),
-    /// The v2 root cgroup, which has no memory files: nothing to read.
+    /// The root cgroup. v2's has no memory files; v1's has them, but they
+    /// count every process on the host: neither is the pool's, so nothing
+    /// is read.
     Root,
 }
 
 /// Where a process's memory cgroup is: the v2 hierarchy at SYSFS/fs/cgroup
 /// or SYSFS/fs/cgroup/unified if it has the memory controller (its
-/// directory has `memory.current`), else the v1 memory hierarchy.
+/// directory has `memory.current`), else the v1 memory hierarchy. A
+/// process in the root of the hierarchy it is charged to is [`Found::Root`].
 pub fn memory_cgroup(
     sysfs: &Path,
     c: &ProcCgroups,
@@ -179,6 +182,9 @@ pub fn memory_cgroup(
         }
     }
     if let Some(path) = &c.v1_memory {
+        if path == "/" {
+            return Some(Found::Root);
+        }
         let dir = base.join("memory").join(path.trim_start_matches('/'));
         if exists(&dir.join("memory.usage_in_bytes")) {
             return Some(Found::Dir(dir, CgroupVersion::V1, path.clone()));
@@ -229,7 +235,49 @@ fn read_cgroup(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::pool_index::PoolMembers;
+    use crate::state::timeline::Process;
     use counter_files::ProcCgroups;
+
+    #[test]
+    fn a_master_in_the_root_memory_cgroup_exports_no_cgroup_figures() {
+        let tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/kernel/root_cgroup");
+        let master = |name: &str, pid| PoolMembers {
+            name: Arc::from(name),
+            master: Some(Process {
+                pid,
+                started: std::time::SystemTime::UNIX_EPOCH,
+                slot: None,
+            }),
+            workers: Vec::new(),
+            listeners: Vec::new(),
+        };
+        let pools = Published::new(PoolIndex::default());
+        pools.publish(PoolIndex {
+            pools: vec![master("in_root", 100), master("boxed", 200)],
+        });
+        let sinks = Sinks::new(16);
+        let mut r = CounterReader::new(
+            CounterOptions {
+                procfs: tree.join("proc"),
+                sysfs: tree.join("sys"),
+                interval: Duration::from_secs(5),
+            },
+            sinks.clone(),
+            pools,
+        );
+        assert_eq!(r.collect(), 0);
+        let c = r.published().get();
+        assert_eq!(c.cgroups.keys().collect::<Vec<_>>(), ["boxed"]);
+        let boxed = &c.cgroups["boxed"];
+        assert_eq!(
+            (boxed.path.as_str(), boxed.version),
+            ("/bgw", CgroupVersion::V1)
+        );
+        assert_eq!(boxed.usage, Some(3205263360));
+        // The root is not an error: the source is up.
+        assert!(sinks.health.get("cgroup").unwrap().up);
+    }
 
     fn cg(v1: Option<&str>, v2: Option<&str>) -> ProcCgroups {
         ProcCgroups {
@@ -250,6 +298,7 @@ mod tests {
                 || p == Path::new("/sys/fs/cgroup/cgroup.controllers")
         };
         let hybrid_v2 = |p: &Path| p == Path::new("/sys/fs/cgroup/unified/x/memory.current");
+        let v1_root = |p: &Path| p == Path::new("/sys/fs/cgroup/memory/memory.usage_in_bytes");
         let dir = |d: &str, v, p: &str| Some(Found::Dir(PathBuf::from(d), v, p.to_string()));
         let cases = [
             // This machine: v1 memory, the unified hierarchy without it.
@@ -274,6 +323,9 @@ mod tests {
                 dir("/sys/fs/cgroup/unified/x", CgroupVersion::V2, "/x"),
             ),
             (cg(Some("/gone"), Some("/")), &v1_here, None),
+            // A master left in v1's root: its usage_in_bytes is the host's.
+            (cg(Some("/"), Some("/")), &v1_root, Some(Found::Root)),
+            (cg(Some("/"), None), &v1_root, Some(Found::Root)),
             (cg(None, None), &v1_here, None),
         ];
         for (c, exists, want) in cases {

@@ -6,6 +6,12 @@
 //! overwritten) are counted at startup. Records are keyed on `seq`, so a
 //! reopen never counts one twice. See Documentation/ABI/testing/dev-kmsg.
 //!
+//! When it cannot be opened or read (no CAP_SYSLOG, no device in a
+//! container), it tries again after [`RETRY_FIRST`], doubling the wait
+//! after each failure up to [`RETRY_MAX`]; a try that reaches the end of
+//! the ring buffer starts the waits again from the first. Health logs the
+//! first failure only.
+//!
 //! The time of a kill is the record's `ts_usec` (the kernel's monotonic
 //! clock, not counting suspend) plus the wall-clock time at which that
 //! clock was 0, measured when the record is read. This is right for a
@@ -29,7 +35,13 @@ use crate::state::{PoolIndex, Published, Sinks};
 /// the header and dictionary); `read()` fails with EINVAL if it is not.
 const BUF_SIZE: usize = 16 * 1024;
 const MAX_BUF_SIZE: usize = 1 << 20;
-const REOPEN_AFTER: Duration = Duration::from_secs(10);
+/// The wait before the first retry of a device that failed.
+pub const RETRY_FIRST: Duration = Duration::from_secs(10);
+/// The longest wait between two retries.
+pub const RETRY_MAX: Duration = Duration::from_secs(320);
+/// How often a wait (between retries, or for new records) looks for new
+/// options.
+const OPTIONS_CHECK: Duration = Duration::from_secs(1);
 const STARTUP_WAIT: Duration = Duration::from_secs(15);
 /// How long a live kill of no known process waits for a pool to claim it:
 /// a few of the pool source's event reads.
@@ -41,6 +53,37 @@ struct PendingKill {
     at: SystemTime,
     seq: u64,
     victim: Victim,
+}
+
+/// The waits between the tries of a source that keeps failing: `first`,
+/// doubled after each failure up to `max`; a success starts again from
+/// `first`.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    first: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    pub fn new(first: Duration, max: Duration) -> Backoff {
+        Backoff {
+            first,
+            max,
+            next: first,
+        }
+    }
+
+    /// A try failed: how long to wait before the next.
+    pub fn failed(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = (self.next * 2).min(self.max);
+        wait
+    }
+
+    pub fn succeeded(&mut self) {
+        self.next = self.first;
+    }
 }
 
 /// The health `source` label of the kernel log.
@@ -72,6 +115,13 @@ pub struct KmsgReader {
     assembler: Assembler,
     counts: KillCounts,
     out: Arc<Published<KillCounts>>,
+    /// New options (a reloaded config; `None`: stop reading), taken before
+    /// each open and noticed while following.
+    updates: Option<(Arc<Published<Option<KmsgOptions>>>, u64)>,
+    enabled: bool,
+    backoff: Backoff,
+    /// The current open reached the end of the ring buffer.
+    followed: bool,
     /// Past the ring buffer's replay: new kills are live.
     following: bool,
     pending: std::collections::VecDeque<PendingKill>,
@@ -94,9 +144,44 @@ impl KmsgReader {
             assembler: Assembler::default(),
             counts: KillCounts::default(),
             out: Published::new(KillCounts::default()),
+            updates: None,
+            enabled: true,
+            backoff: Backoff::new(RETRY_FIRST, RETRY_MAX),
+            followed: false,
             following: false,
             pending: std::collections::VecDeque::new(),
         }
+    }
+
+    /// Take new options from `updates` before each open; while following,
+    /// a new publication closes the device so that it applies at once.
+    pub fn follow_options(&mut self, updates: Arc<Published<Option<KmsgOptions>>>) {
+        let seen = updates.version();
+        self.updates = Some((updates, seen));
+    }
+
+    fn options_changed(&self) -> bool {
+        self.updates
+            .as_ref()
+            .is_some_and(|(u, seen)| u.version() != *seen)
+    }
+
+    fn take_new_options(&mut self) {
+        let Some(new) = self.updates.as_mut().and_then(|(u, seen)| u.newer(seen)) else {
+            return;
+        };
+        match &*new {
+            Some(o) => {
+                self.enabled = true;
+                self.opts = o.clone();
+            }
+            None => {
+                self.enabled = false;
+                self.sinks.health.forget(SOURCE);
+            }
+        }
+        // New options are a new start: try them at once.
+        self.backoff.succeeded();
     }
 
     pub fn published(&self) -> Arc<Published<KillCounts>> {
@@ -131,21 +216,53 @@ impl KmsgReader {
     }
 
     /// Run forever on the calling thread: replay the ring buffer, then
-    /// follow it; reopen after an error.
+    /// follow it; after an error, try again with [`Backoff`].
     pub fn run(mut self) -> ! {
         // The replay at startup attributes past kills by the pools' cgroups,
         // which the counter reader reads after the pools' first cycle.
         self.memory.wait_first(STARTUP_WAIT);
         loop {
-            let r = self.open().and_then(|mut f| {
-                self.sinks.health.report(SOURCE, Ok(()));
-                self.read(&mut f, true)
-            });
-            if let Err(e) = r {
-                self.sinks.health.report(SOURCE, Err(e));
-            }
+            let wait = self.attempt();
             self.sinks.changed.notify();
-            std::thread::sleep(REOPEN_AFTER);
+            self.sleep_unless_new_options(wait);
+        }
+    }
+
+    /// One try: take new options, open the device and follow it until an
+    /// error (or new options). Returns how long to wait before the next.
+    pub fn attempt(&mut self) -> Duration {
+        self.take_new_options();
+        if !self.enabled {
+            return Duration::MAX;
+        }
+        self.followed = false;
+        let r = self.open().and_then(|mut f| {
+            self.sinks.health.report(SOURCE, Ok(()));
+            self.read(&mut f, true)
+        });
+        if self.followed {
+            self.backoff.succeeded();
+        }
+        match r {
+            // New options: reopen with them at once.
+            Ok(()) => Duration::ZERO,
+            Err(e) => {
+                self.sinks.health.report(SOURCE, Err(e));
+                self.backoff.failed()
+            }
+        }
+    }
+
+    fn sleep_unless_new_options(&self, wait: Duration) {
+        let until = std::time::Instant::now().checked_add(wait);
+        loop {
+            let left = until.map_or(OPTIONS_CHECK, |u| {
+                u.saturating_duration_since(std::time::Instant::now())
+            });
+            if left.is_zero() || self.options_changed() {
+                return;
+            }
+            std::thread::sleep(left.min(OPTIONS_CHECK));
         }
     }
 
@@ -183,7 +300,8 @@ impl KmsgReader {
     }
 
     /// Read records until the device has no more (`follow` false: return
-    /// then) or until an error that needs a reopen (returned).
+    /// then), until new options are published (returns `Ok` too), or until
+    /// an error that needs a reopen (returned).
     fn read(&mut self, f: &mut std::fs::File, follow: bool) -> Result<(), String> {
         let mut buf = vec![0u8; BUF_SIZE];
         loop {
@@ -201,13 +319,14 @@ impl KmsgReader {
                     // The ring buffer is replayed: from now on the kill
                     // counters are complete, so export them.
                     self.set_replayed();
-                    if !follow {
+                    self.followed = true;
+                    if !follow || self.options_changed() {
                         return Ok(());
                     }
                     self.following = true;
                     self.settle_pending();
                     let wait = if self.pending.is_empty() {
-                        Duration::from_secs(1)
+                        OPTIONS_CHECK
                     } else {
                         Duration::from_millis(20)
                     };
@@ -480,6 +599,63 @@ mod tests {
             "{e}"
         );
         assert!(!r.sinks.health.get(SOURCE).unwrap().up);
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_a_success_resets_it() {
+        let mut b = Backoff::new(RETRY_FIRST, RETRY_MAX);
+        let waits: Vec<u64> = (0..7).map(|_| b.failed().as_secs()).collect();
+        assert_eq!(waits, [10, 20, 40, 80, 160, 320, 320]);
+        b.succeeded();
+        assert_eq!(b.failed(), RETRY_FIRST);
+    }
+
+    #[test]
+    fn a_failing_device_is_retried_with_backoff() {
+        let mut r = reader(PoolIndex::default());
+        let waits: Vec<Duration> = (0..4).map(|_| r.attempt()).collect();
+        assert_eq!(
+            waits,
+            [10, 20, 40, 80].map(Duration::from_secs),
+            "waits between tries of a missing device"
+        );
+        let h = r.sinks.health.get(SOURCE).unwrap();
+        assert!(!h.up && h.errors == 4, "{h:?}");
+    }
+
+    /// Needs root (the test command's user): /dev/kmsg is read with
+    /// kernel.dmesg_restrict=1.
+    #[test]
+    fn following_the_device_resets_the_backoff_and_new_options_apply_at_once() {
+        let mut r = reader(PoolIndex::default());
+        r.attempt();
+        r.attempt();
+        let updates = Published::new(None);
+        r.follow_options(updates.clone());
+        let o = |path: &str| KmsgOptions {
+            path: PathBuf::from(path),
+            ..r.opts.clone()
+        };
+        updates.publish(Some(o("/dev/kmsg")));
+        let (kmsg, gone) = (o("/dev/kmsg"), o("/nonexistent/kmsg2"));
+        let u = updates.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(1500));
+            u.publish(Some(gone));
+        });
+        // Follows /dev/kmsg until the new path is published, then returns
+        // to reopen at once.
+        assert_eq!(r.attempt(), Duration::ZERO);
+        t.join().unwrap();
+        assert_eq!(r.opts.path, kmsg.path);
+        assert!(r.published().get().replayed, "the ring buffer was read");
+        // The new path fails; the backoff starts again from the first wait.
+        assert_eq!(r.attempt(), RETRY_FIRST);
+        assert_eq!(r.opts.path, PathBuf::from("/nonexistent/kmsg2"));
+        // Turned off: no tries, no source.
+        updates.publish(None);
+        assert_eq!(r.attempt(), Duration::MAX);
+        assert!(r.sinks.health.get(SOURCE).is_none());
     }
 
     #[test]

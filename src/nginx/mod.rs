@@ -290,6 +290,8 @@ pub struct NginxSource {
     sinks: Sinks,
     pools: Arc<Published<PoolIndex>>,
     out: Arc<Published<NginxView>>,
+    /// New options (a reloaded config), taken at the start of a poll.
+    updates: Option<(Arc<Published<NginxOptions>>, u64)>,
 }
 
 impl NginxSource {
@@ -312,7 +314,47 @@ impl NginxSource {
             sinks,
             pools,
             out: Published::new(NginxView::default()),
+            updates: None,
         })
+    }
+
+    /// Take new options from `updates` at the start of each poll.
+    pub fn follow_options(&mut self, updates: Arc<Published<NginxOptions>>) {
+        let seen = updates.version();
+        self.updates = Some((updates, seen));
+    }
+
+    /// Apply new options (a reloaded config). An nginx whose entry did not
+    /// change keeps its followers, offsets and counters; a new or changed
+    /// one starts at `opts.start`; one no longer configured stops being
+    /// exported. A new `max_upstreams` applies to the logs started now.
+    /// Fails, changing nothing, when a new entry's format does not compile.
+    pub fn reconfigure(&mut self, opts: NginxOptions) -> Result<(), String> {
+        let mut fresh = Vec::new();
+        for n in opts.logs.iter().filter(|n| !self.opts.logs.contains(n)) {
+            fresh.push(
+                LogSource::new(n, opts.max_upstreams, opts.start)
+                    .map_err(|e| format!("nginx {:?}: {e}", n.name))?,
+            );
+        }
+        let mut fresh = fresh.into_iter();
+        // Built from `opts.logs` in order, so the i-th log is the i-th entry.
+        let mut old: Vec<Option<LogSource>> = self.logs.drain(..).map(Some).collect();
+        for n in &opts.logs {
+            let kept = self.opts.logs.iter().position(|o| o == n);
+            let log = kept.and_then(|i| old[i].take()).or_else(|| fresh.next());
+            self.logs.extend(log);
+        }
+        for gone in old.into_iter().flatten() {
+            for file in ["access", "error"] {
+                self.sinks.health.forget(&health_source(&gone.name, file));
+            }
+            if !opts.logs.iter().any(|n| *n.name == *gone.name) {
+                tracing::info!(nginx = %gone.name, "nginx no longer configured: not exported any more");
+            }
+        }
+        self.opts = opts;
+        Ok(())
     }
 
     pub fn published(&self) -> Arc<Published<NginxView>> {
@@ -326,6 +368,12 @@ impl NginxSource {
     /// Read everything new from every log, and publish. Returns the number
     /// of files that could not be read, and whether anything changed.
     pub fn poll(&mut self) -> (u64, bool) {
+        if let Some(opts) = self.updates.as_mut().and_then(|(u, seen)| u.newer(seen)) {
+            // The CLI checked the config before publishing it.
+            if let Err(e) = self.reconfigure((*opts).clone()) {
+                tracing::warn!(error = %e, "new nginx options refused; keeping the previous ones");
+            }
+        }
         let pools = self.pools.get();
         let mut errors = 0;
         let mut changed = false;

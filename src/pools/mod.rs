@@ -137,6 +137,8 @@ pub struct PoolSource {
     index: Arc<Published<PoolIndex>>,
     /// PSS and USS, read on the smaps sampler's thread.
     smaps: Arc<Published<SmapsView>>,
+    /// New options (a reloaded config), taken at the start of a cycle.
+    updates: Option<(Arc<Published<PoolOptions>>, u64)>,
 }
 
 impl PoolSource {
@@ -174,6 +176,7 @@ impl PoolSource {
             view: Published::new(PoolsView::default()),
             index: Published::new(PoolIndex::default()),
             smaps: Published::new(SmapsView::default()),
+            updates: None,
         }
     }
 
@@ -192,6 +195,49 @@ impl PoolSource {
         )
     }
 
+    /// Take new options from `updates` at the start of each cycle.
+    pub fn follow_options(&mut self, updates: Arc<Published<PoolOptions>>) {
+        let seen = updates.version();
+        self.updates = Some((updates, seen));
+    }
+
+    /// Apply new options (a reloaded config). A pool whose config did not
+    /// change keeps its tracker: its workers' slots, its counters, its
+    /// master. A new or changed pool starts afresh; a pool no longer
+    /// configured stops being exported. Discovered pools stay while
+    /// discovery is on. The proc connector, opened at start, stays as it
+    /// is.
+    pub fn reconfigure(&mut self, opts: PoolOptions) {
+        let mut old = std::mem::take(&mut self.trackers);
+        let mut trackers = Vec::with_capacity(opts.pools.len());
+        for p in &opts.pools {
+            let unchanged = self.opts.pools.contains(p);
+            let kept = old.iter().position(|t| {
+                unchanged && *t.name == *p.name && matches!(t.finder, Finder::Config(_))
+            });
+            trackers.push(match kept {
+                Some(i) => old.swap_remove(i),
+                None => Tracker::from_config(p),
+            });
+        }
+        for t in old {
+            let named = trackers.iter().any(|k| k.name == t.name);
+            if opts.discover_gunicorn && matches!(t.finder, Finder::Gunicorn) && !named {
+                trackers.push(t);
+            } else if !named {
+                tracing::info!(pool = %t.name, "pool no longer configured: not exported any more");
+                self.sinks.health.forget(&health_source(&t.name));
+                self.sinks.health.forget(&control_source(&t.name));
+                self.sinks.health.forget(&smaps::health_source(&t.name));
+            }
+        }
+        self.trackers = trackers;
+        self.opts = PoolOptions {
+            proc_events: self.opts.proc_events,
+            ..opts
+        };
+    }
+
     /// What the outputs read: every pool's state.
     pub fn view(&self) -> Arc<Published<PoolsView>> {
         self.view.clone()
@@ -205,6 +251,9 @@ impl PoolSource {
     /// One cycle: read every pool, put its changes on the timeline, and
     /// publish. Returns the number of values that could not be read.
     pub fn collect(&mut self, now: Instant) -> u64 {
+        if let Some(opts) = self.updates.as_mut().and_then(|(u, seen)| u.newer(seen)) {
+            self.reconfigure((*opts).clone());
+        }
         // Events that came before this cycle are applied first, so that
         // the cycle agrees with them.
         self.drain_events();

@@ -80,6 +80,11 @@ impl Health {
         }
     }
 
+    /// Stop exporting `source`: it was removed from the configuration.
+    pub fn forget(&self, source: &str) {
+        super::lock(&self.sources).remove(source);
+    }
+
     /// Every source tried so far.
     pub fn all(&self) -> BTreeMap<String, SourceStatus> {
         super::lock(&self.sources)
@@ -119,5 +124,7 @@ mod tests {
             h.all().keys().cloned().collect::<Vec<_>>(),
             ["kmsg", "vmstat"]
         );
+        h.forget("kmsg");
+        assert_eq!(h.all().keys().cloned().collect::<Vec<_>>(), ["vmstat"]);
     }
 }

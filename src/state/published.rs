@@ -41,6 +41,17 @@ impl<T> Published<T> {
         self.version.load(Ordering::Acquire)
     }
 
+    /// The latest value if it was published after the version in `seen`,
+    /// which is moved on: how a source takes new options at the start of
+    /// a step.
+    pub fn newer(&self, seen: &mut u64) -> Option<Arc<T>> {
+        let v = self.version();
+        (v != *seen).then(|| {
+            *seen = v;
+            self.get()
+        })
+    }
+
     /// Wait up to `timeout` for the first publication; returns whether it
     /// came.
     pub fn wait_first(&self, timeout: Duration) -> bool {
@@ -65,6 +76,17 @@ impl<T> Published<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn newer_gives_each_publication_once() {
+        let p = Published::new("a");
+        let mut seen = 0;
+        assert_eq!(p.newer(&mut seen), None);
+        p.publish("b");
+        p.publish("c");
+        assert_eq!(p.newer(&mut seen).as_deref(), Some(&"c"));
+        assert_eq!(p.newer(&mut seen), None);
+    }
 
     #[test]
     fn readers_see_the_latest_and_can_wait_for_the_first() {

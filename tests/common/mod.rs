@@ -302,10 +302,29 @@ impl Exporter {
 
     /// Start as another user (`uid`), to test what a non-root exporter sees.
     pub fn start_as(config: Option<&str>, extra: &[&str], uid: Option<u32>) -> Exporter {
+        Exporter::start_wrapped(config, extra, uid, &[])
+    }
+
+    /// Start under `wrapper` (a command that execs the rest of its
+    /// arguments, e.g. setpriv dropping capabilities), as `uid`.
+    pub fn start_wrapped(
+        config: Option<&str>,
+        extra: &[&str],
+        uid: Option<u32>,
+        wrapper: &[&str],
+    ) -> Exporter {
         use std::os::unix::process::CommandExt;
         let dir = TempDir::new("exporter");
         let addr = format!("127.0.0.1:{}", free_port());
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_badgateway_exporter"));
+        let bin = env!("CARGO_BIN_EXE_badgateway_exporter");
+        let mut cmd = match wrapper.split_first() {
+            Some((w, args)) => {
+                let mut c = Command::new(w);
+                c.args(args).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         cmd.arg(format!("--web.listen-address={addr}"));
         // Fast intervals, unless `extra` gives its own.
         for flag in [
