@@ -455,8 +455,8 @@ mod failure_tests {
                 cgroup: None,
                 memcg: true,
                 rule: KillRule::Live,
-                anon_bytes: 1,
-                file_bytes: 1,
+                anon_bytes: 480 << 20,
+                file_bytes: 20 << 20,
                 shmem_bytes: None,
             }),
         );
@@ -470,7 +470,7 @@ mod failure_tests {
                     slot: Some(3),
                 },
                 status: Some(ExitStatus::Signaled(9)),
-                rss_bytes: Some(500 << 20),
+                rss_bytes: Some(400 << 20),
                 pss_bytes: None,
             }),
         );
