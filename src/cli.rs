@@ -349,14 +349,28 @@ fn diagnose(args: &Args, d: &DiagnoseArgs) -> anyhow::Result<i32> {
         let _ = s.kmsg.replay();
     }
     s.app_logs.poll();
+    // A pool found down still owns the socket its log says it listened at.
+    s.nginx
+        .remember_listeners(&s.inputs.app_log.get().listening);
+    // Each worker's life, live or OOM-killed, with the requests nginx sent
+    // its pool meanwhile: how fast the workers grow, without a history.
+    let now = SystemTime::now();
+    let lives = s
+        .inputs
+        .sinks
+        .timeline
+        .read(|tl| crate::diagnose::worker_lives(&s.inputs.pools.get(), tl, now));
+    s.nginx
+        .count_requests(lives.iter().map(|l| l.window.clone()).collect());
     s.nginx.poll();
     s.judge.finish();
-    let now = SystemTime::now();
+    let growth =
+        crate::diagnose::GrowthHistory::from_lives(&lives, &s.inputs.nginx.get().window_requests);
     let window = crate::diagnose::Window {
         from: now.checked_sub(d.since).unwrap_or(SystemTime::UNIX_EPOCH),
         to: now,
     };
-    let report = s.inputs.diagnose(None, window);
+    let report = s.inputs.diagnose(Some(&growth), window);
     match d.format {
         ReportFormat::Text => print!("{}", report.text()),
         ReportFormat::Json => println!("{}", report.json()),

@@ -14,18 +14,19 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde::Serialize;
 
 use crate::kernel::counter_files::Limit;
 use crate::kernel::{KillCounts, MemoryCounters, NO_POOL};
-use crate::nginx::NginxView;
+use crate::nginx::{NginxView, RequestWindow};
 use crate::pools::proc::ProcId;
 use crate::pools::PoolsView;
+use crate::rules::failure_cause::kill_pool;
 use crate::rules::{ExitCounts, FailureCounts};
 use crate::state::health::SourceStatus;
-use crate::state::timeline::{EventKind, ExitReason, FailureCause, Timeline};
+use crate::state::timeline::{AppLog, EventKind, ExitReason, FailureCause, Timeline};
 
 /// What the diagnosis reads.
 pub struct Evidence<'a> {
@@ -218,13 +219,16 @@ pub fn build(ev: &Evidence<'_>, w: Window) -> Report {
                 at: rfc3339(e.at),
                 pid: k.pid,
                 comm: k.comm.to_string(),
-                pool: e.pool.as_deref().unwrap_or(NO_POOL).to_string(),
+                pool: kill_pool(tl, e).unwrap_or(NO_POOL).to_string(),
                 slot: k.slot,
                 anon_bytes: k.anon_bytes,
                 file_bytes: k.file_bytes,
                 shmem_bytes: k.shmem_bytes,
                 cgroup: k.cgroup.as_deref().map(str::to_string),
                 attributed_by: match k.rule {
+                    crate::state::timeline::KillRule::Unknown if kill_pool(tl, e).is_some() => {
+                        "the pool's own log, which logged the victim's boot"
+                    }
                     crate::state::timeline::KillRule::Live => "a live worker of the pool",
                     crate::state::timeline::KillRule::Exited => {
                         "a worker of the pool that just exited"
@@ -378,7 +382,7 @@ pub fn build(ev: &Evidence<'_>, w: Window) -> Report {
         .map(|f| f.severity)
         .max()
         .unwrap_or(Severity::Ok);
-    report.recovery = recovery(&report, ev, w);
+    report.recovery = recovery(&report, ev);
     report
 }
 
@@ -465,7 +469,7 @@ fn findings(r: &Report) -> Vec<Finding> {
 }
 
 /// The seeds' recovery options, in their order, each with its numbers.
-fn recovery(r: &Report, ev: &Evidence<'_>, w: Window) -> Vec<RecoveryOption> {
+fn recovery(r: &Report, ev: &Evidence<'_>) -> Vec<RecoveryOption> {
     let pool_kills: Vec<&KillRow> = r
         .oom_kills
         .kills
@@ -577,8 +581,11 @@ fn recovery(r: &Report, ev: &Evidence<'_>, w: Window) -> Vec<RecoveryOption> {
         "Recycle each worker before it grows to its share of the memory limit. These are estimates from the memory growth observed; check them under real load.",
     );
     let mut growth_seen = false;
+    // (pool, --max-requests, --max-requests-jitter, its workers were
+    // OOM-killed).
+    let mut suggested: Vec<(&str, f64, f64, bool)> = Vec::new();
     for p in ev.pools.pools.iter().filter(|p| p.up) {
-        let Some(g) = estimate_growth(ev, p, w) else {
+        let Some(g) = estimate_growth(ev, p) else {
             continue;
         };
         growth_seen |= g.per_request_bytes > 0.0;
@@ -633,12 +640,26 @@ fn recovery(r: &Report, ev: &Evidence<'_>, w: Window) -> Vec<RecoveryOption> {
                     format!("{} suggested --max-requests-jitter", p.name),
                     format!("{jitter:.0}"),
                 ));
-                advice = format!(
-                    "Recycle each worker before it grows to its share of the memory limit: for pool {}, --max-requests {max_requests:.0} --max-requests-jitter {jitter:.0} keeps a worker under 80% of its share. An estimate from the growth observed; check it under real load.",
-                    p.name
-                );
+                let killed = pool_kills.iter().any(|k| k.pool == p.name);
+                suggested.push((&p.name, max_requests, jitter, killed));
             }
         }
+    }
+    // The advice names the pools whose workers were OOM-killed, when
+    // there are such; a pool that merely grows a little is in the numbers.
+    let any_killed = suggested.iter().any(|s| s.3);
+    let named: Vec<String> = suggested
+        .iter()
+        .filter(|s| s.3 || !any_killed)
+        .map(|(pool, max_requests, jitter, _)| {
+            format!("for pool {pool}, --max-requests {max_requests:.0} --max-requests-jitter {jitter:.0}")
+        })
+        .collect();
+    if !named.is_empty() {
+        advice = format!(
+            "Recycle each worker before it grows to its share of the memory limit: {} keeps a worker under 80% of its share. An estimate from the growth observed; check it under real load.",
+            named.join("; ")
+        );
     }
     out.push(RecoveryOption {
         name: "recycle_workers",
@@ -702,47 +723,18 @@ pub struct Growth {
     pub from: &'static str,
 }
 
-/// The memory growth of a pool's workers: from the running exporter's
-/// history where there is one, else from the workers' own age and memory
-/// with the pool's request rate from nginx.
-fn estimate_growth(ev: &Evidence<'_>, p: &crate::pools::PoolState, w: Window) -> Option<Growth> {
-    if let Some(g) = ev.growth.and_then(|h| h.estimate(&p.name)) {
-        return Some(g);
-    }
-    let (requests, span) = pool_requests(ev.nginx, &p.name)?;
-    let span = span.unwrap_or_else(|| w.to.duration_since(w.from).unwrap_or_default());
-    if span.is_zero() || requests == 0 || p.workers.len() < 2 {
-        return None;
-    }
-    let rate_per_worker = requests as f64 / span.as_secs_f64() / p.workers.len() as f64;
-    let youngest = p
-        .workers
-        .iter()
-        .max_by(|a, b| a.start_time.total_cmp(&b.start_time))?;
-    let oldest = p
-        .workers
-        .iter()
-        .min_by(|a, b| a.start_time.total_cmp(&b.start_time))?;
-    let age_gap = youngest.start_time - oldest.start_time;
-    if age_gap <= 0.0 {
-        return None;
-    }
-    let grown = oldest.memory.rss as f64 - youngest.memory.rss as f64;
-    let per_second = (grown / age_gap).max(0.0);
-    Some(Growth {
-        per_request_bytes: per_second / rate_per_worker,
-        per_worker_hour_bytes: per_second * 3600.0,
-        baseline_bytes: youngest.memory.rss as f64,
-        from: "the oldest and the youngest worker, and nginx's request rate",
-    })
+/// The memory growth of a pool's workers, from the growth evidence there
+/// is: the running exporter's history, or a one-shot run's fit of each
+/// worker's memory against the requests its pool served while it lived.
+fn estimate_growth(ev: &Evidence<'_>, p: &crate::pools::PoolState) -> Option<Growth> {
+    ev.growth.and_then(|h| h.estimate(&p.name))
 }
 
-/// Requests nginx sent to a pool's upstreams, and over how long (when the
-/// logs' times are known).
-fn pool_requests(nginx: &NginxView, pool: &str) -> Option<(u64, Option<Duration>)> {
+/// Requests nginx sent to a pool's upstreams; `None` when no upstream of
+/// the logs is the pool's.
+fn pool_requests(nginx: &NginxView, pool: &str) -> Option<u64> {
     let mut total = 0;
     let mut found = false;
-    let mut span = None;
     for l in nginx.logs.values() {
         let ups: Vec<&str> = l
             .upstream_pools
@@ -765,27 +757,99 @@ fn pool_requests(nginx: &NginxView, pool: &str) -> Option<(u64, Option<Duration>
                     .sum::<u64>();
             }
         }
-        if let (Some(a), Some(b)) = (c.first_time, c.last_time) {
-            span = b.duration_since(a).ok();
-        }
     }
-    found.then_some((total, span))
+    found.then_some(total)
 }
 
 /// The running exporter's memory and request history per pool: at each
 /// pool cycle, the memory of each worker and the pool's request count. The
-/// growth per request is what the workers that lived through an interval
-/// grew, over the requests the pool served in it. Bounded: the last
-/// [`GrowthHistory::CAP`] samples per pool.
+/// growth per request is what the workers grew over the requests the pool
+/// served, counted only over the intervals in which no worker came or
+/// went: a request served by a worker that died in the interval (an OOM
+/// kill, a recycle) counts, but its growth is lost with it, which would
+/// make the leak look smaller than it is and the suggested
+/// `--max-requests` too high. Bounded: the last [`GrowthHistory::CAP`]
+/// samples per pool.
+///
+/// A one-shot run has no history: [`GrowthHistory::from_lives`] fits each
+/// worker's memory against the requests its pool served over its life
+/// instead.
 #[derive(Debug, Default)]
 pub struct GrowthHistory {
     pools: BTreeMap<String, VecDeque<Sample>>,
+    /// Per pool: (requests a worker served, its memory, seconds it lived).
+    lives: BTreeMap<String, Vec<(f64, f64, f64)>>,
+}
+
+/// A worker's life, for a one-shot run's growth fit: its memory (a live
+/// worker's now, an OOM victim's at its kill) and the span over which its
+/// pool's requests are counted.
+#[derive(Debug, Clone)]
+pub struct WorkerLife {
+    pub window: RequestWindow,
+    pub memory_bytes: u64,
+    /// The pool's workers: a worker served about its pool's requests over
+    /// its life divided by them.
+    pub workers: usize,
+}
+
+/// The lives a one-shot run weighs: each live worker of each pool that is
+/// up, until `now`; and each OOM victim of a pool from the boot its app
+/// server logged to its kill.
+pub fn worker_lives(pools: &PoolsView, tl: &Timeline, now: SystemTime) -> Vec<WorkerLife> {
+    let mut out = Vec::new();
+    for p in pools.pools.iter().filter(|p| p.up) {
+        let pool: std::sync::Arc<str> = p.name.as_str().into();
+        let workers = p.live_workers().max(1);
+        for w in &p.workers {
+            out.push(WorkerLife {
+                window: RequestWindow {
+                    pool: pool.clone(),
+                    from: SystemTime::UNIX_EPOCH
+                        + std::time::Duration::from_secs_f64(w.start_time.max(0.0)),
+                    to: now,
+                },
+                memory_bytes: w.memory.rss,
+                workers,
+            });
+        }
+        for e in tl.iter() {
+            let EventKind::OomKill(k) = &e.kind else {
+                continue;
+            };
+            // Its last boot before the kill, in the pool's own log.
+            let boot = tl
+                .iter()
+                .filter(|b| b.pool.as_deref() == Some(p.name.as_str()) && b.at <= e.at)
+                .filter(|b| {
+                    matches!(b.kind, EventKind::AppLog(AppLog::WorkerBooted { pid }) if pid == k.pid)
+                })
+                .map(|b| b.at)
+                .max();
+            let ours = e.pool.as_deref().is_none_or(|q| q == p.name);
+            if let (Some(from), true) = (boot, ours) {
+                out.push(WorkerLife {
+                    window: RequestWindow {
+                        pool: pool.clone(),
+                        from,
+                        to: e.at,
+                    },
+                    memory_bytes: k.anon_bytes + k.file_bytes + k.shmem_bytes.unwrap_or(0),
+                    workers,
+                });
+            }
+        }
+    }
+    out
 }
 
 #[derive(Debug, Clone)]
 struct Sample {
     at: SystemTime,
     requests: u64,
+    /// The pool's worker spawns plus exits so far: unchanged across an
+    /// interval when no worker came or went.
+    churn: u64,
     workers: Vec<(ProcId, u64)>,
 }
 
@@ -795,51 +859,116 @@ impl GrowthHistory {
 
     pub fn observe(&mut self, pools: &PoolsView, nginx: &NginxView, at: SystemTime) {
         for p in &pools.pools {
-            let Some((requests, _)) = pool_requests(nginx, &p.name) else {
+            let Some(requests) = pool_requests(nginx, &p.name) else {
                 continue;
             };
-            let h = self.pools.entry(p.name.clone()).or_default();
-            if h.len() == Self::CAP {
-                h.pop_front();
-            }
-            h.push_back(Sample {
-                at,
-                requests,
-                workers: p.workers.iter().map(|w| (w.id, w.memory.rss)).collect(),
-            });
+            self.record(
+                &p.name,
+                Sample {
+                    at,
+                    requests,
+                    churn: p.spawns + p.exits,
+                    workers: p.workers.iter().map(|w| (w.id, w.memory.rss)).collect(),
+                },
+            );
         }
         self.pools
             .retain(|name, _| pools.pools.iter().any(|p| &p.name == name));
     }
 
+    /// A one-shot run's evidence: `lives`, and the requests nginx served
+    /// in each one's window, in order.
+    pub fn from_lives(lives: &[WorkerLife], requests: &[u64]) -> GrowthHistory {
+        let mut h = GrowthHistory::default();
+        for (l, n) in lives.iter().zip(requests) {
+            let secs = l
+                .window
+                .to
+                .duration_since(l.window.from)
+                .unwrap_or_default()
+                .as_secs_f64();
+            h.lives.entry(l.window.pool.to_string()).or_default().push((
+                *n as f64 / l.workers as f64,
+                l.memory_bytes as f64,
+                secs,
+            ));
+        }
+        h
+    }
+
+    /// The least-squares line through each worker's (requests served,
+    /// memory): its slope is the growth per request, where it starts a
+    /// fresh worker's size. Needs two workers that served different
+    /// numbers of requests.
+    fn fit(&self, pool: &str) -> Option<Growth> {
+        let pts = self.lives.get(pool)?;
+        let n = pts.len() as f64;
+        let (mx, my) = (
+            pts.iter().map(|p| p.0).sum::<f64>() / n,
+            pts.iter().map(|p| p.1).sum::<f64>() / n,
+        );
+        let var: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+        if var <= 0.0 {
+            return None;
+        }
+        let slope = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / var;
+        let smallest = pts.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+        let per_request = slope.max(0.0);
+        let (served, lived): (f64, f64) =
+            pts.iter().fold((0.0, 0.0), |a, p| (a.0 + p.0, a.1 + p.2));
+        Some(Growth {
+            per_request_bytes: per_request,
+            per_worker_hour_bytes: if lived > 0.0 {
+                per_request * served / lived * 3600.0
+            } else {
+                0.0
+            },
+            baseline_bytes: (my - per_request * mx).clamp(0.0, smallest),
+            from: "each worker's memory against the requests nginx sent its pool while it lived",
+        })
+    }
+
+    fn record(&mut self, pool: &str, s: Sample) {
+        let h = self.pools.entry(pool.to_string()).or_default();
+        if h.len() == Self::CAP {
+            h.pop_front();
+        }
+        h.push_back(s);
+    }
+
     pub fn estimate(&self, pool: &str) -> Option<Growth> {
-        let h = self.pools.get(pool)?;
+        let Some(h) = self.pools.get(pool) else {
+            return self.fit(pool);
+        };
         let (mut grown, mut requests, mut worker_seconds) = (0.0, 0u64, 0.0);
         let mut baseline: Option<u64> = None;
         for pair in h.iter().collect::<Vec<_>>().windows(2) {
             let (a, b) = (pair[0], pair[1]);
-            let dt = b.at.duration_since(a.at).unwrap_or_default().as_secs_f64();
-            let common: Vec<(u64, u64)> = a
-                .workers
-                .iter()
-                .filter_map(|(id, m0)| {
-                    b.workers
-                        .iter()
-                        .find(|(i, _)| i == id)
-                        .map(|(_, m1)| (*m0, *m1))
-                })
-                .collect();
             // A new worker's first sample is what a fresh worker weighs.
             for (id, m) in &b.workers {
                 if !a.workers.iter().any(|(i, _)| i == id) {
                     baseline = Some(baseline.map_or(*m, |b| b.min(*m)));
                 }
             }
-            grown += common
+            // Both: a worker forked between cycles is counted at once but
+            // listed only from the next cycle, having served requests.
+            let same_workers = a.workers.len() == b.workers.len()
+                && a.workers
+                    .iter()
+                    .all(|(id, _)| b.workers.iter().any(|(i, _)| i == id));
+            if a.churn != b.churn || !same_workers {
+                continue;
+            }
+            let dt = b.at.duration_since(a.at).unwrap_or_default().as_secs_f64();
+            grown += a
+                .workers
                 .iter()
-                .map(|(m0, m1)| *m1 as f64 - *m0 as f64)
+                .filter_map(|(id, m0)| {
+                    let (_, m1) = b.workers.iter().find(|(i, _)| i == id)?;
+                    Some(*m1 as f64 - *m0 as f64)
+                })
                 .sum::<f64>();
-            worker_seconds += dt * common.len() as f64;
+            worker_seconds += dt * b.workers.len() as f64;
             requests += b.requests.saturating_sub(a.requests);
         }
         if requests == 0 || worker_seconds <= 0.0 {
@@ -1075,6 +1204,80 @@ pub fn rfc3339(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    /// Two workers that keep 2 MiB a request, the pool serving 10
+    /// requests a cycle; one of them OOM-killed and replaced in the third
+    /// interval, after it served its share of that interval's requests
+    /// (found end to end: counted, those requests made the leak look half
+    /// its size, and the suggested --max-requests let workers reach their
+    /// share).
+    #[test]
+    fn growth_per_request_leaves_out_the_intervals_with_a_worker_lost() {
+        let id = |pid| ProcId { pid, starttime: 1 };
+        let mut h = GrowthHistory::default();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let sample = |i: u64, churn, workers: &[(i32, u64)]| Sample {
+            at: t0 + Duration::from_secs(5 * i),
+            requests: 10 * i,
+            churn,
+            workers: workers.iter().map(|(p, m)| (id(*p), m << 20)).collect(),
+        };
+        h.record("api", sample(0, 2, &[(1, 20), (2, 20)]));
+        h.record("api", sample(1, 2, &[(1, 30), (2, 30)]));
+        h.record("api", sample(2, 2, &[(1, 40), (2, 40)]));
+        // Worker 2 served 5 requests, reached 50 MiB and was killed; 3 is
+        // new and served none yet.
+        h.record("api", sample(3, 4, &[(1, 50), (3, 21)]));
+        h.record("api", sample(4, 4, &[(1, 60), (3, 31)]));
+        // A third worker forked: counted at once, listed a cycle later,
+        // when it has served requests of its own.
+        h.record("api", sample(5, 5, &[(1, 70), (3, 41)]));
+        h.record("api", sample(6, 5, &[(1, 76), (3, 45), (4, 22)]));
+        let g = h.estimate("api").unwrap();
+        assert_eq!(g.per_request_bytes, (2 << 20) as f64, "{g:?}");
+        assert_eq!(g.baseline_bytes, (21 << 20) as f64);
+        assert_eq!(g.per_worker_hour_bytes, (10u64 << 20) as f64 / 5.0 * 3600.0);
+    }
+
+    /// A one-shot run: workers that keep 2 MiB a request from 20 MiB, two
+    /// of them in a pool of two, a third killed at 80 MiB; the requests
+    /// are the pool's over each life, twice what each worker served.
+    #[test]
+    fn a_one_shot_fit_of_memory_against_requests() {
+        let t = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        let life = |from, to, mib: u64| WorkerLife {
+            window: RequestWindow {
+                pool: "api".into(),
+                from: t(from),
+                to: t(to),
+            },
+            memory_bytes: mib << 20,
+            workers: 2,
+        };
+        let lives = [life(100, 200, 40), life(150, 200, 30), life(0, 100, 80)];
+        let g = GrowthHistory::from_lives(&lives, &[20, 10, 60])
+            .estimate("api")
+            .unwrap();
+        assert!(
+            (g.per_request_bytes - (2u64 << 20) as f64).abs() < 1.0,
+            "{g:?}"
+        );
+        assert!(
+            (g.baseline_bytes - (20u64 << 20) as f64).abs() < 1.0,
+            "{g:?}"
+        );
+        // 45 requests a worker over 250 worker-seconds, 2 MiB each.
+        let hour = 2.0 * 45.0 / 250.0 * 3600.0;
+        assert!((g.per_worker_hour_bytes / (1u64 << 20) as f64 - hour).abs() < 1e-6);
+        // One worker, or workers that all served as many: no fit.
+        assert!(GrowthHistory::from_lives(&lives[..1], &[20])
+            .estimate("api")
+            .is_none());
+        assert!(GrowthHistory::from_lives(&lives[..2], &[20, 20])
+            .estimate("api")
+            .is_none());
+    }
 
     #[test]
     fn rfc3339_dates() {
