@@ -352,20 +352,18 @@ fn diagnose(args: &Args, d: &DiagnoseArgs) -> anyhow::Result<i32> {
     // A pool found down still owns the socket its log says it listened at.
     s.nginx
         .remember_listeners(&s.inputs.app_log.get().listening);
-    // Each worker's life, live or OOM-killed, with the requests nginx sent
-    // its pool meanwhile: how fast the workers grow, without a history.
+    // How fast the workers grow, without a history: the pools' workers
+    // and OOM victims, with the requests nginx sent each pool meanwhile.
     let now = SystemTime::now();
-    let lives = s
+    let evidence = s
         .inputs
         .sinks
         .timeline
-        .read(|tl| crate::diagnose::worker_lives(&s.inputs.pools.get(), tl, now));
-    s.nginx
-        .count_requests(lives.iter().map(|l| l.window.clone()).collect());
+        .read(|tl| crate::diagnose::OneShotGrowth::gather(&s.inputs.pools.get(), tl, now));
+    s.nginx.count_requests(evidence.windows());
     s.nginx.poll();
     s.judge.finish();
-    let growth =
-        crate::diagnose::GrowthHistory::from_lives(&lives, &s.inputs.nginx.get().window_requests);
+    let growth = evidence.history(&s.inputs.nginx.get().window_requests);
     let window = crate::diagnose::Window {
         from: now.checked_sub(d.since).unwrap_or(SystemTime::UNIX_EPOCH),
         to: now,

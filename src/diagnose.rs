@@ -771,14 +771,16 @@ fn pool_requests(nginx: &NginxView, pool: &str) -> Option<u64> {
 /// `--max-requests` too high. Bounded: the last [`GrowthHistory::CAP`]
 /// samples per pool.
 ///
-/// A one-shot run has no history: [`GrowthHistory::from_lives`] fits each
-/// worker's memory against the requests its pool served over its life
-/// instead.
+/// A one-shot run has no history: [`OneShotGrowth`] balances a pool's
+/// ledger since its workers booted where it can, and else fits each
+/// worker's memory against the requests its pool served over its life.
 #[derive(Debug, Default)]
 pub struct GrowthHistory {
     pools: BTreeMap<String, VecDeque<Sample>>,
     /// Per pool: (requests a worker served, its memory, seconds it lived).
     lives: BTreeMap<String, Vec<(f64, f64, f64)>>,
+    /// Per pool: the growth its balanced ledger gives.
+    ledgers: BTreeMap<String, Growth>,
 }
 
 /// A worker's life, for a one-shot run's growth fit: its memory (a live
@@ -817,17 +819,27 @@ pub fn worker_lives(pools: &PoolsView, tl: &Timeline, now: SystemTime) -> Vec<Wo
             let EventKind::OomKill(k) = &e.kind else {
                 continue;
             };
-            // Its last boot before the kill, in the pool's own log.
+            if kill_pool(tl, e) != Some(p.name.as_str()) {
+                continue;
+            }
+            // Its last boot before the kill, in the pool's own log. The log
+            // gives whole seconds: the worker booted within that second, so
+            // its pool's requests are counted from the second's end (never
+            // those of the worker it replaced), and only a life long enough
+            // for that second to be a tenth of it at most is weighed.
             let boot = tl
                 .iter()
                 .filter(|b| b.pool.as_deref() == Some(p.name.as_str()) && b.at <= e.at)
                 .filter(|b| {
                     matches!(b.kind, EventKind::AppLog(AppLog::WorkerBooted { pid }) if pid == k.pid)
                 })
-                .map(|b| b.at)
+                .map(|b| b.at + std::time::Duration::from_secs(1))
                 .max();
-            let ours = e.pool.as_deref().is_none_or(|q| q == p.name);
-            if let (Some(from), true) = (boot, ours) {
+            let long_enough = |from: SystemTime| {
+                e.at.duration_since(from)
+                    .is_ok_and(|d| d >= std::time::Duration::from_secs(10))
+            };
+            if let Some(from) = boot.filter(|f| long_enough(*f)) {
                 out.push(WorkerLife {
                     window: RequestWindow {
                         pool: pool.clone(),
@@ -841,6 +853,154 @@ pub fn worker_lives(pools: &PoolsView, tl: &Timeline, now: SystemTime) -> Vec<Wo
         }
     }
     out
+}
+
+/// A pool's whole ledger since its master booted its workers, when every
+/// worker booted since is alive or was OOM-killed (the seeds' case: no
+/// --max-requests yet, workers killed one after another): what the
+/// workers weigh now and weighed at their kills, less what each weighed
+/// fresh, is what they kept of every request nginx sent the pool
+/// meanwhile. Unlike a fit per worker, it needs no guess of how the
+/// requests were spread over the workers (Gunicorn's sync workers take
+/// them unevenly).
+#[derive(Debug, Clone)]
+pub struct PoolLedger {
+    pub window: RequestWindow,
+    /// The live workers' memory now plus the victims' at their kills.
+    pub memory_bytes: u64,
+    /// Workers booted in the window: each started fresh.
+    pub boots: usize,
+    /// What a fresh worker weighs: the smallest live worker.
+    pub fresh_bytes: u64,
+    /// The workers' lives summed, in seconds.
+    pub worker_seconds: f64,
+}
+
+/// A one-shot run's evidence of growth: each worker's life, and each
+/// pool's ledger where it balances.
+#[derive(Debug, Clone, Default)]
+pub struct OneShotGrowth {
+    pub lives: Vec<WorkerLife>,
+    pub ledgers: Vec<PoolLedger>,
+}
+
+impl OneShotGrowth {
+    pub fn gather(pools: &PoolsView, tl: &Timeline, now: SystemTime) -> OneShotGrowth {
+        OneShotGrowth {
+            lives: worker_lives(pools, tl, now),
+            ledgers: pools
+                .pools
+                .iter()
+                .filter_map(|p| pool_ledger(p, tl, now))
+                .collect(),
+        }
+    }
+
+    /// The windows whose requests nginx is to count: the lives', then the
+    /// ledgers'.
+    pub fn windows(&self) -> Vec<RequestWindow> {
+        self.lives
+            .iter()
+            .map(|l| l.window.clone())
+            .chain(self.ledgers.iter().map(|l| l.window.clone()))
+            .collect()
+    }
+
+    /// The growth evidence, with the requests counted in [`Self::windows`].
+    pub fn history(&self, requests: &[u64]) -> GrowthHistory {
+        let (lives, ledgers) = requests.split_at(self.lives.len().min(requests.len()));
+        let mut h = GrowthHistory::from_lives(&self.lives, lives);
+        for (l, n) in self.ledgers.iter().zip(ledgers) {
+            let kept = l.memory_bytes as f64 - (l.boots as u64 * l.fresh_bytes) as f64;
+            if *n == 0 || kept <= 0.0 {
+                continue;
+            }
+            h.ledgers.insert(
+                l.window.pool.to_string(),
+                Growth {
+                    per_request_bytes: kept / *n as f64,
+                    per_worker_hour_bytes: if l.worker_seconds > 0.0 {
+                        kept / l.worker_seconds * 3600.0
+                    } else {
+                        0.0
+                    },
+                    baseline_bytes: l.fresh_bytes as f64,
+                    from: "the pool's workers now and at their OOM kills, since their master booted them, against every request nginx sent it",
+                },
+            );
+        }
+        h
+    }
+}
+
+/// The ledger of pool `p`, when its log gives its workers' boots since its
+/// master last started (or reloaded) and each of them is alive or was
+/// OOM-killed.
+fn pool_ledger(p: &crate::pools::PoolState, tl: &Timeline, now: SystemTime) -> Option<PoolLedger> {
+    if !p.up || p.workers.is_empty() {
+        return None;
+    }
+    let ours = |e: &crate::state::timeline::Event| e.pool.as_deref() == Some(p.name.as_str());
+    let restarted = tl
+        .iter()
+        .filter(|e| ours(e))
+        .filter(|e| matches!(e.kind, EventKind::AppLog(AppLog::Shutdown | AppLog::Reload)))
+        .map(|e| e.at)
+        .max();
+    let boots: Vec<(i32, SystemTime)> = tl
+        .iter()
+        .filter(|e| ours(e) && restarted.is_none_or(|r| e.at > r))
+        .filter_map(|e| match e.kind {
+            EventKind::AppLog(AppLog::WorkerBooted { pid }) => Some((pid, e.at)),
+            _ => None,
+        })
+        .collect();
+    let from = boots.iter().map(|b| b.1).min()?;
+    let victims: Vec<(i32, SystemTime, u64)> = tl
+        .window(from, now)
+        .filter(|e| kill_pool(tl, e) == Some(p.name.as_str()))
+        .filter_map(|e| match &e.kind {
+            EventKind::OomKill(k) => Some((
+                k.pid,
+                e.at,
+                k.anon_bytes + k.file_bytes + k.shmem_bytes.unwrap_or(0),
+            )),
+            _ => None,
+        })
+        .collect();
+    // It balances when each worker booted is alive or was killed, once.
+    let live = |pid| p.workers.iter().any(|w| w.id.pid == pid);
+    let killed = |pid| victims.iter().filter(|v| v.0 == pid).count();
+    let balanced = boots.len() == p.workers.len() + victims.len()
+        && boots
+            .iter()
+            .all(|(pid, _)| live(*pid) as usize + killed(*pid) == 1)
+        && p.workers
+            .iter()
+            .all(|w| boots.iter().any(|b| b.0 == w.id.pid));
+    if !balanced {
+        return None;
+    }
+    let secs = |a: SystemTime, b: SystemTime| b.duration_since(a).unwrap_or_default().as_secs_f64();
+    let worker_seconds = boots
+        .iter()
+        .map(|(pid, at)| {
+            let end = victims.iter().find(|v| v.0 == *pid).map_or(now, |v| v.1);
+            secs(*at, end)
+        })
+        .sum();
+    Some(PoolLedger {
+        window: RequestWindow {
+            pool: p.name.as_str().into(),
+            from,
+            to: now,
+        },
+        memory_bytes: p.workers.iter().map(|w| w.memory.rss).sum::<u64>()
+            + victims.iter().map(|v| v.2).sum::<u64>(),
+        boots: boots.len(),
+        fresh_bytes: p.workers.iter().map(|w| w.memory.rss).min()?,
+        worker_seconds,
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -938,7 +1098,7 @@ impl GrowthHistory {
 
     pub fn estimate(&self, pool: &str) -> Option<Growth> {
         let Some(h) = self.pools.get(pool) else {
-            return self.fit(pool);
+            return self.ledgers.get(pool).copied().or_else(|| self.fit(pool));
         };
         let (mut grown, mut requests, mut worker_seconds) = (0.0, 0u64, 0.0);
         let mut baseline: Option<u64> = None;
@@ -1277,6 +1437,150 @@ mod tests {
         assert!(GrowthHistory::from_lives(&lives[..2], &[20, 20])
             .estimate("api")
             .is_none());
+    }
+
+    /// The lives a one-shot run weighs: live workers until now; OOM
+    /// victims of the pool from the end of their boot line's second, when
+    /// they lived long enough for that second not to matter.
+    #[test]
+    fn worker_lives_from_the_pool_and_its_kills() {
+        use crate::state::timeline::{KillRule, OomKill};
+        let t = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        let mut pool = crate::pools::PoolState::new("api", crate::config::Server::Gunicorn);
+        pool.up = true;
+        pool.workers.push(crate::pools::WorkerState {
+            id: ProcId {
+                pid: 9,
+                starttime: 1,
+            },
+            slot: 0,
+            start_time: 250.0,
+            memory: crate::pools::Memory {
+                rss: 30 << 20,
+                ..Default::default()
+            },
+            open_fds: None,
+            max_fds: None,
+            cpu_seconds: None,
+        });
+        let pools = PoolsView {
+            pools: vec![pool],
+            children_files: None,
+        };
+        let mut tl = Timeline::new(64);
+        let api: Option<std::sync::Arc<str>> = Some("api".into());
+        let kill = |pid| {
+            EventKind::OomKill(OomKill {
+                seq: 1,
+                pid,
+                comm: "gunicorn".into(),
+                slot: None,
+                cgroup: None,
+                memcg: true,
+                rule: KillRule::Unknown,
+                anon_bytes: 90 << 20,
+                file_bytes: 10 << 20,
+                shmem_bytes: None,
+            })
+        };
+        let booted = |pid| EventKind::AppLog(AppLog::WorkerBooted { pid });
+        // 5 lived 5 s: too short. 6 lived 100 s. 7 was another pool's.
+        tl.push(t(100), api.clone(), booted(5));
+        tl.push(t(105), None, kill(5));
+        tl.push(t(200), api.clone(), booted(6));
+        tl.push(t(300), None, kill(6));
+        tl.push(t(200), Some("web".into()), booted(7));
+        tl.push(t(300), None, kill(7));
+        let lives = worker_lives(&pools, &tl, t(400));
+        let got: Vec<(u64, u64, u64)> = lives
+            .iter()
+            .map(|l| {
+                let s = |x: SystemTime| x.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+                (s(l.window.from), s(l.window.to), l.memory_bytes >> 20)
+            })
+            .collect();
+        assert_eq!(got, [(250, 400, 30), (201, 300, 100)]);
+        assert!(lives
+            .iter()
+            .all(|l| l.workers == 1 && &*l.window.pool == "api"));
+    }
+
+    /// Two workers booted at the master's start, both OOM-killed, their
+    /// replacements alive: the pool's ledger balances, and what the workers
+    /// kept over the pool's requests is the growth, however unevenly the
+    /// requests were spread. A worker that ended otherwise (recycled) leaves
+    /// the ledger open, and the fit per worker is left.
+    #[test]
+    fn a_balanced_ledger_gives_the_growth_per_request() {
+        use crate::state::timeline::{KillRule, OomKill};
+        let t = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        let worker = |pid, start: f64, mib: u64| crate::pools::WorkerState {
+            id: ProcId { pid, starttime: 1 },
+            slot: 0,
+            start_time: start,
+            memory: crate::pools::Memory {
+                rss: mib << 20,
+                ..Default::default()
+            },
+            open_fds: None,
+            max_fds: None,
+            cpu_seconds: None,
+        };
+        let mut pool = crate::pools::PoolState::new("api", crate::config::Server::Gunicorn);
+        pool.up = true;
+        pool.workers = vec![worker(3, 200.0, 60), worker(4, 350.0, 20)];
+        let pools = PoolsView {
+            pools: vec![pool],
+            children_files: None,
+        };
+        let api: Option<std::sync::Arc<str>> = Some("api".into());
+        let kill = |pid| {
+            EventKind::OomKill(OomKill {
+                seq: 1,
+                pid,
+                comm: "gunicorn".into(),
+                slot: None,
+                cgroup: None,
+                memcg: true,
+                rule: KillRule::Cgroup,
+                anon_bytes: 95 << 20,
+                file_bytes: 5 << 20,
+                shmem_bytes: None,
+            })
+        };
+        let booted = |pid| EventKind::AppLog(AppLog::WorkerBooted { pid });
+        let mut tl = Timeline::new(64);
+        tl.push(t(10), api.clone(), EventKind::AppLog(AppLog::Shutdown));
+        tl.push(t(100), api.clone(), booted(1));
+        tl.push(t(100), api.clone(), booted(2));
+        tl.push(t(200), api.clone(), kill(1));
+        tl.push(t(200), api.clone(), booted(3));
+        tl.push(t(350), api.clone(), kill(2));
+        tl.push(t(350), api.clone(), booted(4));
+        let e = OneShotGrowth::gather(&pools, &tl, t(400));
+        assert_eq!(e.ledgers.len(), 1);
+        let l = &e.ledgers[0];
+        assert_eq!(
+            (l.boots, l.memory_bytes >> 20, l.fresh_bytes >> 20),
+            (4, 280, 20)
+        );
+        assert_eq!(l.window.from, t(100));
+        // 100 requests since the workers booted: (280 - 4 x 20) / 100.
+        let mut requests = vec![0; e.lives.len()];
+        requests.push(100);
+        let g = e.history(&requests).estimate("api").unwrap();
+        assert_eq!(g.per_request_bytes, (2u64 << 20) as f64);
+        assert_eq!(g.baseline_bytes, (20u64 << 20) as f64);
+        // A worker recycled: its memory at the end is not known.
+        tl.push(t(360), api.clone(), booted(5));
+        tl.push(
+            t(370),
+            api.clone(),
+            EventKind::AppLog(AppLog::WorkerExited { pid: 5, code: 0 }),
+        );
+        assert!(OneShotGrowth::gather(&pools, &tl, t(400))
+            .ledgers
+            .is_empty());
     }
 
     #[test]
