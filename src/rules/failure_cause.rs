@@ -455,7 +455,7 @@ fn victim_bytes(k: &crate::state::timeline::OomKill) -> u64 {
 /// Whether `t` is a whole second: a log time without a fraction (or, one
 /// time in a thousand, a `$msec` that fell on one, which only widens the
 /// window).
-fn at_whole_second(t: SystemTime) -> bool {
+pub(crate) fn at_whole_second(t: SystemTime) -> bool {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .is_ok_and(|d| d.subsec_nanos() == 0)
 }

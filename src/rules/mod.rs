@@ -8,10 +8,12 @@
 //! exit waits [`JudgeOptions::settle`] for its late evidence (the master's
 //! reap line, the master's own exit), is given its reason, counted, and put
 //! back on the timeline as a [`WorkerEnd`]. A 502 or 504 waits
-//! [`JudgeOptions::failure_wait`] (its evidence is nearly always there
-//! before nginx writes the access line), is given its cause, counted, and
-//! put back as a [`FailedRequest`]. A cause that would have been another
-//! with evidence that came later is logged, not counted again.
+//! [`JudgeOptions::failure_wait`] from its line's own time when that is
+//! exact (its evidence is nearly always there before nginx writes the
+//! access line, and the lag of reading it counts toward the wait), is
+//! given its cause, counted, and put back as a [`FailedRequest`]. A cause
+//! that would have been another with evidence that came later is logged,
+//! not counted again.
 
 pub mod exit_reason;
 pub mod failure_cause;
@@ -79,7 +81,11 @@ struct Pending {
 }
 
 struct PendingFailure {
-    arrived: Instant,
+    /// When it is judged: [`JudgeOptions::failure_wait`] after the line's
+    /// own time where that time is exact (`$msec`), as nginx's log is read
+    /// with a lag that already gave the evidence time to come; else that
+    /// long after it was read.
+    ready: Instant,
     at: SystemTime,
     pool: Option<Arc<str>>,
     error: ServerError,
@@ -136,6 +142,18 @@ impl Judge {
     /// Read the new events, and judge the exits that have settled by
     /// `now`. Returns whether anything was counted.
     pub fn step(&mut self, now: Instant) -> bool {
+        let wall = SystemTime::now();
+        let wait = self.opts.failure_wait;
+        let ready = |at: SystemTime| {
+            now + if failure_cause::at_whole_second(at) {
+                wait
+            } else {
+                (at + wait)
+                    .duration_since(wall)
+                    .unwrap_or_default()
+                    .min(wait)
+            }
+        };
         let mut new = Vec::new();
         let mut new_failures = Vec::new();
         self.cursor = self.sinks.timeline.read(|tl| {
@@ -151,7 +169,7 @@ impl Judge {
                         if FAILED_STATUSES.contains(&err.status) =>
                     {
                         new_failures.push(PendingFailure {
-                            arrived: now,
+                            ready: ready(e.at),
                             at: e.at,
                             pool: pool.clone(),
                             error: err.clone(),
@@ -195,7 +213,7 @@ impl Judge {
         while self
             .pending_failures
             .front()
-            .is_some_and(|f| now.duration_since(f.arrived) >= self.opts.failure_wait)
+            .is_some_and(|f| now >= f.ready)
         {
             let f = self.pending_failures.pop_front().expect("just seen");
             self.judge_failure(f, now);
@@ -526,6 +544,68 @@ mod failure_tests {
             judged[0].error.request.as_ref().unwrap().path.as_ref(),
             "/report"
         );
+    }
+
+    /// A line with `$msec`, read 250 ms after nginx wrote it (the nginx
+    /// source's interval): its wait counts from its own time, so it is
+    /// judged 50 ms later, not 300. A whole-second line waits the whole
+    /// wait after it was read.
+    #[test]
+    fn the_wait_counts_from_an_exact_line_time() {
+        let sinks = Sinks::new(64);
+        let mut j = Judge::new(
+            JudgeOptions::default(),
+            sinks.clone(),
+            Published::new(PoolIndex::default()),
+        );
+        let error = |at| {
+            (
+                at,
+                EventKind::ServerError(ServerError {
+                    log: Arc::from("edge"),
+                    status: 502,
+                    upstream: None,
+                    conn: None,
+                    request: None,
+                    backend_sent: false,
+                }),
+            )
+        };
+        let now = SystemTime::now();
+        let exact = now - Duration::from_millis(250);
+        let exact = if failure_cause::at_whole_second(exact) {
+            exact - Duration::from_millis(1)
+        } else {
+            exact
+        };
+        let whole = SystemTime::UNIX_EPOCH
+            + Duration::from_secs(
+                now.duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs(),
+            );
+        let t0 = Instant::now();
+        for (at, e) in [error(exact), error(whole)] {
+            sinks.timeline.push(at, None, e);
+        }
+        j.step(t0);
+        let counted = |j: &Judge| {
+            j.failures()
+                .get()
+                .by_pool
+                .values()
+                .flat_map(|m| m.values())
+                .sum::<u64>()
+        };
+        assert_eq!(counted(&j), 0);
+        // The exact line is due by 50 ms; the whole-second one is behind it
+        // in the queue and due at 300 ms.
+        j.step(t0 + Duration::from_millis(100));
+        assert_eq!(counted(&j), 1, "the exact line, 100 ms after it was read");
+        j.step(t0 + Duration::from_millis(200));
+        assert_eq!(counted(&j), 1, "the whole-second line waits");
+        j.step(t0 + Duration::from_millis(300));
+        assert_eq!(counted(&j), 2);
     }
 
     #[test]
