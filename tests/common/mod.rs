@@ -272,13 +272,21 @@ impl Exporter {
         let dir = TempDir::new("exporter");
         let addr = format!("127.0.0.1:{}", free_port());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_badgateway_exporter"));
-        cmd.arg(format!("--web.listen-address={addr}"))
-            .arg("--collector.pools.interval=300ms")
-            .arg("--collector.smaps.interval=300ms")
-            .arg("--collector.discover.interval=300ms")
-            .arg("--collector.kernel.interval=300ms")
-            .arg("--collector.nginx.interval=100ms")
-            .args(extra)
+        cmd.arg(format!("--web.listen-address={addr}"));
+        // Fast intervals, unless `extra` sets one (a flag may be given once).
+        for fast in [
+            "--collector.pools.interval=300ms",
+            "--collector.smaps.interval=300ms",
+            "--collector.discover.interval=300ms",
+            "--collector.kernel.interval=300ms",
+            "--collector.nginx.interval=100ms",
+        ] {
+            let name = fast.split('=').next().unwrap();
+            if !extra.iter().any(|e| e.split('=').next() == Some(name)) {
+                cmd.arg(fast);
+            }
+        }
+        cmd.args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("exporter.log")).unwrap());
         if let Some(uid) = uid {
