@@ -18,6 +18,7 @@
 //! an exit timed by the process events), a worker that ended after the
 //! line is not looked at: it cannot have cut the request.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 use super::exit_reason::{self, ExitEvidence};
@@ -206,9 +207,65 @@ pub fn gather(
     at: SystemTime,
     pool: Option<&str>,
     master_down_now: bool,
-    claimed: &mut Vec<u64>,
+    claimed: &mut BTreeSet<u64>,
     w: Windows,
 ) -> (FailureEvidence, Option<DeadWorker>) {
+    gather_in(&ByTime::new(tl), err, at, pool, master_down_now, claimed, w)
+}
+
+/// The timeline's events in time order (its own order is of arrival), and
+/// the masters' starts, exits and shutdowns apart: a judge that looks at
+/// many failures at once (a one-shot run judges tens of thousands over
+/// tens of thousands of events) finds each one's neighbours by a binary
+/// search, not a pass over everything.
+pub struct ByTime<'a> {
+    tl: &'a Timeline,
+    events: Vec<&'a Event>,
+    masters: Vec<&'a Event>,
+}
+
+impl<'a> ByTime<'a> {
+    pub fn new(tl: &'a Timeline) -> ByTime<'a> {
+        let mut events: Vec<&Event> = tl.iter().collect();
+        events.sort_by_key(|e| (e.at, e.seq));
+        let masters = events
+            .iter()
+            .copied()
+            .filter(|e| {
+                matches!(
+                    e.kind,
+                    EventKind::MasterExit(_)
+                        | EventKind::MasterStart(_)
+                        | EventKind::AppLog(AppLog::Shutdown)
+                )
+            })
+            .collect();
+        ByTime {
+            tl,
+            events,
+            masters,
+        }
+    }
+
+    /// Events whose time lies in `[from, to]`.
+    pub fn window(&self, from: SystemTime, to: SystemTime) -> &[&'a Event] {
+        let i = self.events.partition_point(|e| e.at < from);
+        let j = self.events.partition_point(|e| e.at <= to);
+        &self.events[i..j.max(i)]
+    }
+}
+
+/// [`gather`] over a timeline already put in time order.
+pub fn gather_in(
+    bt: &ByTime<'_>,
+    err: &ServerError,
+    at: SystemTime,
+    pool: Option<&str>,
+    master_down_now: bool,
+    claimed: &mut BTreeSet<u64>,
+    w: Windows,
+) -> (FailureEvidence, Option<DeadWorker>) {
+    let tl = bt.tl;
     let mut e = FailureEvidence {
         status: err.status,
         backend_sent: err.backend_sent,
@@ -217,9 +274,34 @@ pub fn gather(
     let from = at.checked_sub(w.near).unwrap_or(SystemTime::UNIX_EPOCH);
     let to = at + w.near;
 
+    // The events around the failure that may bear on it.
+    let near: Vec<&Event> = bt
+        .window(from, to)
+        .iter()
+        .copied()
+        .filter(|ev| {
+            (pool.is_some() && ev.pool.as_deref() == pool)
+                || matches!(
+                    ev.kind,
+                    EventKind::UpstreamFailure(_) | EventKind::OomKill(_)
+                )
+        })
+        .collect();
+    // The master: its last start, or exit, or the log line that it is
+    // shutting down, before the failure. A stopping master unlinks its
+    // socket (or closes it) first, then waits up to its graceful timeout
+    // for its workers before it exits: nginx finds nothing to connect to
+    // all that while.
+    let master: Option<(SystemTime, bool)> = bt
+        .masters
+        .iter()
+        .rev()
+        .find(|ev| ev.at <= to && pool.is_some() && ev.pool.as_deref() == pool)
+        .map(|ev| (ev.at, !matches!(ev.kind, EventKind::MasterStart(_))));
+
     // nginx's error line: by connection, else by upstream and time.
     let mut best: Option<(u64, Reason, Option<i32>, Duration)> = None;
-    for ev in tl.window(from, to) {
+    for ev in near.iter().copied() {
         let EventKind::UpstreamFailure(f) = &ev.kind else {
             continue;
         };
@@ -255,45 +337,22 @@ pub fn gather(
         e.reason = Some(reason);
         e.errno = errno;
         if err.conn.is_none() {
-            claimed.push(seq);
+            claimed.insert(seq);
         }
     }
 
     let Some(pool) = pool else {
         return (e, None);
     };
-    // The master: its last start, or exit, or the log line that it is
-    // shutting down, before the failure. A stopping master unlinks its
-    // socket (or closes it) first, then waits up to its graceful timeout
-    // for its workers before it exits: nginx finds nothing to connect to
-    // all that while.
-    let mut master: Option<(SystemTime, bool)> = None;
-    for ev in tl.iter() {
-        if ev.pool.as_deref() != Some(pool) {
-            continue;
-        }
-        match &ev.kind {
-            EventKind::MasterExit(_)
-            | EventKind::MasterStart(_)
-            | EventKind::AppLog(AppLog::Shutdown)
-                if ev.at <= to =>
-            {
-                let down = !matches!(ev.kind, EventKind::MasterStart(_));
-                if master.is_none_or(|(t, _)| ev.at >= t) {
-                    master = Some((ev.at, down));
-                }
-            }
-            _ => {}
-        }
-    }
     match master {
         Some((went, true)) => {
             e.master_down = true;
             let since = went
                 .checked_sub(w.stop_after_oom)
                 .unwrap_or(SystemTime::UNIX_EPOCH);
-            e.oom_before_master_down = tl
+            e.oom_before_master_down = bt
                 .window(since, went + Duration::from_secs(1))
+                .iter()
                 .any(|k| matches!(k.kind, EventKind::OomKill(_)) && kill_pool(tl, k) == Some(pool));
         }
         Some((_, false)) => {}
@@ -325,12 +384,13 @@ pub fn gather(
     // could not tie it: the pid and the time decide, as for the exit's
     // reason.
     let killed = |pid: i32| {
-        tl.window(from, to).find_map(|ev| match &ev.kind {
+        near.iter().find_map(|ev| match &ev.kind {
             EventKind::OomKill(k) if k.pid == pid => Some((victim_bytes(k), ev.at)),
             _ => None,
         })
     };
-    for ev in tl.window_pool(pool, from, to) {
+    let ours = || near.iter().filter(|ev| ev.pool.as_deref() == Some(pool));
+    for ev in ours() {
         if let EventKind::WorkerExit(x) = &ev.kind {
             if x.status.is_some() && ev.at > latest {
                 after.push(x.process.pid);
@@ -352,7 +412,7 @@ pub fn gather(
             });
         }
     }
-    for ev in tl.window_pool(pool, from, to) {
+    for ev in ours() {
         let (pid, dead) = match &ev.kind {
             EventKind::OomKill(k) => (
                 k.pid,
@@ -722,7 +782,7 @@ mod tests {
             failure(None, "unix:/b", Reason::ResetByPeer),
         );
         let w = Windows::default();
-        let mut claimed = Vec::new();
+        let mut claimed = BTreeSet::new();
         let (e, _) = gather(
             &tl,
             &error(Some(8), "unix:/a"),
@@ -761,7 +821,7 @@ mod tests {
             t(20),
             Some("api"),
             false,
-            &mut Vec::new(),
+            &mut BTreeSet::new(),
             w,
         );
         assert_eq!(e.reason, None);
@@ -811,7 +871,7 @@ mod tests {
         );
         tl.push(t(200), api.clone(), exit(6));
         let w = Windows::default();
-        let mut claimed = Vec::new();
+        let mut claimed = BTreeSet::new();
         let (e, dead) = gather(
             &tl,
             &error(None, "unix:/x"),
@@ -934,7 +994,7 @@ mod tests {
                 at,
                 Some("api"),
                 false,
-                &mut Vec::new(),
+                &mut BTreeSet::new(),
                 Windows::default(),
             );
             failure_cause(&e)
@@ -1073,7 +1133,7 @@ mod tests {
                 *line,
                 Some("api"),
                 false,
-                &mut Vec::new(),
+                &mut BTreeSet::new(),
                 Windows::default(),
             );
             assert_eq!(failure_cause(&e), *want, "{name}: {e:?}");
@@ -1081,6 +1141,55 @@ mod tests {
                 assert_eq!(dead.map(|d| d.pid), Some(5), "{name}");
             }
         }
+    }
+
+    /// Events arrive out of time order (a log read late, the kernel's ring
+    /// replayed): the time-ordered view finds them by time, and the
+    /// master's last word by time, not by arrival.
+    #[test]
+    fn the_time_ordered_view_of_a_timeline_that_arrived_out_of_order() {
+        let mut tl = Timeline::new(64);
+        let api: Option<Arc<str>> = Some(Arc::from("api"));
+        let p = Process {
+            pid: 1,
+            started: t(0),
+            slot: None,
+        };
+        tl.push(t(30), api.clone(), EventKind::MasterStart(p));
+        tl.push(
+            t(10),
+            api.clone(),
+            EventKind::AppLog(AppLog::WorkerBooted { pid: 3 }),
+        );
+        tl.push(t(20), api.clone(), EventKind::MasterExit(p));
+        tl.push(
+            t(5),
+            api.clone(),
+            EventKind::AppLog(AppLog::WorkerBooted { pid: 2 }),
+        );
+        let bt = ByTime::new(&tl);
+        let times: Vec<SystemTime> = bt.window(t(4), t(20)).iter().map(|e| e.at).collect();
+        assert_eq!(times, [t(5), t(10), t(20)]);
+        assert!(bt.window(t(21), t(29)).is_empty());
+        // Down at 25 (its exit at 20 is its last word by then), up at 35.
+        let down = |at| {
+            gather_in(
+                &bt,
+                &error(None, "unix:/x"),
+                at,
+                Some("api"),
+                false,
+                &mut BTreeSet::new(),
+                Windows {
+                    near: Duration::from_secs(1),
+                    ..Windows::default()
+                },
+            )
+            .0
+            .master_down
+        };
+        assert!(down(t(25)));
+        assert!(!down(t(35)));
     }
 
     #[test]
@@ -1125,7 +1234,7 @@ mod tests {
             EventKind::AppLog(AppLog::WorkerSignaled { pid: 7, signal: 11 }),
         );
         let w = Windows::default();
-        let mut claimed = Vec::new();
+        let mut claimed = BTreeSet::new();
         let mut cause = |at| {
             let (e, dead) = gather(
                 &tl,

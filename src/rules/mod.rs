@@ -18,13 +18,14 @@
 pub mod exit_reason;
 pub mod failure_cause;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::kernel::NO_POOL;
 use crate::state::timeline::{
-    EventKind, ExitReason, FailedRequest, FailureCause, ServerError, WorkerEnd, WorkerExit,
+    DeadWorker, EventKind, ExitReason, FailedRequest, FailureCause, ServerError, WorkerEnd,
+    WorkerExit,
 };
 use crate::state::{PoolIndex, Published, Sinks};
 
@@ -107,7 +108,7 @@ pub struct Judge {
     exits: ExitCounts,
     out: Arc<Published<ExitCounts>>,
     pending_failures: VecDeque<PendingFailure>,
-    claimed: Vec<u64>,
+    claimed: BTreeSet<u64>,
     recheck: VecDeque<(Instant, PendingFailure)>,
     failures: FailureCounts,
     failures_out: Arc<Published<FailureCounts>>,
@@ -124,7 +125,7 @@ impl Judge {
             exits: ExitCounts::default(),
             out: Published::new(ExitCounts::default()),
             pending_failures: VecDeque::new(),
-            claimed: Vec::new(),
+            claimed: BTreeSet::new(),
             recheck: VecDeque::new(),
             failures: FailureCounts::default(),
             failures_out: Published::new(FailureCounts::default()),
@@ -202,11 +203,10 @@ impl Judge {
             self.out.publish(self.exits.clone());
         }
         let mut failed = false;
+        let mut due = Vec::new();
         for f in new_failures {
             if self.pending_failures.len() == self.opts.max_pending {
-                let oldest = self.pending_failures.pop_front().expect("full");
-                self.judge_failure(oldest, now);
-                failed = true;
+                due.push(self.pending_failures.pop_front().expect("full"));
             }
             self.pending_failures.push_back(f);
         }
@@ -215,8 +215,10 @@ impl Judge {
             .front()
             .is_some_and(|f| now >= f.ready)
         {
-            let f = self.pending_failures.pop_front().expect("just seen");
-            self.judge_failure(f, now);
+            due.push(self.pending_failures.pop_front().expect("just seen"));
+        }
+        if !due.is_empty() {
+            self.judge_failures(due, now);
             failed = true;
         }
         if failed {
@@ -226,75 +228,45 @@ impl Judge {
         changed || failed
     }
 
-    fn judge_failure(&mut self, f: PendingFailure, now: Instant) {
-        let (cause, worker) = self.cause_of(&f, true);
-        let pool = f.pool.as_deref().unwrap_or(NO_POOL).to_string();
-        *self
-            .failures
-            .by_pool
-            .entry(pool)
-            .or_default()
-            .entry((f.error.status, cause))
-            .or_default() += 1;
-        self.sinks.timeline.push(
-            f.at,
-            f.pool.clone(),
-            EventKind::FailedRequest(FailedRequest {
-                error: f.error.clone(),
-                cause,
-                worker,
-            }),
-        );
-        if cause == FailureCause::Other {
-            if self.recheck.len() == RECHECK_CAP {
-                self.recheck.pop_front();
-            }
-            self.recheck.push_back((now, f));
+    /// Judge failures in order, on one time-ordered view of the timeline.
+    fn judge_failures(&mut self, fs: Vec<PendingFailure>, now: Instant) {
+        let pools = self.pools.get();
+        let (claimed, windows) = (&mut self.claimed, self.opts.failure_windows);
+        let judged: Vec<_> = self.sinks.timeline.read(|tl| {
+            let by_time = failure_cause::ByTime::new(tl);
+            fs.iter()
+                .map(|f| cause_of(&by_time, &pools, f, claimed, windows))
+                .collect()
+        });
+        // The oldest lines go first: sequence numbers only grow.
+        while self.claimed.len() > CLAIMED_CAP {
+            self.claimed.pop_first();
         }
-    }
-
-    /// The cause of one failure on the evidence there is now; `claim`: the
-    /// error line joined by upstream and time is taken.
-    fn cause_of(
-        &mut self,
-        f: &PendingFailure,
-        claim: bool,
-    ) -> (FailureCause, Option<crate::state::timeline::DeadWorker>) {
-        let master_down_now = f
-            .pool
-            .as_deref()
-            .is_some_and(|p| self.pools.get().get(p).is_some_and(|m| m.master.is_none()));
-        let mut scratch = self.claimed.clone();
-        let claimed = if claim {
-            &mut self.claimed
-        } else {
-            &mut scratch
-        };
-        let (evidence, worker) = self.sinks.timeline.read(|tl| {
-            failure_cause::gather(
-                tl,
-                &f.error,
+        for (f, (cause, worker)) in fs.into_iter().zip(judged) {
+            let pool = f.pool.as_deref().unwrap_or(NO_POOL).to_string();
+            *self
+                .failures
+                .by_pool
+                .entry(pool)
+                .or_default()
+                .entry((f.error.status, cause))
+                .or_default() += 1;
+            self.sinks.timeline.push(
                 f.at,
-                f.pool.as_deref(),
-                master_down_now,
-                claimed,
-                self.opts.failure_windows,
-            )
-        });
-        if self.claimed.len() > CLAIMED_CAP {
-            self.claimed.drain(..CLAIMED_CAP / 2);
+                f.pool.clone(),
+                EventKind::FailedRequest(FailedRequest {
+                    error: f.error.clone(),
+                    cause,
+                    worker,
+                }),
+            );
+            if cause == FailureCause::Other {
+                if self.recheck.len() == RECHECK_CAP {
+                    self.recheck.pop_front();
+                }
+                self.recheck.push_back((now, f));
+            }
         }
-        let cause = failure_cause::failure_cause(&evidence);
-        let worker = worker.filter(|_| {
-            matches!(
-                cause,
-                FailureCause::WorkerOomKilled
-                    | FailureCause::WorkerTimeout
-                    | FailureCause::WorkerCrashed
-                    | FailureCause::WorkerRecycled
-            )
-        });
-        (cause, worker)
     }
 
     /// Requests judged `other` are looked at once more after
@@ -306,7 +278,18 @@ impl Judge {
             .is_some_and(|(at, _)| now.duration_since(*at) >= self.opts.recheck_after)
         {
             let (_, f) = self.recheck.pop_front().expect("just seen");
-            let (cause, _) = self.cause_of(&f, false);
+            let pools = self.pools.get();
+            let mut scratch = self.claimed.clone();
+            let windows = self.opts.failure_windows;
+            let (cause, _) = self.sinks.timeline.read(|tl| {
+                cause_of(
+                    &failure_cause::ByTime::new(tl),
+                    &pools,
+                    &f,
+                    &mut scratch,
+                    windows,
+                )
+            });
             if cause != FailureCause::Other {
                 tracing::info!(
                     pool = f.pool.as_deref().unwrap_or(NO_POOL),
@@ -359,6 +342,42 @@ impl Judge {
         let (sinks, interval) = (self.sinks.clone(), self.opts.interval);
         sinks.run_loop("rules", interval, || (0, self.step(Instant::now())))
     }
+}
+
+/// The cause of one failure on the evidence there is now, and the worker
+/// that ended under it; the error line joined by upstream and time goes
+/// into `claimed`.
+fn cause_of(
+    by_time: &failure_cause::ByTime<'_>,
+    pools: &PoolIndex,
+    f: &PendingFailure,
+    claimed: &mut BTreeSet<u64>,
+    windows: failure_cause::Windows,
+) -> (FailureCause, Option<DeadWorker>) {
+    let master_down_now = f
+        .pool
+        .as_deref()
+        .is_some_and(|p| pools.get(p).is_some_and(|m| m.master.is_none()));
+    let (evidence, worker) = failure_cause::gather_in(
+        by_time,
+        &f.error,
+        f.at,
+        f.pool.as_deref(),
+        master_down_now,
+        claimed,
+        windows,
+    );
+    let cause = failure_cause::failure_cause(&evidence);
+    let worker = worker.filter(|_| {
+        matches!(
+            cause,
+            FailureCause::WorkerOomKilled
+                | FailureCause::WorkerTimeout
+                | FailureCause::WorkerCrashed
+                | FailureCause::WorkerRecycled
+        )
+    });
+    (cause, worker)
 }
 
 #[cfg(test)]
