@@ -29,15 +29,15 @@ work=$(mktemp -d)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -9 -- "-$p" 2>/dev/null || kill -9 "$p" 2>/dev/null || true; done
-  pkill -9 -f "bgw-bench-sleeper" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 echo "# starting $OTHERS other processes and a $WORKERS-worker Gunicorn pool"
 # One parent holding many sleeping children: the host's process table grows
-# without loading the CPU.
-python3 - "$OTHERS" <<'PY' &
+# without loading the CPU. In a process group of its own, ended by that
+# group with everything else started here, never by name.
+setsid python3 - "$OTHERS" <<'PY' &
 import os, sys, time
 n = int(sys.argv[1])
 for _ in range(n):
