@@ -1364,7 +1364,55 @@ pub fn rfc3339(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::timeline::{KillRule, OomKill};
     use std::time::Duration;
+
+    fn t(s: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(s)
+    }
+
+    /// A live worker started at `start` (epoch seconds) of `mib` MiB.
+    fn worker(pid: i32, start: f64, mib: u64) -> crate::pools::WorkerState {
+        crate::pools::WorkerState {
+            id: ProcId { pid, starttime: 1 },
+            slot: 0,
+            start_time: start,
+            memory: crate::pools::Memory {
+                rss: mib << 20,
+                ..Default::default()
+            },
+            open_fds: None,
+            max_fds: None,
+            cpu_seconds: None,
+        }
+    }
+
+    /// Pool `api`, up, with `workers`.
+    fn pool_of(workers: Vec<crate::pools::WorkerState>) -> PoolsView {
+        let mut pool = crate::pools::PoolState::new("api", crate::config::Server::Gunicorn);
+        pool.up = true;
+        pool.workers = workers;
+        PoolsView {
+            pools: vec![pool],
+            children_files: None,
+        }
+    }
+
+    /// The kernel's kill of `pid` at 100 MiB (95 anon, 5 file).
+    fn kill(pid: i32, rule: KillRule) -> EventKind {
+        EventKind::OomKill(OomKill {
+            seq: 1,
+            pid,
+            comm: "gunicorn".into(),
+            slot: None,
+            cgroup: None,
+            memcg: true,
+            rule,
+            anon_bytes: 95 << 20,
+            file_bytes: 5 << 20,
+            shmem_bytes: None,
+        })
+    }
 
     /// Two workers that keep 2 MiB a request, the pool serving 10
     /// requests a cycle; one of them OOM-killed and replaced in the third
@@ -1405,7 +1453,6 @@ mod tests {
     /// are the pool's over each life, twice what each worker served.
     #[test]
     fn a_one_shot_fit_of_memory_against_requests() {
-        let t = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
         let life = |from, to, mib: u64| WorkerLife {
             window: RequestWindow {
                 pool: "api".into(),
@@ -1444,45 +1491,10 @@ mod tests {
     /// they lived long enough for that second not to matter.
     #[test]
     fn worker_lives_from_the_pool_and_its_kills() {
-        use crate::state::timeline::{KillRule, OomKill};
-        let t = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
-        let mut pool = crate::pools::PoolState::new("api", crate::config::Server::Gunicorn);
-        pool.up = true;
-        pool.workers.push(crate::pools::WorkerState {
-            id: ProcId {
-                pid: 9,
-                starttime: 1,
-            },
-            slot: 0,
-            start_time: 250.0,
-            memory: crate::pools::Memory {
-                rss: 30 << 20,
-                ..Default::default()
-            },
-            open_fds: None,
-            max_fds: None,
-            cpu_seconds: None,
-        });
-        let pools = PoolsView {
-            pools: vec![pool],
-            children_files: None,
-        };
+        let pools = pool_of(vec![worker(9, 250.0, 30)]);
         let mut tl = Timeline::new(64);
         let api: Option<std::sync::Arc<str>> = Some("api".into());
-        let kill = |pid| {
-            EventKind::OomKill(OomKill {
-                seq: 1,
-                pid,
-                comm: "gunicorn".into(),
-                slot: None,
-                cgroup: None,
-                memcg: true,
-                rule: KillRule::Unknown,
-                anon_bytes: 90 << 20,
-                file_bytes: 10 << 20,
-                shmem_bytes: None,
-            })
-        };
+        let kill = |pid| kill(pid, KillRule::Unknown);
         let booted = |pid| EventKind::AppLog(AppLog::WorkerBooted { pid });
         // 5 lived 5 s: too short. 6 lived 100 s. 7 was another pool's.
         tl.push(t(100), api.clone(), booted(5));
@@ -1512,42 +1524,9 @@ mod tests {
     /// the ledger open, and the fit per worker is left.
     #[test]
     fn a_balanced_ledger_gives_the_growth_per_request() {
-        use crate::state::timeline::{KillRule, OomKill};
-        let t = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
-        let worker = |pid, start: f64, mib: u64| crate::pools::WorkerState {
-            id: ProcId { pid, starttime: 1 },
-            slot: 0,
-            start_time: start,
-            memory: crate::pools::Memory {
-                rss: mib << 20,
-                ..Default::default()
-            },
-            open_fds: None,
-            max_fds: None,
-            cpu_seconds: None,
-        };
-        let mut pool = crate::pools::PoolState::new("api", crate::config::Server::Gunicorn);
-        pool.up = true;
-        pool.workers = vec![worker(3, 200.0, 60), worker(4, 350.0, 20)];
-        let pools = PoolsView {
-            pools: vec![pool],
-            children_files: None,
-        };
+        let pools = pool_of(vec![worker(3, 200.0, 60), worker(4, 350.0, 20)]);
         let api: Option<std::sync::Arc<str>> = Some("api".into());
-        let kill = |pid| {
-            EventKind::OomKill(OomKill {
-                seq: 1,
-                pid,
-                comm: "gunicorn".into(),
-                slot: None,
-                cgroup: None,
-                memcg: true,
-                rule: KillRule::Cgroup,
-                anon_bytes: 95 << 20,
-                file_bytes: 5 << 20,
-                shmem_bytes: None,
-            })
-        };
+        let kill = |pid| kill(pid, KillRule::Cgroup);
         let booted = |pid| EventKind::AppLog(AppLog::WorkerBooted { pid });
         let mut tl = Timeline::new(64);
         tl.push(t(10), api.clone(), EventKind::AppLog(AppLog::Shutdown));
@@ -1585,7 +1564,6 @@ mod tests {
 
     #[test]
     fn rfc3339_dates() {
-        let t = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
         assert_eq!(rfc3339(t(0)), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(t(1_795_407_601)), "2026-11-23T04:20:01Z");
         assert_eq!(rfc3339(t(951_782_400)), "2000-02-29T00:00:00Z");
