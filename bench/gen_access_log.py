@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Write N access-log lines with upstream fields and ~5% retries, in the
 benchmark's quoted format (default) or ingress-nginx's `upstreaminfo`, whose
-upstream lists are unquoted: gen_access_log.py N OUT [quoted|unquoted]"""
+upstream lists are unquoted: gen_access_log.py N OUT [quoted|unquoted]
+BGW_BENCH_SOCKET=unix:/path replaces the first upstream's socket."""
+import os
 import random
 import sys
 
@@ -10,6 +12,8 @@ fmt = sys.argv[3] if len(sys.argv) > 3 else "quoted"
 assert fmt in ("quoted", "unquoted"), fmt
 rnd = random.Random(42)
 ups = ["unix:/run/gunicorn/api.sock", "127.0.0.1:8001", "127.0.0.1:8002", "10.0.0.7:8000"]
+# The first upstream's socket, for a benchmark that runs a pool behind it.
+ups[0] = os.environ.get("BGW_BENCH_SOCKET", ups[0])
 paths = ["/", "/api/v1/items?page=%d", "/static/app.js", "/login", "/api/v1/search?q=%d&sort=desc"]
 agent = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
 with open(out, "w") as f:

@@ -25,10 +25,27 @@ pub struct AppLogOptions {
     pub interval: Duration,
 }
 
-/// Lines read, by pool.
+/// Lines read, by pool; and where each pool's master last said it listens.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AppLogCounts {
     pub lines: std::collections::BTreeMap<String, u64>,
+    /// From Gunicorn's `Listening at:` line, spelled as nginx spells an
+    /// upstream (`unix:/path`, `host:port`): where a pool that is down now
+    /// listened, for a one-shot diagnosis that never saw it up.
+    pub listening: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// Gunicorn's spelling of an address (`http://127.0.0.1:8000`,
+/// `unix:/run/app.sock`) as nginx's `$upstream_addr` spells it.
+pub fn upstream_spelling(address: &str) -> Option<String> {
+    let a = address.trim();
+    if a.starts_with("unix:") {
+        return Some(a.to_string());
+    }
+    let hostport = a
+        .strip_prefix("http://")
+        .or_else(|| a.strip_prefix("https://"))?;
+    (!hostport.is_empty()).then(|| hostport.trim_end_matches('/').to_string())
 }
 
 /// The health `source` label of a pool's log.
@@ -40,6 +57,7 @@ struct PoolLog {
     pool: Arc<str>,
     follower: Follower,
     lines: u64,
+    listening: Vec<String>,
 }
 
 pub struct AppLogSource {
@@ -63,6 +81,7 @@ fn pool_log(pool: &str, path: &std::path::Path, start: StartAt) -> PoolLog {
             },
         ),
         lines: 0,
+        listening: Vec::new(),
     }
 }
 
@@ -119,6 +138,12 @@ impl AppLogSource {
                 .iter()
                 .map(|l| (l.pool.to_string(), l.lines))
                 .collect(),
+            listening: self
+                .logs
+                .iter()
+                .filter(|l| !l.listening.is_empty())
+                .map(|l| (l.pool.to_string(), l.listening.clone()))
+                .collect(),
         });
     }
 
@@ -141,11 +166,15 @@ impl AppLogSource {
         for l in &mut self.logs {
             let before = l.lines;
             let (pool, sinks, lines) = (&l.pool, &self.sinks, &mut l.lines);
+            let listening = &mut l.listening;
             let r = l.follower.poll(&mut |line| {
                 *lines += 1;
                 let Some(parsed) = log::parse_line(line.bytes) else {
                     return;
                 };
+                if let Event::Listening { addresses, .. } = parsed.event {
+                    *listening = addresses.split(',').filter_map(upstream_spelling).collect();
+                }
                 let Some(what) = evidence(&parsed) else {
                     return;
                 };
@@ -232,6 +261,34 @@ mod tests {
                 })
                 .collect()
         })
+    }
+
+    /// Where the master listens, as nginx spells it: a pool that is down
+    /// when a one-shot diagnosis runs is still tied to its socket.
+    #[test]
+    fn where_the_master_said_it_listens() {
+        let sinks = Sinks::new(1024);
+        let mut s = AppLogSource::new(
+            AppLogOptions {
+                logs: vec![("api".into(), fixture("max_requests.log"))],
+                start: StartAt::Beginning,
+                interval: Duration::from_millis(250),
+            },
+            sinks,
+        );
+        s.poll();
+        let listening = s.published().get().listening["api"].clone();
+        assert_eq!(listening.len(), 1, "{listening:?}");
+        assert!(listening[0].starts_with("127.0.0.1:"), "{listening:?}");
+        assert_eq!(
+            upstream_spelling("unix:/run/app.sock").as_deref(),
+            Some("unix:/run/app.sock")
+        );
+        assert_eq!(
+            upstream_spelling("http://[::1]:8000").as_deref(),
+            Some("[::1]:8000")
+        );
+        assert_eq!(upstream_spelling("fd://3"), None);
     }
 
     #[test]

@@ -440,6 +440,10 @@ impl Sources {
 /// the last seconds of a storm.
 const DIAGNOSE_TIMELINE_CAP: usize = 65_536;
 
+/// Polls of a log a one-shot run makes at most, 32 MiB each: a writer
+/// faster than the reading cannot keep it going.
+const MAX_POLLS: usize = 4096;
+
 /// Run every source once, from the start of the logs and the kernel's ring
 /// buffer, judge what they found, and print the diagnosis.
 fn diagnose(args: &Args, d: &DiagnoseArgs) -> anyhow::Result<i32> {
@@ -455,15 +459,45 @@ fn diagnose(args: &Args, d: &DiagnoseArgs) -> anyhow::Result<i32> {
         // An unreadable kernel log is in the report, not an error.
         let _ = s.kmsg.replay();
     }
-    s.app_logs.poll();
-    s.nginx.poll();
-    s.judge.finish();
+    // Each poll reads at most 32 MiB of a file: read on to the end.
+    for _ in 0..MAX_POLLS {
+        if !s.app_logs.poll().1 {
+            break;
+        }
+    }
+    // A pool found down still owns the socket its log says it listened at.
+    s.nginx
+        .remember_listeners(&s.inputs.app_log.get().listening);
+    // How fast the workers grow, without a history: the pools' workers
+    // and OOM victims, with the requests nginx sent each pool meanwhile.
     let now = SystemTime::now();
+    let evidence = s
+        .inputs
+        .sinks
+        .timeline
+        .read(|tl| crate::diagnose::OneShotGrowth::gather(&s.inputs.pools.get(), tl, now));
+    s.nginx.count_requests(evidence.windows());
+    for _ in 0..MAX_POLLS {
+        let (_, read) = s.nginx.poll();
+        let lag: u64 = s
+            .inputs
+            .nginx
+            .get()
+            .logs
+            .values()
+            .map(|l| l.lag_bytes)
+            .sum();
+        if !read || lag == 0 {
+            break;
+        }
+    }
+    s.judge.finish();
+    let growth = evidence.history(&s.inputs.nginx.get().window_requests);
     let window = crate::diagnose::Window {
         from: now.checked_sub(d.since).unwrap_or(SystemTime::UNIX_EPOCH),
         to: now,
     };
-    let report = s.inputs.diagnose(None, window);
+    let report = s.inputs.diagnose(Some(&growth), window);
     match d.format {
         ReportFormat::Text => print!("{}", report.text()),
         ReportFormat::Json => println!("{}", report.json()),

@@ -10,7 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::cgroup::Cgroup;
+use common::cgroup::{oom_protect_conf, Cgroup};
 use common::kmsg::{kernel_kills, kmsg_records};
 use common::*;
 
@@ -64,12 +64,7 @@ fn setup(mode: Mode, extra: &[&str], cgroup: Option<&Cgroup>) -> Setup {
         extra: &args,
         // In a cgroup, the master is kept out of the OOM killer's reach:
         // the scenario is about workers (see tests/apps/oom_protect_master.py).
-        pre_exec: cgroup.map(|c| {
-            format!(
-                "echo -1000 > /proc/$$/oom_score_adj; echo $$ > {}",
-                c.file("cgroup.procs").display()
-            )
-        }),
+        pre_exec: cgroup.map(Cgroup::enter_protected),
         venv: None,
     });
     let mut yaml = format!(
@@ -230,10 +225,7 @@ fn a_leaking_worker_is_oom_killed_with_no_kill_left_unattributed() {
     for mode in [Mode::Full, Mode::Polling] {
         let since = kmsg_records().last().map_or(0, |r| r.0);
         let cg = Cgroup::create(&format!("exits-oom-{mode:?}"));
-        let conf = apps_dir()
-            .join("oom_protect_master.py")
-            .display()
-            .to_string();
+        let conf = oom_protect_conf();
         let s = setup(mode, &["--timeout", "30", "--config", &conf], Some(&cg));
         let pool_kills = |sc: &Scrape| sc.get("badgateway_oom_kills_total", &[("pool", POOL)]);
         let kills0 = pool_kills(

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use common::cgroup::Cgroup;
+use common::cgroup::{oom_protect_conf, Cgroup};
 use common::nginx::Nginx;
 use common::shipped::{self, RUNBOOK_URL};
 use common::*;
@@ -318,28 +318,18 @@ fn oom_kills_and_502s_reach_alertmanager_and_every_dashboard_query_answers() {
     let (hook, received) = webhook(stop_hook.clone());
     let am = Alertmanager::start(d, &hook);
 
-    // Host A: one Gunicorn worker in a memory cgroup with 60 MiB of room.
-    // The master is kept out of the OOM killer's reach (its workers reset
-    // that after fork): while a killed worker's memory is still charged,
-    // the master is the largest task left, and the kernel takes it now and
-    // then. That is AppPoolDown, which holds back the 502 page as it
-    // should; this scenario is about the workers.
-    let conf = dir_a.join("gunicorn_conf.py");
-    std::fs::write(
-        &conf,
-        "def post_fork(server, worker):\n    with open('/proc/self/oom_score_adj', 'w') as f:\n        f.write('0')\n",
-    )
-    .unwrap();
-    let conf = conf.display().to_string();
+    // Host A: one Gunicorn worker in a memory cgroup with 60 MiB of room,
+    // its master out of the OOM killer's reach (see
+    // `Cgroup::enter_protected`). A master taken now and then would be
+    // AppPoolDown, which holds back the 502 page as it should; this
+    // scenario is about the workers.
+    let conf = oom_protect_conf();
     let shop = Gunicorn::start(GunicornOpts {
         workers: 1,
         bind: format!("unix:{}/shop.sock", dir_a.display()),
         pidfile: dir_a.join("shop.pid"),
         extra: &["--timeout", "30", "--config", &conf],
-        pre_exec: Some(format!(
-            "echo -1000 > /proc/$$/oom_score_adj; echo $$ > {}",
-            cg.file("cgroup.procs").display()
-        )),
+        pre_exec: Some(cg.enter_protected()),
         venv: None,
     });
     for w in shop.worker_pids() {

@@ -22,6 +22,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::NginxConfig;
 use crate::follow::{FollowConfig, Follower, StartAt};
+use crate::state::pool_index::serves;
 use crate::state::timeline::{EventKind, Request, ServerError, UpstreamFailure};
 use crate::state::{PoolIndex, Published, Sinks};
 use access::{AccessFormat, Escape};
@@ -48,6 +49,19 @@ pub struct LogState {
 #[derive(Debug, Default, Clone)]
 pub struct NginxView {
     pub logs: BTreeMap<String, LogState>,
+    /// The requests counted in each of [`NginxSource::count_requests`]'s
+    /// windows, in their order, over every log.
+    pub window_requests: Vec<u64>,
+}
+
+/// A pool and a span of time whose requests are counted line by line, by
+/// each line's own time. For a one-shot diagnosis, which weighs each
+/// worker's memory against the requests its pool served while it lived.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestWindow {
+    pub pool: Arc<str>,
+    pub from: SystemTime,
+    pub to: SystemTime,
 }
 
 #[derive(Debug, Clone)]
@@ -133,15 +147,21 @@ impl LogSource {
 
     /// Read everything new from both logs. Returns the number of files
     /// that could not be read, and whether anything changed.
-    fn poll(&mut self, sinks: &Sinks, pools: &PoolIndex) -> (u64, bool) {
+    fn poll(
+        &mut self,
+        sinks: &Sinks,
+        pools: &PoolIndex,
+        last: &LastListeners,
+        windows: &[RequestWindow],
+        window_requests: &mut [u64],
+    ) -> (u64, bool) {
         let before = (
             self.state.counters.access_lines,
             self.state.counters.error_lines,
         );
         let counters = &mut self.state.counters;
         let log = &self.name;
-        let pool_of =
-            |upstream: Option<&str>| upstream.and_then(|u| pools.serving(u).next().cloned());
+        let pool_of = |upstream: Option<&str>| upstream.and_then(|u| last.pool_of(pools, u));
         let mut rotations = 0;
         let mut lag = 0;
         let mut errors = 0;
@@ -151,6 +171,9 @@ impl LogSource {
                 let Some(c) = counters.access_line(fmt, l.bytes, l.truncated) else {
                     return;
                 };
+                if !windows.is_empty() {
+                    count_in_windows(&c, windows, window_requests, |u| last.pool_of(pools, u));
+                }
                 // The line's own time is read for the span of the counts
                 // (now and then) and for each 5xx; else the time it was read.
                 let first = counters.first_time.is_none();
@@ -240,6 +263,26 @@ impl LogSource {
     }
 }
 
+/// Count one access line in the windows of its pool that hold its time.
+fn count_in_windows(
+    c: &log_counters::Counted<'_>,
+    windows: &[RequestWindow],
+    counts: &mut [u64],
+    pool_of: impl Fn(&str) -> Option<Arc<str>>,
+) {
+    let (Some(at), Some(upstream)) = (line_time(&c.fields), c.upstream) else {
+        return;
+    };
+    let Some(pool) = std::str::from_utf8(upstream).ok().and_then(pool_of) else {
+        return;
+    };
+    for (w, n) in windows.iter().zip(counts.iter_mut()) {
+        if w.pool == pool && w.from <= at && at <= w.to {
+            *n += 1;
+        }
+    }
+}
+
 /// Report one poll of a log file; returns 1 if it failed.
 fn report(sinks: &Sinks, log: &str, file: &str, path: &Path, r: std::io::Result<()>) -> u64 {
     let r = r.map_err(|e| format!("reading {}: {e}", path.display()));
@@ -284,8 +327,62 @@ fn local_time(t: &str) -> Option<SystemTime> {
     (secs >= 0).then(|| SystemTime::UNIX_EPOCH + Duration::from_secs(secs as u64))
 }
 
+/// Where each pool last listened. The master of a pool that is down
+/// listens nowhere, yet the 502s nginx writes for its socket are that
+/// pool's: an upstream no live master serves keeps the pool that last
+/// listened there. Bounded by the pools and their listeners.
+#[derive(Debug, Default)]
+struct LastListeners {
+    pools: Vec<(Arc<str>, Vec<String>)>,
+}
+
+impl LastListeners {
+    /// Remember where each pool of the index listens now; a pool that
+    /// listens nowhere keeps its last listeners, a pool gone from the index
+    /// is forgotten.
+    fn update(&mut self, index: &PoolIndex) {
+        self.pools
+            .retain(|(name, _)| index.pools.iter().any(|p| p.name == *name));
+        for p in index.pools.iter().filter(|p| !p.listeners.is_empty()) {
+            match self.pools.iter_mut().find(|(name, _)| *name == p.name) {
+                Some((_, l)) => {
+                    l.clear();
+                    l.extend(p.listeners.iter().map(|l| l.name.clone()));
+                }
+                None => self.pools.push((
+                    p.name.clone(),
+                    p.listeners.iter().map(|l| l.name.clone()).collect(),
+                )),
+            }
+        }
+    }
+
+    /// Where `pool` listened, by another's word (its app server's log),
+    /// unless the pool source has seen it listen.
+    fn remember(&mut self, pool: &str, listeners: &[String]) {
+        if listeners.is_empty() || self.pools.iter().any(|(name, _)| &**name == pool) {
+            return;
+        }
+        self.pools.push((Arc::from(pool), listeners.to_vec()));
+    }
+
+    /// The pool serving `upstream` now, else the one that last listened
+    /// there.
+    fn pool_of(&self, index: &PoolIndex, upstream: &str) -> Option<Arc<str>> {
+        index.serving(upstream).next().cloned().or_else(|| {
+            self.pools
+                .iter()
+                .find(|(_, ls)| ls.iter().any(|l| serves(l, upstream)))
+                .map(|(name, _)| name.clone())
+        })
+    }
+}
+
 pub struct NginxSource {
     logs: Vec<LogSource>,
+    last_listeners: LastListeners,
+    windows: Vec<RequestWindow>,
+    window_requests: Vec<u64>,
     opts: NginxOptions,
     sinks: Sinks,
     pools: Arc<Published<PoolIndex>>,
@@ -310,6 +407,9 @@ impl NginxSource {
         }
         Ok(NginxSource {
             logs,
+            last_listeners: LastListeners::default(),
+            windows: Vec::new(),
+            window_requests: Vec::new(),
             opts,
             sinks,
             pools,
@@ -361,6 +461,27 @@ impl NginxSource {
         self.out.clone()
     }
 
+    /// Where each pool listened by its app server's own log (pool ->
+    /// upstreams): a one-shot run that finds a pool down never saw it
+    /// listen, yet nginx's 502s for its socket are the pool's.
+    pub fn remember_listeners(&mut self, pools: &BTreeMap<String, Vec<String>>) {
+        let index = self.pools.get();
+        self.last_listeners.update(&index);
+        for (pool, listeners) in pools {
+            if index.get(pool).is_some() {
+                self.last_listeners.remember(pool, listeners);
+            }
+        }
+    }
+
+    /// From the next poll on, count each line's request in the windows of
+    /// its pool that hold the line's time ([`NginxView::window_requests`]).
+    /// Each line's time is then read, not one in 256: a one-shot step.
+    pub fn count_requests(&mut self, windows: Vec<RequestWindow>) {
+        self.window_requests = vec![0; windows.len()];
+        self.windows = windows;
+    }
+
     pub fn is_empty(&self) -> bool {
         self.logs.is_empty()
     }
@@ -375,10 +496,17 @@ impl NginxSource {
             }
         }
         let pools = self.pools.get();
+        self.last_listeners.update(&pools);
         let mut errors = 0;
         let mut changed = false;
         for l in &mut self.logs {
-            let (e, c) = l.poll(&self.sinks, &pools);
+            let (e, c) = l.poll(
+                &self.sinks,
+                &pools,
+                &self.last_listeners,
+                &self.windows,
+                &mut self.window_requests,
+            );
             errors += e;
             changed |= c;
         }
@@ -388,6 +516,7 @@ impl NginxSource {
                 .iter()
                 .map(|l| (l.name.to_string(), l.state.clone()))
                 .collect(),
+            window_requests: self.window_requests.clone(),
         });
         (errors, changed)
     }
@@ -440,6 +569,170 @@ mod tests {
             None
         ))
         .is_ok());
+    }
+
+    #[test]
+    fn a_pool_that_went_down_keeps_its_upstream() {
+        use crate::state::pool_index::{PoolListener, PoolMembers};
+        let index = |pools: &[(&str, &[&str])]| PoolIndex {
+            pools: pools
+                .iter()
+                .map(|(name, listeners)| PoolMembers {
+                    name: Arc::from(*name),
+                    master: None,
+                    workers: Vec::new(),
+                    listeners: listeners
+                        .iter()
+                        .enumerate()
+                        .map(|(i, l)| PoolListener {
+                            name: l.to_string(),
+                            inode: i as u64 + 1,
+                            tcp: l.parse().ok(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        };
+        let mut last = LastListeners::default();
+        let pool =
+            |last: &LastListeners, idx: &PoolIndex, u| last.pool_of(idx, u).map(|p| p.to_string());
+        let up = index(&[("api", &["unix:/run/api.sock"]), ("web", &["0.0.0.0:8000"])]);
+        last.update(&up);
+        assert_eq!(
+            pool(&last, &up, "unix:/run/api.sock").as_deref(),
+            Some("api")
+        );
+        // Both masters gone: their sockets are still theirs.
+        let down = index(&[("api", &[]), ("web", &[])]);
+        last.update(&down);
+        assert_eq!(
+            pool(&last, &down, "unix:/run/api.sock").as_deref(),
+            Some("api")
+        );
+        assert_eq!(pool(&last, &down, "127.0.0.1:8000").as_deref(), Some("web"));
+        assert_eq!(pool(&last, &down, "127.0.0.1:9000"), None);
+        // Another pool listens there now; a pool no longer configured or
+        // discovered is forgotten.
+        let moved = index(&[
+            ("api", &["unix:/run/api2.sock"]),
+            ("new", &["unix:/run/api.sock"]),
+        ]);
+        last.update(&moved);
+        assert_eq!(
+            pool(&last, &moved, "unix:/run/api.sock").as_deref(),
+            Some("new")
+        );
+        let gone = index(&[("api", &[])]);
+        last.update(&gone);
+        assert_eq!(pool(&last, &gone, "127.0.0.1:8000"), None);
+        assert_eq!(pool(&last, &gone, "unix:/run/api.sock"), None);
+        assert_eq!(
+            pool(&last, &gone, "unix:/run/api2.sock").as_deref(),
+            Some("api")
+        );
+        // A one-shot run that finds a pool down: its log says where it
+        // listened; what the pool source saw wins.
+        let mut last = LastListeners::default();
+        let down = index(&[("api", &[]), ("web", &["unix:/run/web.sock"])]);
+        last.update(&down);
+        last.remember("api", &["unix:/run/api.sock".into()]);
+        last.remember("web", &["unix:/run/old.sock".into()]);
+        assert_eq!(
+            pool(&last, &down, "unix:/run/api.sock").as_deref(),
+            Some("api")
+        );
+        assert_eq!(pool(&last, &down, "unix:/run/old.sock"), None);
+    }
+
+    /// A one-shot diagnosis counts each pool's requests over each worker's
+    /// life, by every line's own time; a pool's socket keeps counting once
+    /// its master is gone.
+    #[test]
+    fn requests_counted_in_windows_by_each_lines_time() {
+        use crate::state::pool_index::{PoolListener, PoolMembers};
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("access.log");
+        let mut text = String::new();
+        // One line every 100 ms from 1000.000 s, alternating two sockets,
+        // one no pool's.
+        for i in 0..40u64 {
+            let sock = if i % 2 == 0 {
+                "/run/api.sock"
+            } else {
+                "/run/x.sock"
+            };
+            text.push_str(&format!(
+                "{}.{:03} 200 unix:{sock}\n",
+                1000 + i / 10,
+                i % 10 * 100
+            ));
+        }
+        std::fs::write(&log, text).unwrap();
+        let index = Published::new(PoolIndex {
+            pools: vec![PoolMembers {
+                name: Arc::from("api"),
+                master: None,
+                workers: Vec::new(),
+                listeners: vec![PoolListener {
+                    name: "unix:/run/api.sock".into(),
+                    inode: 1,
+                    tcp: None,
+                }],
+            }],
+        });
+        let mut src = NginxSource::new(
+            NginxOptions {
+                logs: vec![NginxConfig {
+                    name: "edge".into(),
+                    access_log: Some(log),
+                    log_format: "$msec $status $upstream_addr".into(),
+                    escape: None,
+                    error_log: None,
+                }],
+                max_upstreams: 8,
+                start: StartAt::Beginning,
+                interval: Duration::from_millis(100),
+            },
+            Sinks::new(64),
+            index.clone(),
+        )
+        .unwrap();
+        let t = |ms: u64| SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
+        let window = |pool: &str, from, to| RequestWindow {
+            pool: Arc::from(pool),
+            from: t(from),
+            to: t(to),
+        };
+        // The master is gone by the time the log is read.
+        src.poll();
+        index.publish(PoolIndex {
+            pools: vec![PoolMembers {
+                name: Arc::from("api"),
+                master: None,
+                workers: Vec::new(),
+                listeners: Vec::new(),
+            }],
+        });
+        src.count_requests(vec![
+            window("api", 1_000_000, 1_001_000),
+            window("api", 1_000_950, 1_003_000),
+            window("web", 1_000_000, 1_004_000),
+        ]);
+        // Read again from the start, as a one-shot run reads.
+        src.logs[0].access = src.logs[0].access.take().map(|f| {
+            Follower::new(
+                f.path().to_path_buf(),
+                FollowConfig {
+                    max_line_bytes: ACCESS_MAX_LINE,
+                    start: StartAt::Beginning,
+                    rotate_grace: Duration::from_secs(5),
+                },
+            )
+        });
+        src.poll();
+        // api's lines: 1000.0, .2, .4, .6, .8, 1001.0, ... 1003.8; both
+        // ends of a window are in it.
+        assert_eq!(src.published().get().window_requests, vec![6, 11, 0]);
     }
 
     #[test]

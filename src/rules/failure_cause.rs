@@ -14,13 +14,16 @@
 //!   stops a whole service when the kernel kills one of its processes).
 //!
 //! nginx and Gunicorn log whole seconds: "around" is [`Windows::near`]
-//! either side.
+//! either side. Where both times are exact (an access line with `$msec`,
+//! an exit timed by the process events), a worker that ended after the
+//! line is not looked at: it cannot have cut the request.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 use super::exit_reason::{self, ExitEvidence};
 use crate::state::timeline::{
-    AppLog, DeadWorker, EventKind, ExitReason, FailureCause, Process, ServerError, Timeline,
+    AppLog, DeadWorker, Event, EventKind, ExitReason, FailureCause, Process, ServerError, Timeline,
     WorkerExit,
 };
 use crate::upstream_failure::Reason;
@@ -73,7 +76,7 @@ pub struct FailureEvidence {
     /// nginx's error line for the request: its reason and errno.
     pub reason: Option<Reason>,
     pub errno: Option<i32>,
-    /// The pool's master was gone.
+    /// The pool's master was gone, or shutting down.
     pub master_down: bool,
     /// An OOM kill in the pool came shortly before the master went.
     pub oom_before_master_down: bool,
@@ -175,6 +178,10 @@ pub struct Windows {
     /// How long before the master's exit an OOM kill in the pool means the
     /// master was stopped because of it.
     pub stop_after_oom: Duration,
+    /// How much later than a `$msec` line an exit timed by the process
+    /// events may be and still have cut its request: the two clocks'
+    /// rounding.
+    pub exact: Duration,
     pub exits: exit_reason::Windows,
 }
 
@@ -183,6 +190,7 @@ impl Default for Windows {
         Windows {
             near: Duration::from_secs(2),
             stop_after_oom: Duration::from_secs(30),
+            exact: Duration::from_millis(100),
             exits: exit_reason::Windows::default(),
         }
     }
@@ -199,9 +207,65 @@ pub fn gather(
     at: SystemTime,
     pool: Option<&str>,
     master_down_now: bool,
-    claimed: &mut Vec<u64>,
+    claimed: &mut BTreeSet<u64>,
     w: Windows,
 ) -> (FailureEvidence, Option<DeadWorker>) {
+    gather_in(&ByTime::new(tl), err, at, pool, master_down_now, claimed, w)
+}
+
+/// The timeline's events in time order (its own order is of arrival), and
+/// the masters' starts, exits and shutdowns apart: a judge that looks at
+/// many failures at once (a one-shot run judges tens of thousands over
+/// tens of thousands of events) finds each one's neighbours by a binary
+/// search, not a pass over everything.
+pub struct ByTime<'a> {
+    tl: &'a Timeline,
+    events: Vec<&'a Event>,
+    masters: Vec<&'a Event>,
+}
+
+impl<'a> ByTime<'a> {
+    pub fn new(tl: &'a Timeline) -> ByTime<'a> {
+        let mut events: Vec<&Event> = tl.iter().collect();
+        events.sort_by_key(|e| (e.at, e.seq));
+        let masters = events
+            .iter()
+            .copied()
+            .filter(|e| {
+                matches!(
+                    e.kind,
+                    EventKind::MasterExit(_)
+                        | EventKind::MasterStart(_)
+                        | EventKind::AppLog(AppLog::Shutdown)
+                )
+            })
+            .collect();
+        ByTime {
+            tl,
+            events,
+            masters,
+        }
+    }
+
+    /// Events whose time lies in `[from, to]`.
+    pub fn window(&self, from: SystemTime, to: SystemTime) -> &[&'a Event] {
+        let i = self.events.partition_point(|e| e.at < from);
+        let j = self.events.partition_point(|e| e.at <= to);
+        &self.events[i..j.max(i)]
+    }
+}
+
+/// [`gather`] over a timeline already put in time order.
+pub fn gather_in(
+    bt: &ByTime<'_>,
+    err: &ServerError,
+    at: SystemTime,
+    pool: Option<&str>,
+    master_down_now: bool,
+    claimed: &mut BTreeSet<u64>,
+    w: Windows,
+) -> (FailureEvidence, Option<DeadWorker>) {
+    let tl = bt.tl;
     let mut e = FailureEvidence {
         status: err.status,
         backend_sent: err.backend_sent,
@@ -210,9 +274,34 @@ pub fn gather(
     let from = at.checked_sub(w.near).unwrap_or(SystemTime::UNIX_EPOCH);
     let to = at + w.near;
 
+    // The events around the failure that may bear on it.
+    let near: Vec<&Event> = bt
+        .window(from, to)
+        .iter()
+        .copied()
+        .filter(|ev| {
+            (pool.is_some() && ev.pool.as_deref() == pool)
+                || matches!(
+                    ev.kind,
+                    EventKind::UpstreamFailure(_) | EventKind::OomKill(_)
+                )
+        })
+        .collect();
+    // The master: its last start, or exit, or the log line that it is
+    // shutting down, before the failure. A stopping master unlinks its
+    // socket (or closes it) first, then waits up to its graceful timeout
+    // for its workers before it exits: nginx finds nothing to connect to
+    // all that while.
+    let master: Option<(SystemTime, bool)> = bt
+        .masters
+        .iter()
+        .rev()
+        .find(|ev| ev.at <= to && pool.is_some() && ev.pool.as_deref() == pool)
+        .map(|ev| (ev.at, !matches!(ev.kind, EventKind::MasterStart(_))));
+
     // nginx's error line: by connection, else by upstream and time.
     let mut best: Option<(u64, Reason, Option<i32>, Duration)> = None;
-    for ev in tl.window(from, to) {
+    for ev in near.iter().copied() {
         let EventKind::UpstreamFailure(f) = &ev.kind else {
             continue;
         };
@@ -248,37 +337,23 @@ pub fn gather(
         e.reason = Some(reason);
         e.errno = errno;
         if err.conn.is_none() {
-            claimed.push(seq);
+            claimed.insert(seq);
         }
     }
 
     let Some(pool) = pool else {
         return (e, None);
     };
-    // The master: its last start or exit before the failure.
-    let mut master: Option<(SystemTime, bool)> = None;
-    let mut kills: Vec<SystemTime> = Vec::new();
-    for ev in tl.iter() {
-        if ev.pool.as_deref() != Some(pool) {
-            continue;
-        }
-        match &ev.kind {
-            EventKind::MasterExit(_) | EventKind::MasterStart(_) if ev.at <= to => {
-                let down = matches!(ev.kind, EventKind::MasterExit(_));
-                if master.is_none_or(|(t, _)| ev.at >= t) {
-                    master = Some((ev.at, down));
-                }
-            }
-            EventKind::OomKill(_) => kills.push(ev.at),
-            _ => {}
-        }
-    }
     match master {
         Some((went, true)) => {
             e.master_down = true;
-            e.oom_before_master_down = kills
+            let since = went
+                .checked_sub(w.stop_after_oom)
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            e.oom_before_master_down = bt
+                .window(since, went + Duration::from_secs(1))
                 .iter()
-                .any(|k| *k <= went + Duration::from_secs(1) && *k + w.stop_after_oom >= went);
+                .any(|k| matches!(k.kind, EventKind::OomKill(_)) && kill_pool(tl, k) == Some(pool));
         }
         Some((_, false)) => {}
         None => e.master_down = master_down_now,
@@ -288,30 +363,63 @@ pub fn gather(
     // is now. An exit the pool source saw is one; so is, for a worker it
     // never saw go (a one-shot diagnosis after the fact, a missed exit),
     // the kernel's OOM kill of it or the master's log of its end.
-    let mut ends: Vec<(i32, ExitReason, DeadWorker)> = Vec::new();
-    for ev in tl.window_pool(pool, from, to) {
+    //
+    // A worker that ended after nginx wrote the line cannot have cut the
+    // request: the workers a master stops after an OOM kill, say. Only an
+    // exit the process events timed (it carries its wait status) is known
+    // to the millisecond; one seen by polling may be a cycle late. The
+    // line's own time is `$msec`'s, or a whole second that may be up to one
+    // second early.
+    let latest = at
+        + if at_whole_second(at) {
+            Duration::from_secs(1)
+        } else {
+            w.exact
+        };
+    let mut ends: Vec<End> = Vec::new();
+    let mut after: Vec<i32> = Vec::new();
+    // An OOM victim's memory is best told by the kernel, at the kill: the
+    // pool source's last sample of it may be older, or of the process
+    // already torn down (0). Counted under no pool when the kernel source
+    // could not tie it: the pid and the time decide, as for the exit's
+    // reason.
+    let killed = |pid: i32| {
+        near.iter().find_map(|ev| match &ev.kind {
+            EventKind::OomKill(k) if k.pid == pid => Some((victim_bytes(k), ev.at)),
+            _ => None,
+        })
+    };
+    let ours = || near.iter().filter(|ev| ev.pool.as_deref() == Some(pool));
+    for ev in ours() {
         if let EventKind::WorkerExit(x) = &ev.kind {
+            if x.status.is_some() && ev.at > latest {
+                after.push(x.process.pid);
+                continue;
+            }
             let evidence: ExitEvidence = exit_reason::gather(tl, pool, ev.at, x, w.exits);
-            ends.push((
-                x.process.pid,
-                exit_reason::exit_reason(&evidence),
-                DeadWorker {
+            let kill = killed(x.process.pid);
+            ends.push(End {
+                reason: exit_reason::exit_reason(&evidence),
+                // A victim dies some milliseconds after its kill, as the
+                // kernel frees its memory: the kill is when it ended.
+                at: kill.map_or(ev.at, |(_, t)| t.min(ev.at)),
+                dead: DeadWorker {
                     pid: x.process.pid,
                     slot: x.process.slot,
-                    rss_bytes: x.rss_bytes,
-                    pss_bytes: x.pss_bytes,
+                    rss_bytes: kill.map(|(b, _)| b).or(x.rss_bytes.filter(|b| *b > 0)),
+                    pss_bytes: x.pss_bytes.filter(|b| *b > 0),
                 },
-            ));
+            });
         }
     }
-    for ev in tl.window_pool(pool, from, to) {
+    for ev in ours() {
         let (pid, dead) = match &ev.kind {
             EventKind::OomKill(k) => (
                 k.pid,
                 DeadWorker {
                     pid: k.pid,
                     slot: k.slot,
-                    rss_bytes: Some(k.anon_bytes + k.file_bytes + k.shmem_bytes.unwrap_or(0)),
+                    rss_bytes: Some(victim_bytes(k)),
                     pss_bytes: None,
                 },
             ),
@@ -331,7 +439,7 @@ pub fn gather(
             ),
             _ => continue,
         };
-        if ends.iter().any(|(p, ..)| *p == pid) {
+        if ends.iter().any(|x| x.dead.pid == pid) || after.contains(&pid) {
             continue;
         }
         let unseen = WorkerExit {
@@ -345,24 +453,92 @@ pub fn gather(
             pss_bytes: None,
         };
         let evidence = exit_reason::gather(tl, pool, ev.at, &unseen, w.exits);
-        ends.push((pid, exit_reason::exit_reason(&evidence), dead));
+        ends.push(End {
+            reason: exit_reason::exit_reason(&evidence),
+            at: ev.at,
+            dead,
+        });
     }
+    // A master that reloads or stops after a worker was killed (systemd
+    // stops the whole service after an OOM kill) lets its other workers
+    // finish their requests: those graceful ends follow from the kill, and
+    // do not make it ambiguous which end cut the request.
+    let violent = |r: ExitReason| {
+        matches!(
+            r,
+            ExitReason::OomKilled
+                | ExitReason::Timeout
+                | ExitReason::Signal
+                | ExitReason::ExitError
+        )
+    };
+    let first_violent = ends
+        .iter()
+        .filter(|x| violent(x.reason))
+        .map(|x| x.at)
+        .min();
     let mut dead = None;
-    for (_, reason, d) in ends {
-        let kind = match reason {
+    for x in ends {
+        let kind = match x.reason {
             ExitReason::OomKilled => &mut e.ends.oom_killed,
             ExitReason::Timeout => &mut e.ends.timed_out,
             ExitReason::Signal | ExitReason::ExitError => &mut e.ends.crashed,
             ExitReason::MaxRequests => &mut e.ends.recycled,
+            ExitReason::Reload | ExitReason::Shutdown
+                if first_violent.is_some_and(|v| v <= x.at) =>
+            {
+                continue
+            }
             ExitReason::Reload | ExitReason::Shutdown | ExitReason::Unknown => &mut e.ends.other,
         };
         *kind += 1;
         // The one with the most known is the one to show.
         if dead.is_none_or(|d: DeadWorker| d.rss_bytes.is_none()) {
-            dead = Some(d);
+            dead = Some(x.dead);
         }
     }
     (e, dead)
+}
+
+/// A worker that ended around a failure.
+struct End {
+    reason: ExitReason,
+    at: SystemTime,
+    dead: DeadWorker,
+}
+
+/// An OOM victim's resident memory when the kernel killed it.
+fn victim_bytes(k: &crate::state::timeline::OomKill) -> u64 {
+    k.anon_bytes + k.file_bytes + k.shmem_bytes.unwrap_or(0)
+}
+
+/// Whether `t` is a whole second: a log time without a fraction (or, one
+/// time in a thousand, a `$msec` that fell on one, which only widens the
+/// window).
+pub(crate) fn at_whole_second(t: SystemTime) -> bool {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .is_ok_and(|d| d.subsec_nanos() == 0)
+}
+
+/// The pool an OOM kill on the timeline belongs to: the one the kernel
+/// source tied it to, else the one whose app server logged the victim's
+/// boot before the kill. A one-shot run after systemd stopped the pool
+/// cannot find its cgroup or its processes any more; its Gunicorn log
+/// still names its workers.
+pub fn kill_pool<'a>(tl: &'a Timeline, kill: &'a Event) -> Option<&'a str> {
+    let EventKind::OomKill(k) = &kill.kind else {
+        return None;
+    };
+    if let Some(p) = kill.pool.as_deref() {
+        return Some(p);
+    }
+    tl.iter()
+        .filter(|b| b.at <= kill.at)
+        .filter(
+            |b| matches!(b.kind, EventKind::AppLog(AppLog::WorkerBooted { pid }) if pid == k.pid),
+        )
+        .max_by_key(|b| b.at)
+        .and_then(|b| b.pool.as_deref())
 }
 
 /// When the app server's log says worker `pid` booted.
@@ -606,7 +782,7 @@ mod tests {
             failure(None, "unix:/b", Reason::ResetByPeer),
         );
         let w = Windows::default();
-        let mut claimed = Vec::new();
+        let mut claimed = BTreeSet::new();
         let (e, _) = gather(
             &tl,
             &error(Some(8), "unix:/a"),
@@ -645,7 +821,7 @@ mod tests {
             t(20),
             Some("api"),
             false,
-            &mut Vec::new(),
+            &mut BTreeSet::new(),
             w,
         );
         assert_eq!(e.reason, None);
@@ -672,17 +848,19 @@ mod tests {
                 cgroup: None,
                 memcg: true,
                 rule: KillRule::Unknown,
-                anon_bytes: 1,
-                file_bytes: 1,
+                anon_bytes: 290 << 20,
+                file_bytes: 10 << 20,
                 shmem_bytes: None,
             }),
         );
+        // The pool source's last sample of a worker may be of it torn
+        // down already: the kernel's numbers at the kill are the ones.
         let exit = |pid| {
             EventKind::WorkerExit(WorkerExit {
                 process: p(pid),
                 status: Some(ExitStatus::Signaled(9)),
-                rss_bytes: Some(300 << 20),
-                pss_bytes: Some(290 << 20),
+                rss_bytes: Some(0),
+                pss_bytes: Some(0),
             })
         };
         tl.push(t(100), api.clone(), exit(5));
@@ -693,7 +871,7 @@ mod tests {
         );
         tl.push(t(200), api.clone(), exit(6));
         let w = Windows::default();
-        let mut claimed = Vec::new();
+        let mut claimed = BTreeSet::new();
         let (e, dead) = gather(
             &tl,
             &error(None, "unix:/x"),
@@ -779,6 +957,241 @@ mod tests {
         assert!(e.master_down);
     }
 
+    /// A stopping master unlinks its socket at once and exits only after
+    /// its graceful timeout: the refusals in between are the pool's stop,
+    /// not `other` (found end to end: the first 502s after systemd's
+    /// OOMPolicy=stop sent SIGTERM were judged before the master exited).
+    #[test]
+    fn a_master_shutting_down_is_down_before_it_exits() {
+        let mut tl = Timeline::new(64);
+        let api: Option<Arc<str>> = Some(Arc::from("api"));
+        tl.push(
+            t(10),
+            api.clone(),
+            EventKind::OomKill(OomKill {
+                seq: 1,
+                pid: 5,
+                comm: "gunicorn".into(),
+                slot: Some(0),
+                cgroup: None,
+                memcg: true,
+                rule: KillRule::Cgroup,
+                anon_bytes: 1,
+                file_bytes: 1,
+                shmem_bytes: None,
+            }),
+        );
+        tl.push(t(10), api.clone(), EventKind::AppLog(AppLog::Shutdown));
+        tl.push(
+            t(10),
+            api.clone(),
+            failure(None, "unix:/x", Reason::SocketMissing),
+        );
+        let cause = |tl: &Timeline, at| {
+            let (e, _) = gather(
+                tl,
+                &error(None, "unix:/x"),
+                at,
+                Some("api"),
+                false,
+                &mut BTreeSet::new(),
+                Windows::default(),
+            );
+            failure_cause(&e)
+        };
+        assert_eq!(cause(&tl, t(10)), PoolStoppedAfterOom);
+        // After the fact, the pool is gone and the kernel source tied the
+        // kill to no pool: the pool's log says the victim was its worker.
+        let mut after = Timeline::new(64);
+        let kill = tl.iter().next().unwrap().kind.clone();
+        after.push(
+            t(5),
+            api.clone(),
+            EventKind::AppLog(AppLog::WorkerBooted { pid: 5 }),
+        );
+        after.push(t(10), None, kill);
+        after.push(t(10), api.clone(), EventKind::AppLog(AppLog::Shutdown));
+        after.push(
+            t(10),
+            api.clone(),
+            failure(None, "unix:/x", Reason::SocketMissing),
+        );
+        assert_eq!(cause(&after, t(10)), PoolStoppedAfterOom);
+        assert_eq!(kill_pool(&after, after.iter().nth(1).unwrap()), Some("api"));
+        // Started again: a refusal then is not the stop's.
+        let p = Process {
+            pid: 2,
+            started: t(20),
+            slot: None,
+        };
+        tl.push(t(20), api.clone(), EventKind::MasterStart(p));
+        tl.push(
+            t(25),
+            api.clone(),
+            failure(None, "unix:/x", Reason::ConnectionRefused),
+        );
+        assert_eq!(cause(&tl, t(25)), Other);
+    }
+
+    /// systemd's OOMPolicy=stop: the kernel kills a worker serving a
+    /// request, systemd stops the master at once, and the master stops its
+    /// other workers, which may go before the victim has (found end to
+    /// end: the request the kill cut was counted `other`). An end after
+    /// the line did not cut the request; a graceful end after a kill is
+    /// its consequence. A graceful end before the kill, or a second
+    /// violent one, stays ambiguous.
+    #[test]
+    fn a_worker_that_ended_after_the_line_or_because_of_the_kill_did_not_cut_it() {
+        let api: Option<Arc<str>> = Some(Arc::from("api"));
+        let ms = |ms: u64| t(100) + Duration::from_millis(ms);
+        let exit = |pid, status| {
+            EventKind::WorkerExit(WorkerExit {
+                process: Process {
+                    pid,
+                    started: t(0),
+                    slot: Some(pid as usize),
+                },
+                status: Some(status),
+                rss_bytes: Some(100 << 20),
+                pss_bytes: None,
+            })
+        };
+        // (the other worker's end: when, how; the line's time) -> cause.
+        let cases: &[(&str, u64, ExitStatus, SystemTime, FailureCause)] = &[
+            (
+                "stopped after the line",
+                700,
+                ExitStatus::Exited(0),
+                ms(432),
+                WorkerOomKilled,
+            ),
+            (
+                "stopped after the kill, before the victim went",
+                415,
+                ExitStatus::Exited(0),
+                ms(432),
+                WorkerOomKilled,
+            ),
+            (
+                "stopped after the kill, a whole-second line",
+                700,
+                ExitStatus::Exited(0),
+                t(100),
+                WorkerOomKilled,
+            ),
+            (
+                "stopped before the kill",
+                300,
+                ExitStatus::Exited(0),
+                ms(432),
+                Other,
+            ),
+            (
+                "timed out after the kill",
+                415,
+                ExitStatus::Signaled(9),
+                ms(432),
+                Other,
+            ),
+        ];
+        for (name, other_ms, status, line, want) in cases {
+            let mut tl = Timeline::new(64);
+            tl.push(
+                ms(400),
+                api.clone(),
+                EventKind::OomKill(OomKill {
+                    seq: 1,
+                    pid: 5,
+                    comm: "gunicorn".into(),
+                    slot: Some(5),
+                    cgroup: None,
+                    memcg: true,
+                    rule: KillRule::Live,
+                    anon_bytes: 1,
+                    file_bytes: 1,
+                    shmem_bytes: None,
+                }),
+            );
+            tl.push(ms(430), api.clone(), exit(5, ExitStatus::Signaled(9)));
+            tl.push(t(100), api.clone(), EventKind::AppLog(AppLog::Shutdown));
+            if *status == ExitStatus::Signaled(9) {
+                tl.push(
+                    t(100),
+                    api.clone(),
+                    EventKind::AppLog(AppLog::WorkerTimeout { pid: 6 }),
+                );
+            }
+            tl.push(ms(*other_ms), api.clone(), exit(6, *status));
+            tl.push(
+                t(100),
+                api.clone(),
+                failure(Some(1), "unix:/x", Reason::PrematureClose),
+            );
+            let (e, dead) = gather(
+                &tl,
+                &error(Some(1), "unix:/x"),
+                *line,
+                Some("api"),
+                false,
+                &mut BTreeSet::new(),
+                Windows::default(),
+            );
+            assert_eq!(failure_cause(&e), *want, "{name}: {e:?}");
+            if *want == WorkerOomKilled {
+                assert_eq!(dead.map(|d| d.pid), Some(5), "{name}");
+            }
+        }
+    }
+
+    /// Events arrive out of time order (a log read late, the kernel's ring
+    /// replayed): the time-ordered view finds them by time, and the
+    /// master's last word by time, not by arrival.
+    #[test]
+    fn the_time_ordered_view_of_a_timeline_that_arrived_out_of_order() {
+        let mut tl = Timeline::new(64);
+        let api: Option<Arc<str>> = Some(Arc::from("api"));
+        let p = Process {
+            pid: 1,
+            started: t(0),
+            slot: None,
+        };
+        tl.push(t(30), api.clone(), EventKind::MasterStart(p));
+        tl.push(
+            t(10),
+            api.clone(),
+            EventKind::AppLog(AppLog::WorkerBooted { pid: 3 }),
+        );
+        tl.push(t(20), api.clone(), EventKind::MasterExit(p));
+        tl.push(
+            t(5),
+            api.clone(),
+            EventKind::AppLog(AppLog::WorkerBooted { pid: 2 }),
+        );
+        let bt = ByTime::new(&tl);
+        let times: Vec<SystemTime> = bt.window(t(4), t(20)).iter().map(|e| e.at).collect();
+        assert_eq!(times, [t(5), t(10), t(20)]);
+        assert!(bt.window(t(21), t(29)).is_empty());
+        // Down at 25 (its exit at 20 is its last word by then), up at 35.
+        let down = |at| {
+            gather_in(
+                &bt,
+                &error(None, "unix:/x"),
+                at,
+                Some("api"),
+                false,
+                &mut BTreeSet::new(),
+                Windows {
+                    near: Duration::from_secs(1),
+                    ..Windows::default()
+                },
+            )
+            .0
+            .master_down
+        };
+        assert!(down(t(25)));
+        assert!(!down(t(35)));
+    }
+
     #[test]
     fn after_the_fact_a_kill_or_a_reap_line_is_a_worker_end() {
         let mut tl = Timeline::new(64);
@@ -821,7 +1234,7 @@ mod tests {
             EventKind::AppLog(AppLog::WorkerSignaled { pid: 7, signal: 11 }),
         );
         let w = Windows::default();
-        let mut claimed = Vec::new();
+        let mut claimed = BTreeSet::new();
         let mut cause = |at| {
             let (e, dead) = gather(
                 &tl,

@@ -8,21 +8,24 @@
 //! exit waits [`JudgeOptions::settle`] for its late evidence (the master's
 //! reap line, the master's own exit), is given its reason, counted, and put
 //! back on the timeline as a [`WorkerEnd`]. A 502 or 504 waits
-//! [`JudgeOptions::failure_wait`] (its evidence is nearly always there
-//! before nginx writes the access line), is given its cause, counted, and
-//! put back as a [`FailedRequest`]. A cause that would have been another
-//! with evidence that came later is logged, not counted again.
+//! [`JudgeOptions::failure_wait`] from its line's own time when that is
+//! exact (its evidence is nearly always there before nginx writes the
+//! access line, and the lag of reading it counts toward the wait), is
+//! given its cause, counted, and put back as a [`FailedRequest`]. A cause
+//! that would have been another with evidence that came later is logged,
+//! not counted again.
 
 pub mod exit_reason;
 pub mod failure_cause;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::kernel::NO_POOL;
 use crate::state::timeline::{
-    EventKind, ExitReason, FailedRequest, FailureCause, ServerError, WorkerEnd, WorkerExit,
+    DeadWorker, EventKind, ExitReason, FailedRequest, FailureCause, ServerError, WorkerEnd,
+    WorkerExit,
 };
 use crate::state::{PoolIndex, Published, Sinks};
 
@@ -79,7 +82,11 @@ struct Pending {
 }
 
 struct PendingFailure {
-    arrived: Instant,
+    /// When it is judged: [`JudgeOptions::failure_wait`] after the line's
+    /// own time where that time is exact (`$msec`), as nginx's log is read
+    /// with a lag that already gave the evidence time to come; else that
+    /// long after it was read.
+    ready: Instant,
     at: SystemTime,
     pool: Option<Arc<str>>,
     error: ServerError,
@@ -101,7 +108,7 @@ pub struct Judge {
     exits: ExitCounts,
     out: Arc<Published<ExitCounts>>,
     pending_failures: VecDeque<PendingFailure>,
-    claimed: Vec<u64>,
+    claimed: BTreeSet<u64>,
     recheck: VecDeque<(Instant, PendingFailure)>,
     failures: FailureCounts,
     failures_out: Arc<Published<FailureCounts>>,
@@ -118,7 +125,7 @@ impl Judge {
             exits: ExitCounts::default(),
             out: Published::new(ExitCounts::default()),
             pending_failures: VecDeque::new(),
-            claimed: Vec::new(),
+            claimed: BTreeSet::new(),
             recheck: VecDeque::new(),
             failures: FailureCounts::default(),
             failures_out: Published::new(FailureCounts::default()),
@@ -136,6 +143,18 @@ impl Judge {
     /// Read the new events, and judge the exits that have settled by
     /// `now`. Returns whether anything was counted.
     pub fn step(&mut self, now: Instant) -> bool {
+        let wall = SystemTime::now();
+        let wait = self.opts.failure_wait;
+        let ready = |at: SystemTime| {
+            now + if failure_cause::at_whole_second(at) {
+                wait
+            } else {
+                (at + wait)
+                    .duration_since(wall)
+                    .unwrap_or_default()
+                    .min(wait)
+            }
+        };
         let mut new = Vec::new();
         let mut new_failures = Vec::new();
         self.cursor = self.sinks.timeline.read(|tl| {
@@ -151,7 +170,7 @@ impl Judge {
                         if FAILED_STATUSES.contains(&err.status) =>
                     {
                         new_failures.push(PendingFailure {
-                            arrived: now,
+                            ready: ready(e.at),
                             at: e.at,
                             pool: pool.clone(),
                             error: err.clone(),
@@ -184,21 +203,22 @@ impl Judge {
             self.out.publish(self.exits.clone());
         }
         let mut failed = false;
+        let mut due = Vec::new();
         for f in new_failures {
             if self.pending_failures.len() == self.opts.max_pending {
-                let oldest = self.pending_failures.pop_front().expect("full");
-                self.judge_failure(oldest, now);
-                failed = true;
+                due.push(self.pending_failures.pop_front().expect("full"));
             }
             self.pending_failures.push_back(f);
         }
         while self
             .pending_failures
             .front()
-            .is_some_and(|f| now.duration_since(f.arrived) >= self.opts.failure_wait)
+            .is_some_and(|f| now >= f.ready)
         {
-            let f = self.pending_failures.pop_front().expect("just seen");
-            self.judge_failure(f, now);
+            due.push(self.pending_failures.pop_front().expect("just seen"));
+        }
+        if !due.is_empty() {
+            self.judge_failures(due, now);
             failed = true;
         }
         if failed {
@@ -208,75 +228,45 @@ impl Judge {
         changed || failed
     }
 
-    fn judge_failure(&mut self, f: PendingFailure, now: Instant) {
-        let (cause, worker) = self.cause_of(&f, true);
-        let pool = f.pool.as_deref().unwrap_or(NO_POOL).to_string();
-        *self
-            .failures
-            .by_pool
-            .entry(pool)
-            .or_default()
-            .entry((f.error.status, cause))
-            .or_default() += 1;
-        self.sinks.timeline.push(
-            f.at,
-            f.pool.clone(),
-            EventKind::FailedRequest(FailedRequest {
-                error: f.error.clone(),
-                cause,
-                worker,
-            }),
-        );
-        if cause == FailureCause::Other {
-            if self.recheck.len() == RECHECK_CAP {
-                self.recheck.pop_front();
-            }
-            self.recheck.push_back((now, f));
+    /// Judge failures in order, on one time-ordered view of the timeline.
+    fn judge_failures(&mut self, fs: Vec<PendingFailure>, now: Instant) {
+        let pools = self.pools.get();
+        let (claimed, windows) = (&mut self.claimed, self.opts.failure_windows);
+        let judged: Vec<_> = self.sinks.timeline.read(|tl| {
+            let by_time = failure_cause::ByTime::new(tl);
+            fs.iter()
+                .map(|f| cause_of(&by_time, &pools, f, claimed, windows))
+                .collect()
+        });
+        // The oldest lines go first: sequence numbers only grow.
+        while self.claimed.len() > CLAIMED_CAP {
+            self.claimed.pop_first();
         }
-    }
-
-    /// The cause of one failure on the evidence there is now; `claim`: the
-    /// error line joined by upstream and time is taken.
-    fn cause_of(
-        &mut self,
-        f: &PendingFailure,
-        claim: bool,
-    ) -> (FailureCause, Option<crate::state::timeline::DeadWorker>) {
-        let master_down_now = f
-            .pool
-            .as_deref()
-            .is_some_and(|p| self.pools.get().get(p).is_some_and(|m| m.master.is_none()));
-        let mut scratch = self.claimed.clone();
-        let claimed = if claim {
-            &mut self.claimed
-        } else {
-            &mut scratch
-        };
-        let (evidence, worker) = self.sinks.timeline.read(|tl| {
-            failure_cause::gather(
-                tl,
-                &f.error,
+        for (f, (cause, worker)) in fs.into_iter().zip(judged) {
+            let pool = f.pool.as_deref().unwrap_or(NO_POOL).to_string();
+            *self
+                .failures
+                .by_pool
+                .entry(pool)
+                .or_default()
+                .entry((f.error.status, cause))
+                .or_default() += 1;
+            self.sinks.timeline.push(
                 f.at,
-                f.pool.as_deref(),
-                master_down_now,
-                claimed,
-                self.opts.failure_windows,
-            )
-        });
-        if self.claimed.len() > CLAIMED_CAP {
-            self.claimed.drain(..CLAIMED_CAP / 2);
+                f.pool.clone(),
+                EventKind::FailedRequest(FailedRequest {
+                    error: f.error.clone(),
+                    cause,
+                    worker,
+                }),
+            );
+            if cause == FailureCause::Other {
+                if self.recheck.len() == RECHECK_CAP {
+                    self.recheck.pop_front();
+                }
+                self.recheck.push_back((now, f));
+            }
         }
-        let cause = failure_cause::failure_cause(&evidence);
-        let worker = worker.filter(|_| {
-            matches!(
-                cause,
-                FailureCause::WorkerOomKilled
-                    | FailureCause::WorkerTimeout
-                    | FailureCause::WorkerCrashed
-                    | FailureCause::WorkerRecycled
-            )
-        });
-        (cause, worker)
     }
 
     /// Requests judged `other` are looked at once more after
@@ -288,7 +278,18 @@ impl Judge {
             .is_some_and(|(at, _)| now.duration_since(*at) >= self.opts.recheck_after)
         {
             let (_, f) = self.recheck.pop_front().expect("just seen");
-            let (cause, _) = self.cause_of(&f, false);
+            let pools = self.pools.get();
+            let mut scratch = self.claimed.clone();
+            let windows = self.opts.failure_windows;
+            let (cause, _) = self.sinks.timeline.read(|tl| {
+                cause_of(
+                    &failure_cause::ByTime::new(tl),
+                    &pools,
+                    &f,
+                    &mut scratch,
+                    windows,
+                )
+            });
             if cause != FailureCause::Other {
                 tracing::info!(
                     pool = f.pool.as_deref().unwrap_or(NO_POOL),
@@ -341,6 +342,42 @@ impl Judge {
         let (sinks, interval) = (self.sinks.clone(), self.opts.interval);
         sinks.run_loop("rules", interval, || (0, self.step(Instant::now())))
     }
+}
+
+/// The cause of one failure on the evidence there is now, and the worker
+/// that ended under it; the error line joined by upstream and time goes
+/// into `claimed`.
+fn cause_of(
+    by_time: &failure_cause::ByTime<'_>,
+    pools: &PoolIndex,
+    f: &PendingFailure,
+    claimed: &mut BTreeSet<u64>,
+    windows: failure_cause::Windows,
+) -> (FailureCause, Option<DeadWorker>) {
+    let master_down_now = f
+        .pool
+        .as_deref()
+        .is_some_and(|p| pools.get(p).is_some_and(|m| m.master.is_none()));
+    let (evidence, worker) = failure_cause::gather_in(
+        by_time,
+        &f.error,
+        f.at,
+        f.pool.as_deref(),
+        master_down_now,
+        claimed,
+        windows,
+    );
+    let cause = failure_cause::failure_cause(&evidence);
+    let worker = worker.filter(|_| {
+        matches!(
+            cause,
+            FailureCause::WorkerOomKilled
+                | FailureCause::WorkerTimeout
+                | FailureCause::WorkerCrashed
+                | FailureCause::WorkerRecycled
+        )
+    });
+    (cause, worker)
 }
 
 #[cfg(test)]
@@ -455,8 +492,8 @@ mod failure_tests {
                 cgroup: None,
                 memcg: true,
                 rule: KillRule::Live,
-                anon_bytes: 1,
-                file_bytes: 1,
+                anon_bytes: 480 << 20,
+                file_bytes: 20 << 20,
                 shmem_bytes: None,
             }),
         );
@@ -470,7 +507,7 @@ mod failure_tests {
                     slot: Some(3),
                 },
                 status: Some(ExitStatus::Signaled(9)),
-                rss_bytes: Some(500 << 20),
+                rss_bytes: Some(400 << 20),
                 pss_bytes: None,
             }),
         );
@@ -526,6 +563,68 @@ mod failure_tests {
             judged[0].error.request.as_ref().unwrap().path.as_ref(),
             "/report"
         );
+    }
+
+    /// A line with `$msec`, read 250 ms after nginx wrote it (the nginx
+    /// source's interval): its wait counts from its own time, so it is
+    /// judged 50 ms later, not 300. A whole-second line waits the whole
+    /// wait after it was read.
+    #[test]
+    fn the_wait_counts_from_an_exact_line_time() {
+        let sinks = Sinks::new(64);
+        let mut j = Judge::new(
+            JudgeOptions::default(),
+            sinks.clone(),
+            Published::new(PoolIndex::default()),
+        );
+        let error = |at| {
+            (
+                at,
+                EventKind::ServerError(ServerError {
+                    log: Arc::from("edge"),
+                    status: 502,
+                    upstream: None,
+                    conn: None,
+                    request: None,
+                    backend_sent: false,
+                }),
+            )
+        };
+        let now = SystemTime::now();
+        let exact = now - Duration::from_millis(250);
+        let exact = if failure_cause::at_whole_second(exact) {
+            exact - Duration::from_millis(1)
+        } else {
+            exact
+        };
+        let whole = SystemTime::UNIX_EPOCH
+            + Duration::from_secs(
+                now.duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs(),
+            );
+        let t0 = Instant::now();
+        for (at, e) in [error(exact), error(whole)] {
+            sinks.timeline.push(at, None, e);
+        }
+        j.step(t0);
+        let counted = |j: &Judge| {
+            j.failures()
+                .get()
+                .by_pool
+                .values()
+                .flat_map(|m| m.values())
+                .sum::<u64>()
+        };
+        assert_eq!(counted(&j), 0);
+        // The exact line is due by 50 ms; the whole-second one is behind it
+        // in the queue and due at 300 ms.
+        j.step(t0 + Duration::from_millis(100));
+        assert_eq!(counted(&j), 1, "the exact line, 100 ms after it was read");
+        j.step(t0 + Duration::from_millis(200));
+        assert_eq!(counted(&j), 1, "the whole-second line waits");
+        j.step(t0 + Duration::from_millis(300));
+        assert_eq!(counted(&j), 2);
     }
 
     #[test]

@@ -81,6 +81,38 @@ impl Cgroup {
             .unwrap()
     }
 
+    /// OOM kills in this cgroup since it was made, by the kernel's own
+    /// counter (`memory.events` on v2, `memory.oom_control` on v1, 4.13+):
+    /// what systemd watches to apply a unit's `OOMPolicy`.
+    pub fn oom_kills(&self) -> u64 {
+        let f = if self.v2 {
+            "memory.events"
+        } else {
+            "memory.oom_control"
+        };
+        let text = std::fs::read_to_string(self.file(f))
+            .unwrap_or_else(|e| panic!("reading {}: {e}", self.file(f).display()));
+        text.lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .unwrap_or_else(|| panic!("no oom_kill in {f}: {text}"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// A shell snippet for a pool's master to run before it execs: it
+    /// enters this cgroup with oom_score_adj -1000. With
+    /// [`oom_protect_conf`] as Gunicorn's config, each worker resets its own
+    /// to 0 after fork, so the kernel's OOM killer takes workers, never the
+    /// master (while a killed worker's memory is still charged the master
+    /// is the largest task left, and would be taken now and then).
+    pub fn enter_protected(&self) -> String {
+        format!(
+            "echo -1000 > /proc/$$/oom_score_adj; echo $$ > {}",
+            self.file("cgroup.procs").display()
+        )
+    }
+
     pub fn set_limit(&self, bytes: u64) {
         let write = |f: &str, v: &str| {
             std::fs::write(self.file(f), v).unwrap_or_else(|e| panic!("writing {v} to {f}: {e}"))
@@ -99,6 +131,14 @@ impl Cgroup {
             }
         }
     }
+}
+
+/// Gunicorn's config for pools in a cgroup: see [`Cgroup::enter_protected`].
+pub fn oom_protect_conf() -> String {
+    super::apps_dir()
+        .join("oom_protect_master.py")
+        .display()
+        .to_string()
 }
 
 impl Drop for Cgroup {

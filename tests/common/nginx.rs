@@ -92,10 +92,15 @@ http {{
     }
 
     pub fn config(&self, name: &str) -> String {
+        self.config_with(name, LOG_FORMAT)
+    }
+
+    /// The exporter's config for this nginx, its access log written in
+    /// `format`.
+    pub fn config_with(&self, name: &str, format: &str) -> String {
         format!(
-            "nginx:\n  - name: {name}\n    access_log: {d}/access.log\n    error_log: {d}/error.log\n    log_format: |-\n      log_format upstreamlog '{f}';\n",
+            "nginx:\n  - name: {name}\n    access_log: {d}/access.log\n    error_log: {d}/error.log\n    log_format: |-\n      log_format upstreamlog '{format}';\n",
             d = self.dir.display(),
-            f = LOG_FORMAT
         )
     }
 
