@@ -164,11 +164,20 @@ impl Gunicorn {
             o.pre_exec.map(|p| format!("{p};")).unwrap_or_default(),
             quoted.join(" ")
         );
+        // Gunicorn's default control socket is $XDG_RUNTIME_DIR/gunicorn.ctl,
+        // else ~/.gunicorn/gunicorn.ctl: one path for every master of a
+        // user, which two tests running at once would take from each other.
+        // Each test master gets a runtime dir of its own beside its pidfile
+        // (a test about the shared path sets HOME and unsets this).
+        let mut runtime = o.pidfile.clone().into_os_string();
+        runtime.push(".run");
+        std::fs::create_dir_all(&runtime).unwrap();
         let proc = spawn(
             "gunicorn",
             Command::new("sh")
                 .arg("-c")
                 .arg(script)
+                .env("XDG_RUNTIME_DIR", &runtime)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),
         );
