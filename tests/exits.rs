@@ -192,7 +192,17 @@ fn sigsegv_is_signal() {
     for mode in MODES {
         let s = setup(mode, &[], None);
         let victim = s.g.worker_pids()[0];
+        let killed = Instant::now();
         unsafe { libc::kill(victim, libc::SIGSEGV) };
+        // The figure the note asks for: from the death to its reason in
+        // /metrics (scraped every 100 ms).
+        s.e.wait_scrape(T, "the exit counted", |sc| {
+            sc.sum("badgateway_worker_exits_total", &[("pool", POOL)]) >= 1.0
+        });
+        eprintln!(
+            "FIGURE {mode:?}: a worker's death to its reason in /metrics: {:?}",
+            killed.elapsed()
+        );
         let want = match mode {
             Mode::Polling => "unknown",
             _ => "signal",
