@@ -49,4 +49,4 @@ export BADGATEWAY_TEST_VENV_SETPROCTITLE="$root/target/test-venv-spt"
 
 # Integration tests start real servers and OOM kills; two at a time keeps
 # them honest on a 2-core machine.
-cargo test --all-targets -- --test-threads=2
+cargo test --all-targets --no-fail-fast -- --test-threads=2
