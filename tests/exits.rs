@@ -284,7 +284,7 @@ fn a_worker_forked_and_oom_killed_within_100ms_is_attributed_to_its_pool() {
             pidfile: pidfile.clone(),
             extra: &["--config", &conf],
             pre_exec: Some(format!(
-                "echo -1000 > /proc/$$/oom_score_adj; echo $$ > {}; export BGW_WORKER_CGROUP={} BGW_HOG_FILE={}",
+                "echo $$ > {}; export BGW_WORKER_CGROUP={} BGW_HOG_FILE={}",
                 cg.file("cgroup.procs").display(),
                 wcg.file("cgroup.procs").display(),
                 hog.display()

@@ -318,24 +318,42 @@ fn oom_kills_and_502s_reach_alertmanager_and_every_dashboard_query_answers() {
     let (hook, received) = webhook(stop_hook.clone());
     let am = Alertmanager::start(d, &hook);
 
-    // Host A: one Gunicorn worker in a memory cgroup with 60 MiB of room,
-    // its master out of the OOM killer's reach (see
-    // `Cgroup::enter_protected`). A master taken now and then would be
-    // AppPoolDown, which holds back the 502 page as it should; this
-    // scenario is about the workers.
+    // Host A: one Gunicorn worker in a memory cgroup with 60 MiB of room.
+    // The master sits in a cgroup of its own beside it: in a storm of
+    // kills the master, sharing the workers' cgroup, is now and then the
+    // only task left while a killed worker's pages are still charged, and
+    // the kernel takes it (then the pool is down, which holds back the 502
+    // page as it should, but this scenario is about the workers). Lowering
+    // its oom_score_adj to -1000 needs CAP_SYS_RESOURCE, which a sandboxed
+    // root may not have. Each worker moves itself into `workers` after
+    // fork (tests/apps/oom_protect_master.py).
+    let master_cg = cg.child("master");
+    let workers_cg = cg.child("workers");
     let conf = oom_protect_conf();
+    let shop_log = dir_a.join("shop.log");
     let shop = Gunicorn::start(GunicornOpts {
         workers: 1,
         bind: format!("unix:{}/shop.sock", dir_a.display()),
         pidfile: dir_a.join("shop.pid"),
-        extra: &["--timeout", "30", "--config", &conf],
-        pre_exec: Some(cg.enter_protected()),
+        extra: &[
+            "--timeout",
+            "30",
+            "--config",
+            &conf,
+            "--error-logfile",
+            &shop_log.display().to_string(),
+        ],
+        pre_exec: Some(format!(
+            "{}; export BGW_WORKER_CGROUP={}",
+            master_cg.enter_protected(),
+            workers_cg.file("cgroup.procs").display()
+        )),
         venv: None,
     });
-    for w in shop.worker_pids() {
-        std::fs::write(format!("/proc/{w}/oom_score_adj"), "0").unwrap();
-    }
-    cg.set_limit(cg.usage() + 60 * MIB);
+    workers_cg.set_limit(workers_cg.usage() + 60 * MIB);
+    // The pool's own cgroup (the master's) has a limit too, for the
+    // dashboard's memory-against-limit panels.
+    master_cg.set_limit(master_cg.usage() + 64 * MIB);
     let sock_a = format!("unix:{}/shop.sock", dir_a.display());
     let nginx_a = Nginx::start(
         &dir_a,
@@ -430,10 +448,11 @@ fn oom_kills_and_502s_reach_alertmanager_and_every_dashboard_query_answers() {
     };
     let dump = || {
         format!(
-            "received: {:#?}\nPrometheus firing: {:#?}\nPrometheus pending: {:#?}",
+            "received: {:#?}\nPrometheus firing: {:#?}\nPrometheus pending: {:#?}\n--- shop's Gunicorn log, last lines ---\n{}",
             received.lock().unwrap(),
             prom.alerts("firing"),
-            prom.alerts("pending")
+            prom.alerts("pending"),
+            tail_lines(&shop_log, 40)
         )
     };
     let wait_alert = |path: &str, want: &[(&str, &str)], timeout: Duration| -> Value {
@@ -699,4 +718,15 @@ fn plot_python() -> PathBuf {
         p.display()
     );
     p
+}
+
+/// The last `n` lines of a file, or why it cannot be read.
+fn tail_lines(path: &std::path::Path, n: usize) -> String {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(n)..].join("\n")
+        }
+        Err(e) => format!("{}: {e}", path.display()),
+    }
 }

@@ -101,16 +101,15 @@ impl Cgroup {
     }
 
     /// A shell snippet for a pool's master to run before it execs: it
-    /// enters this cgroup with oom_score_adj -1000. With
-    /// [`oom_protect_conf`] as Gunicorn's config, each worker resets its own
-    /// to 0 after fork, so the kernel's OOM killer takes workers, never the
-    /// master (while a killed worker's memory is still charged the master
-    /// is the largest task left, and would be taken now and then).
+    /// enters this cgroup. With [`oom_protect_conf`] as Gunicorn's config,
+    /// each worker raises its own oom_score_adj to 1000 after fork, so the
+    /// kernel's OOM killer takes a worker before the master (while a
+    /// killed worker's memory is still charged, the master can be the
+    /// largest task left). Lowering the master's to -1000 instead needs
+    /// CAP_SYS_RESOURCE, which a sandboxed root may not have; raising a
+    /// worker's needs nothing.
     pub fn enter_protected(&self) -> String {
-        format!(
-            "echo -1000 > /proc/$$/oom_score_adj; echo $$ > {}",
-            self.file("cgroup.procs").display()
-        )
+        format!("echo $$ > {}", self.file("cgroup.procs").display())
     }
 
     pub fn set_limit(&self, bytes: u64) {
