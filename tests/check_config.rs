@@ -52,7 +52,7 @@ fn a_valid_config_and_web_config_exit_0_and_nothing_is_started() {
         &listen,
     ]);
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(out.contains("c.yml: valid: 2 pools, 1 nginx"), "{out}");
+    assert!(out.contains("c.yml: valid: 3 pools, 1 nginx"), "{out}");
     assert!(
         out.contains("web_config_users.good.yml: valid: tls on, basic auth users 4"),
         "{out}"
