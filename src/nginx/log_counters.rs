@@ -158,7 +158,6 @@ pub struct Counted<'a> {
     pub upstream: Option<&'a [u8]>,
     /// The last attempt's 5xx came from the backend (a header arrived).
     pub backend_sent: bool,
-    pub fields: AccessFields<'a>,
 }
 
 /// (upstream, status) -> count.
@@ -211,16 +210,17 @@ impl LogCounters {
         None
     }
 
-    /// Count one access-log line; returns what was counted, for the
-    /// caller's timeline. Nothing here allocates once an upstream has been
-    /// seen: fields borrow from the line.
+    /// Count one access-log line into `fields` (fresh, the caller's: a
+    /// few hundred bytes not moved about per line) and return what was
+    /// counted, for the caller's timeline. Nothing here allocates once an
+    /// upstream has been seen: fields borrow from the line.
     pub fn access_line<'a>(
         &mut self,
         fmt: &AccessFormat,
         line: &'a [u8],
         truncated: bool,
+        fields: &mut AccessFields<'a>,
     ) -> Option<Counted<'a>> {
-        let mut fields = AccessFields::default();
         self.access_lines += 1;
         if truncated {
             return self.parse_error(ParseError::TooLong);
@@ -230,7 +230,7 @@ impl LogCounters {
         if !line.is_ascii() && std::str::from_utf8(line).is_err() {
             return self.parse_error(ParseError::InvalidUtf8);
         }
-        if fmt.parse(line, &mut fields).is_err() {
+        if fmt.parse(line, fields).is_err() {
             return self.parse_error(ParseError::FormatMismatch);
         }
         let Some(status) = fields
@@ -240,7 +240,7 @@ impl LogCounters {
         else {
             return self.parse_error(ParseError::BadStatus);
         };
-        if fmt.check_upstream_lists(&fields).is_err() {
+        if fmt.check_upstream_lists(fields).is_err() {
             return self.parse_error(ParseError::BadUpstreamList);
         }
 
@@ -285,7 +285,6 @@ impl LogCounters {
             status,
             upstream: last_addr,
             backend_sent,
-            fields,
         })
     }
 
@@ -332,7 +331,7 @@ mod tests {
     fn feed(c: &mut LogCounters, lines: &[String]) {
         let fmt = AccessFormat::compile(FMT, Escape::Default).unwrap();
         for l in lines {
-            c.access_line(&fmt, l.as_bytes(), false);
+            c.access_line(&fmt, l.as_bytes(), false, &mut AccessFields::default());
         }
     }
 
@@ -408,12 +407,17 @@ mod tests {
     fn bad_lines_count_as_parse_errors_only() {
         let mut c = LogCounters::new(8);
         let fmt = AccessFormat::compile(FMT, Escape::Default).unwrap();
-        c.access_line(&fmt, b"garbage", false);
-        c.access_line(&fmt, b"\xff\xfe binary", false);
+        c.access_line(&fmt, b"garbage", false, &mut AccessFields::default());
+        c.access_line(
+            &fmt,
+            b"\xff\xfe binary",
+            false,
+            &mut AccessFields::default(),
+        );
         let l = line(200, "a:1", "200", "0.1", "0.1");
-        c.access_line(&fmt, l.as_bytes(), true);
+        c.access_line(&fmt, l.as_bytes(), true, &mut AccessFields::default());
         let bad = line(200, "a:1", "200", "0.1", "0.1").replace(" 200 5 ", " 2x0 5 ");
-        c.access_line(&fmt, bad.as_bytes(), false);
+        c.access_line(&fmt, bad.as_bytes(), false, &mut AccessFields::default());
         assert!(c.responses.is_empty() && c.attempts.is_empty());
         assert_eq!(c.access_lines, 4);
         for e in [

@@ -168,11 +168,14 @@ impl LogSource {
         if let (Some(f), Some(fmt)) = (self.access.as_mut(), self.format.as_ref()) {
             let read_at = SystemTime::now();
             let r = f.poll(&mut |l| {
-                let Some(c) = counters.access_line(fmt, l.bytes, l.truncated) else {
+                let mut fields = access::AccessFields::default();
+                let Some(c) = counters.access_line(fmt, l.bytes, l.truncated, &mut fields) else {
                     return;
                 };
                 if !windows.is_empty() {
-                    count_in_windows(&c, windows, window_requests, |u| last.pool_of(pools, u));
+                    count_in_windows(&c, &fields, windows, window_requests, |u| {
+                        last.pool_of(pools, u)
+                    });
                 }
                 // The line's own time is read for the span of the counts
                 // (now and then) and for each 5xx; else the time it was read.
@@ -181,7 +184,7 @@ impl LogSource {
                 if !sampled {
                     return;
                 }
-                let at = line_time(&c.fields).unwrap_or(read_at);
+                let at = line_time(&fields).unwrap_or(read_at);
                 if first {
                     counters.first_time = Some(at);
                 }
@@ -190,7 +193,7 @@ impl LogSource {
                     return;
                 }
                 let upstream = c.upstream.map(|u| String::from_utf8_lossy(u).into_owned());
-                let f = &c.fields;
+                let f = &fields;
                 let e = ServerError {
                     log: log.clone(),
                     status: c.status,
@@ -266,11 +269,12 @@ impl LogSource {
 /// Count one access line in the windows of its pool that hold its time.
 fn count_in_windows(
     c: &log_counters::Counted<'_>,
+    fields: &access::AccessFields<'_>,
     windows: &[RequestWindow],
     counts: &mut [u64],
     pool_of: impl Fn(&str) -> Option<Arc<str>>,
 ) {
-    let (Some(at), Some(upstream)) = (line_time(&c.fields), c.upstream) else {
+    let (Some(at), Some(upstream)) = (line_time(fields), c.upstream) else {
         return;
     };
     let Some(pool) = std::str::from_utf8(upstream).ok().and_then(pool_of) else {
