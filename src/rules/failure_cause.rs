@@ -213,8 +213,8 @@ pub fn gather(
     gather_in(&ByTime::new(tl), err, at, pool, master_down_now, claimed, w)
 }
 
-/// The timeline's events in time order (its own order is of arrival), and
-/// the masters' starts, exits and shutdowns apart: a judge that looks at
+/// The timeline's events in time order (from its time index), and the
+/// masters' starts, exits and shutdowns apart: a judge that looks at
 /// many failures at once (a one-shot run judges tens of thousands over
 /// tens of thousands of events) finds each one's neighbours by a binary
 /// search, not a pass over everything.
@@ -226,8 +226,7 @@ pub struct ByTime<'a> {
 
 impl<'a> ByTime<'a> {
     pub fn new(tl: &'a Timeline) -> ByTime<'a> {
-        let mut events: Vec<&Event> = tl.iter().collect();
-        events.sort_by_key(|e| (e.at, e.seq));
+        let events: Vec<&Event> = tl.in_time_order().collect();
         let masters = events
             .iter()
             .copied()
