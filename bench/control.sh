@@ -24,41 +24,19 @@ CALLS=${CALLS:-2000}
 SETTLE=${SETTLE:-20}
 RUN=${RUN:-60}
 
-venv=$root/target/test-venv
-[ -x "$venv/bin/gunicorn" ] || { python3 -m venv "$venv"; "$venv/bin/pip" install -q gunicorn==27.0.1; }
+. bench/lib.sh
+gunicorn_venv
 cargo build --release -q
 cargo build --release -q --example control_bench
 bin=$root/target/release/badgateway_exporter
 
-work=$(mktemp -d)
-groups=()
-cleanup() {
-  for g in "${groups[@]}"; do kill -9 -- "-$g" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
 echo "# starting $OTHERS other processes and a $WORKERS-worker Gunicorn pool"
-# One parent holding many sleeping children, in a process group of its own.
-setsid python3 - "$OTHERS" <<'PY' &
-import os, sys, time
-n = int(sys.argv[1])
-for _ in range(n):
-    if os.fork() == 0:
-        os.execvp("sleep", ["bgw-bench-sleeper", "3600"])
-time.sleep(3600)
-PY
-others=$!
-groups+=($others); disown
-for _ in $(seq 120); do [ "$(pgrep -c -g "$others")" -gt "$OTHERS" ] && break; sleep 0.25; done
-port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-setsid "$venv/bin/gunicorn" -w "$WORKERS" -b "unix:$work/app.sock" -b "127.0.0.1:$port" \
-  --control-socket "$work/ctl.sock" --chdir "$root/tests/apps" --pid "$work/g.pid" app:app >/dev/null 2>&1 &
-groups+=($!); disown
-for _ in $(seq 120); do
-  [ -f "$work/g.pid" ] && [ "$(pgrep -P "$(cat "$work/g.pid")" | wc -l)" -ge "$WORKERS" ] && [ -S "$work/ctl.sock" ] && break
-  sleep 0.5
-done
+start_sleepers "$OTHERS"
+port=$(free_port)
+spawn "$venv/bin/gunicorn" -w "$WORKERS" -b "unix:$work/app.sock" -b "127.0.0.1:$port" \
+  --control-socket "$work/ctl.sock" --chdir "$root/tests/apps" --pid "$work/g.pid" app:app >/dev/null 2>&1
+wait_workers "$work/g.pid" "$WORKERS"
+for _ in $(seq 120); do [ -S "$work/ctl.sock" ] && break; sleep 0.5; done
 master=$(cat "$work/g.pid")
 echo "# Linux $(uname -r), $(nproc) CPUs; processes on the host: $(ls -d /proc/[0-9]* | wc -l); gunicorn workers: $(pgrep -P "$master" | wc -l)"
 
@@ -74,12 +52,9 @@ pools:
     pidfile: $work/g.pid
 YML
 done
-p1=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-p2=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-setsid "$bin" --config.file="$work/gunicorn.yml" --web.listen-address=127.0.0.1:$p1 --collector.pools.interval=1s --log.level=warn 2>"$work/on.log" &
-groups+=($!); disown
-setsid "$bin" --config.file="$work/generic.yml" --web.listen-address=127.0.0.1:$p2 --collector.pools.interval=1s --log.level=warn 2>"$work/off.log" &
-groups+=($!); disown
+p1=$(free_port); p2=$(free_port)
+spawn "$bin" --config.file="$work/gunicorn.yml" --web.listen-address=127.0.0.1:$p1 --collector.pools.interval=1s --log.level=warn 2>"$work/on.log"
+spawn "$bin" --config.file="$work/generic.yml" --web.listen-address=127.0.0.1:$p2 --collector.pools.interval=1s --log.level=warn 2>"$work/off.log"
 echo
 echo "## two exporters side by side, ${RUN}s after ${SETTLE}s (pools interval 1s)"
 metric() { curl -s "127.0.0.1:$1/metrics" | grep -F "$2 " | awk '{print $NF}'; }

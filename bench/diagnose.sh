@@ -15,38 +15,16 @@ root=$PWD
 MB=${1:-500}
 OTHERS=${OTHERS:-2000}
 command -v mtail >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mtail >/dev/null; }
-venv=$root/target/test-venv
-[ -x "$venv/bin/gunicorn" ] || { python3 -m venv "$venv"; "$venv/bin/pip" install -q gunicorn==27.0.1; }
+. bench/lib.sh
+gunicorn_venv
 cargo build --release -q
 bin=$root/target/release/badgateway_exporter
 
-work=$(mktemp -d)
-# Everything started here runs in a process group of its own (setsid), and
-# is ended by that group, never by name.
-groups=()
-cleanup() {
-  for g in "${groups[@]}"; do kill -9 -- "-$g" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
 echo "# starting $OTHERS other processes and a 4-worker Gunicorn pool"
-setsid python3 - "$OTHERS" <<'PY' &
-import os, sys, time
-for _ in range(int(sys.argv[1])):
-    if os.fork() == 0:
-        os.execvp("sleep", ["bgw-bench-sleeper", "3600"])
-time.sleep(3600)
-PY
-groups+=($!)
-setsid "$venv/bin/gunicorn" -w 4 -b "unix:$work/api.sock" --chdir "$root/tests/apps" \
-  --pid "$work/g.pid" --log-file "$work/gunicorn.log" app:app >/dev/null 2>&1 &
-groups+=($!)
-for _ in $(seq 120); do
-  [ -f "$work/g.pid" ] && [ "$(pgrep -P "$(cat "$work/g.pid")" | wc -l)" -ge 4 ] && \
-    [ "$(ls -d /proc/[0-9]* | wc -l)" -ge "$OTHERS" ] && break
-  sleep 0.5
-done
+start_sleepers "$OTHERS"
+spawn "$venv/bin/gunicorn" -w 4 -b "unix:$work/api.sock" --chdir "$root/tests/apps" \
+  --pid "$work/g.pid" --log-file "$work/gunicorn.log" app:app >/dev/null 2>&1
+wait_workers "$work/g.pid" 4
 
 # Lines for MB megabytes, from the size of a sample.
 BGW_BENCH_SOCKET="unix:$work/api.sock" python3 bench/gen_access_log.py 10000 "$work/sample.log"

@@ -20,43 +20,15 @@ command -v prometheus-node-exporter >/dev/null || need+=(prometheus-node-exporte
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-venv=$root/target/test-venv
-[ -x "$venv/bin/gunicorn" ] || { python3 -m venv "$venv"; "$venv/bin/pip" install -q gunicorn==27.0.1; }
+. bench/lib.sh
+gunicorn_venv
 cargo build --release -q
 bin=$root/target/release/badgateway_exporter
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 -- "-$p" 2>/dev/null || kill -9 "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
 echo "# starting $OTHERS other processes and a $WORKERS-worker Gunicorn pool"
-# One parent holding many sleeping children: the host's process table grows
-# without loading the CPU.
-# In a process group of its own (setsid), so that the cleanup ends the
-# parent and its sleepers by group, never by name.
-setsid python3 - "$OTHERS" <<'PY' &
-import os, sys, time
-n = int(sys.argv[1])
-for _ in range(n):
-    if os.fork() == 0:
-        os.execvp("sleep", ["bgw-bench-sleeper", "3600"])
-time.sleep(3600)
-PY
-sleepers=$!; pids+=($sleepers); disown
-for _ in $(seq 120); do
-  [ "$(pgrep -g "$sleepers" | wc -l)" -gt "$OTHERS" ] && break
-  sleep 0.5
-done
-setsid "$venv/bin/gunicorn" -w "$WORKERS" -b 127.0.0.1:0 --chdir "$root/tests/apps" --pid "$work/g.pid" app:app >/dev/null 2>&1 &
-pids+=($!); disown
-for _ in $(seq 120); do
-  [ -f "$work/g.pid" ] && [ "$(pgrep -P "$(cat "$work/g.pid")" | wc -l)" -ge "$WORKERS" ] && break
-  sleep 0.5
-done
+start_sleepers "$OTHERS"
+spawn "$venv/bin/gunicorn" -w "$WORKERS" -b 127.0.0.1:0 --chdir "$root/tests/apps" --pid "$work/g.pid" app:app >/dev/null 2>&1
+wait_workers "$work/g.pid" "$WORKERS"
 master=$(cat "$work/g.pid")
 echo "# processes on the host: $(ls -d /proc/[0-9]* | wc -l); gunicorn workers: $(pgrep -P "$master" | wc -l)"
 
@@ -71,15 +43,13 @@ process_names:
   - name: "gunicorn"
     cmdline: ['gunicorn']
 YML
-p1=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-p2=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-p3=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-setsid "$bin" --config.file="$work/bgw.yml" --web.listen-address=127.0.0.1:$p1 --log.level=warn 2>"$work/bgw.log" &
-bgw=$!; pids+=($bgw); disown
-setsid prometheus-process-exporter -config.path "$work/pe.yml" -web.listen-address 127.0.0.1:$p2 >/dev/null 2>&1 &
-pe=$!; pids+=($pe); disown
-setsid prometheus-node-exporter --web.listen-address=127.0.0.1:$p3 >/dev/null 2>&1 &
-ne=$!; pids+=($ne); disown
+p1=$(free_port); p2=$(free_port); p3=$(free_port)
+spawn "$bin" --config.file="$work/bgw.yml" --web.listen-address=127.0.0.1:$p1 --log.level=warn 2>"$work/bgw.log"
+bgw=$spawned
+spawn prometheus-process-exporter -config.path "$work/pe.yml" -web.listen-address 127.0.0.1:$p2 >/dev/null 2>&1
+pe=$spawned
+spawn prometheus-node-exporter --web.listen-address=127.0.0.1:$p3 >/dev/null 2>&1
+ne=$spawned
 
 echo "# settling for ${SETTLE}s (smaps interval 15s, pools interval 5s)"
 sleep "$SETTLE"
