@@ -348,15 +348,10 @@ impl LastListeners {
         self.pools
             .retain(|(name, _)| index.pools.iter().any(|p| p.name == *name));
         for p in index.pools.iter().filter(|p| !p.listeners.is_empty()) {
+            let names = p.listeners.iter().map(|l| l.name.clone()).collect();
             match self.pools.iter_mut().find(|(name, _)| *name == p.name) {
-                Some((_, l)) => {
-                    l.clear();
-                    l.extend(p.listeners.iter().map(|l| l.name.clone()));
-                }
-                None => self.pools.push((
-                    p.name.clone(),
-                    p.listeners.iter().map(|l| l.name.clone()).collect(),
-                )),
+                Some((_, l)) => *l = names,
+                None => self.pools.push((p.name.clone(), names)),
             }
         }
     }
