@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::gunicorn::control::{
-    find_control_socket, ControlClient, ControlError, ControlOptions, ControlSocketSearch,
-    Listener, Stats, Worker,
+    find_control_socket, heartbeat_age, ControlClient, ControlError, ControlOptions,
+    ControlSocketSearch, Listener, Stats, Worker,
 };
 
 use super::listen::{self, ListenAddr, ListenSocket};
@@ -277,9 +277,12 @@ fn ask(
 }
 
 fn set_heartbeats(state: &mut PoolState, listed: &[Worker]) {
+    let epoch = crate::state::boot_time()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
     let by_pid: HashMap<i32, Option<f64>> = listed
         .iter()
-        .map(|w| (w.pid as i32, w.last_heartbeat))
+        .map(|w| (w.pid as i32, heartbeat_age(w.last_heartbeat, epoch)))
         .collect();
     for w in &mut state.workers {
         w.heartbeat_age = by_pid.get(&w.id.pid).copied().flatten();
