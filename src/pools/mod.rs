@@ -30,6 +30,7 @@ pub mod listen_queue;
 pub mod observe;
 pub mod proc;
 pub mod process_table;
+pub mod self_usage;
 pub mod slots;
 pub mod smaps;
 pub mod view;
