@@ -84,10 +84,14 @@ pub struct Args {
     /// cycle. `false`: /proc polling alone.
     #[arg(long = "collector.proc-events", default_value_t = true, action = clap::ArgAction::Set)]
     pub proc_events: bool,
-    /// How often the listen queues of the pools' sockets are sampled; the
-    /// peak is kept over the last --collector.pools.interval.
+    /// How often the listen queues of the pools' sockets are sampled.
     #[arg(long = "collector.listen-queue.interval", default_value = "100ms", value_parser = parse_duration)]
     pub listen_queue_interval: Duration,
+    /// How far back badgateway_pool_listen_queue_peak reaches. Keep it at
+    /// least Prometheus' scrape interval (15s as shipped), or a burst
+    /// between two scrapes is never seen: change the two together.
+    #[arg(long = "collector.listen-queue.peak-window", default_value = "15s", value_parser = parse_duration)]
+    pub listen_queue_peak_window: Duration,
     /// How often to scan command lines for new Gunicorn masters.
     #[arg(long = "collector.discover.interval", default_value = "10s", value_parser = parse_duration)]
     pub discover_interval: Duration,
@@ -466,7 +470,7 @@ impl Sources {
         let listen_queues = ListenQueueSampler::new(
             ListenQueueOptions {
                 interval: args.listen_queue_interval,
-                peak_window: args.pools_interval,
+                peak_window: args.listen_queue_peak_window,
                 procfs: args.paths.procfs.clone(),
             },
             sinks.clone(),
