@@ -9,6 +9,8 @@
 //!   counts, and its reloads on the timeline;
 //! - [`listen_queue`]: the listen queues of the pools' sockets, sampled on
 //!   a loop of their own between cycles;
+//! - [`self_usage`]: the exporter's own process, for the `process_*`
+//!   families, on a loop of its own;
 //! - [`proc`], [`discover`], [`listen`], [`slots`]: the readers and pure
 //!   rules underneath.
 //!
