@@ -14,8 +14,12 @@
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
+# The image is built without .git: pass what build_info and --version say,
+# e.g. --build-arg BADGATEWAY_BUILD_REVISION=$(git rev-parse HEAD).
+ARG BADGATEWAY_BUILD_REVISION=unknown
+ARG BADGATEWAY_BUILD_BRANCH=unknown
 RUN cargo build --release --locked --bin badgateway_exporter
 
 # glibc and libgcc, no shell, no package manager; "nonroot" is uid 65532.

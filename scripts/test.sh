@@ -14,8 +14,9 @@ command -v prometheus >/dev/null || need_pkgs+=(prometheus)
 command -v promtool >/dev/null || need_pkgs+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || need_pkgs+=(prometheus-alertmanager)
 command -v mtail >/dev/null || need_pkgs+=(mtail)
-# tests/packaging.rs: systemd-analyze verify on the shipped unit.
-command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
+# tests/packaging.rs: systemd-analyze verify on the shipped unit; tests/cli.rs:
+# systemd-socket-activate for --web.systemd-socket.
+command -v systemd-analyze >/dev/null && command -v systemd-socket-activate >/dev/null || need_pkgs+=(systemd)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive

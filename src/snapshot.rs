@@ -12,6 +12,7 @@ use crate::kernel::{KillCounts, MemoryCounters};
 use crate::metrics;
 use crate::nginx::NginxView;
 use crate::pools::listen_queue::ListenQueues;
+use crate::pools::self_usage::ProcessUsage;
 use crate::pools::PoolsView;
 use crate::rules::{ExitCounts, FailureCounts};
 use crate::state::{Published, Sinks};
@@ -30,6 +31,8 @@ pub struct Inputs {
     pub exits: Arc<Published<ExitCounts>>,
     pub failures: Arc<Published<FailureCounts>>,
     pub app_log: Arc<Published<AppLogCounts>>,
+    /// The exporter's own process.
+    pub process: Arc<Published<ProcessUsage>>,
 }
 
 impl fmt::Debug for Inputs {
@@ -87,6 +90,7 @@ impl Inputs {
             exits: Published::new(ExitCounts::default()),
             failures: Published::new(FailureCounts::default()),
             app_log: Published::new(AppLogCounts::default()),
+            process: Published::new(ProcessUsage::default()),
         }
     }
 }
@@ -174,14 +178,15 @@ pub struct PoolSummary {
 
 impl Inputs {
     /// Every source's families, in both formats.
-    fn encode(&self, me: &SelfUsage) -> (String, String) {
+    fn encode(&self) -> (String, String) {
         let mut enc = metrics::Encoder::with_capacity(32 * 1024);
         // Writing to a String cannot fail.
-        let _ = self.encode_into(&mut enc, me);
+        let _ = self.encode_into(&mut enc);
         enc.finish()
     }
 
-    fn encode_into(&self, enc: &mut metrics::Encoder, me: &SelfUsage) -> fmt::Result {
+    fn encode_into(&self, enc: &mut metrics::Encoder) -> fmt::Result {
+        let me = self.process.get();
         let (collectors, sources) = (self.sinks.collectors.all(), self.sinks.health.all());
         let timeline_dropped = self.sinks.timeline.read(|t| t.dropped());
         metrics::exporter::encode(
@@ -210,28 +215,8 @@ impl Inputs {
             enc,
         )?;
         metrics::nginx::encode(&self.nginx.get(), enc)?;
-        metrics::app_log::encode(&self.app_log.get(), enc)
-    }
-}
-
-/// The exporter's own memory and CPU, read from /proc/self when a
-/// snapshot is built (never by a request).
-#[derive(Debug, Clone, Copy, Default)]
-struct SelfUsage {
-    resident_bytes: Option<u64>,
-    cpu_seconds: Option<f64>,
-}
-
-impl SelfUsage {
-    fn read(root: &crate::pools::proc::ProcRoot) -> SelfUsage {
-        let pid = std::process::id() as i32;
-        SelfUsage {
-            resident_bytes: root.status_memory(pid).ok().map(|m| m.rss_bytes),
-            cpu_seconds: root
-                .stat(pid)
-                .ok()
-                .map(|s| root.ticks_to_seconds(s.utime + s.stime)),
-        }
+        metrics::app_log::encode(&self.app_log.get(), enc)?;
+        metrics::process::encode(&me, enc)
     }
 }
 
@@ -239,8 +224,6 @@ impl SelfUsage {
 /// growth from.
 pub struct Renderer {
     inputs: Inputs,
-    /// The exporter's own /proc, for its memory and CPU.
-    own: crate::pools::proc::ProcRoot,
     growth: GrowthHistory,
     /// The pool view's version at the last growth sample.
     sampled: u64,
@@ -253,7 +236,6 @@ impl Renderer {
     pub fn new(inputs: Inputs) -> Renderer {
         Renderer {
             inputs,
-            own: crate::pools::proc::ProcRoot::new("/proc"),
             growth: GrowthHistory::default(),
             sampled: 0,
             diagnosis: None,
@@ -297,7 +279,7 @@ impl Renderer {
 
     pub fn render(&mut self) -> Snapshot {
         let (diagnosis_text, diagnosis_json) = self.diagnosis();
-        let (text, openmetrics) = self.inputs.encode(&SelfUsage::read(&self.own));
+        let (text, openmetrics) = self.inputs.encode();
         let pools = self
             .inputs
             .pools

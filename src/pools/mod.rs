@@ -9,6 +9,8 @@
 //!   counts, and its reloads on the timeline;
 //! - [`listen_queue`]: the listen queues of the pools' sockets, sampled on
 //!   a loop of their own between cycles;
+//! - [`self_usage`]: the exporter's own process, for the `process_*`
+//!   families, on a loop of its own;
 //! - [`proc`], [`discover`], [`listen`], [`slots`]: the readers and pure
 //!   rules underneath.
 //!
@@ -31,6 +33,7 @@ pub mod listen_queue;
 pub mod observe;
 pub mod proc;
 pub mod process_table;
+pub mod self_usage;
 pub mod slots;
 pub mod smaps;
 pub mod view;
