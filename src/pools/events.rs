@@ -149,6 +149,7 @@ mod tests {
             stime: 1,
             starttime: 6,
             rss_pages: 2_000,
+            vsize_bytes: 64 << 20,
         })
     }
 
