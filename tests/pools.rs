@@ -529,3 +529,49 @@ fn live_children(pid: i32) -> usize {
         })
         .count()
 }
+
+/// Between two /proc cycles, a worker that replaces a killed one is in the
+/// view at once, with its RSS, and has its PSS and USS within about a
+/// second: the cycle here is 60 s away, so only the process events and the
+/// smaps sampler can bring them.
+#[test]
+fn a_replacement_has_its_rss_at_once_and_its_pss_within_a_second() {
+    let dir = TempDir::new("replace");
+    let g = gunicorn(&dir, 2, &[]);
+    let e = Exporter::start(
+        Some(&pool_config("api", &g.pidfile)),
+        &["--collector.pools.interval=60s"],
+    );
+    let pool = [("pool", "api")];
+    let pss = |s: &Scrape| {
+        s.find(
+            "badgateway_worker_memory_bytes",
+            &[("pool", "api"), ("type", "pss")],
+        )
+        .len()
+    };
+    e.wait_scrape(T, "both workers with their PSS", |s| {
+        s.get("badgateway_pool_workers", &pool) == Some(2.0) && pss(s) == 2
+    });
+    let victim = g.worker_pids()[0];
+    unsafe { libc::kill(victim, libc::SIGKILL) };
+    let killed = std::time::Instant::now();
+    wait_for(T, "the replacement", || {
+        let w = g.worker_pids();
+        w.len() == 2 && !w.contains(&victim)
+    });
+    let forked = killed.elapsed();
+    let s = e.wait_scrape(Duration::from_secs(2), "the replacement in the view", |s| {
+        s.get("badgateway_worker_spawns_total", &pool) == Some(1.0)
+            && s.get("badgateway_pool_workers", &pool) == Some(2.0)
+    });
+    let in_view = killed.elapsed();
+    assert_eq!(slots(&s, "api").len(), 2, "RSS of both slots");
+    e.wait_scrape(Duration::from_secs(3), "the replacement's PSS", |s| {
+        pss(s) == 2
+    });
+    let with_pss = killed.elapsed();
+    eprintln!(
+        "after the kill: forked {forked:?}, in the view {in_view:?}, with its PSS {with_pss:?}"
+    );
+}

@@ -122,8 +122,13 @@ pub const RECONCILE_EVERY: u32 = 60;
 const REPLACEMENT_WAIT: Duration = Duration::from_millis(50);
 
 /// How often, while a new worker has no PSS yet, the smaps sampler's
-/// figures are looked for between events.
+/// figures are looked for between events (it reads new processes every
+/// second)...
 const SMAPS_CHECK: Duration = Duration::from_millis(250);
+
+/// ...and for how long: a process whose smaps cannot be read (another
+/// user's, without CAP_SYS_PTRACE) has none to wait for.
+const PSS_WAIT: Duration = Duration::from_secs(3);
 
 /// The proc connector's receive buffer: about 2,000 events between two
 /// reads.
@@ -149,9 +154,9 @@ pub struct PoolSource {
     smaps: Arc<Published<SmapsView>>,
     /// The version of `smaps` whose figures the workers have.
     smaps_seen: u64,
-    /// A worker was forked since the last cycle (its PSS is looked for
-    /// between events).
-    forked_since_cycle: bool,
+    /// Until when a worker without PSS (new, or first seen by a cycle)
+    /// has it looked for between events, in the smaps sampler's figures.
+    pss_wanted_until: Option<Instant>,
     /// New options (a reloaded config), taken at the start of a cycle.
     updates: Option<(Arc<Published<PoolOptions>>, u64)>,
 }
@@ -192,7 +197,7 @@ impl PoolSource {
             index: Published::new(PoolIndex::default()),
             smaps: Published::new(SmapsView::default()),
             smaps_seen: 0,
-            forked_since_cycle: false,
+            pss_wanted_until: None,
             updates: None,
         }
     }
@@ -274,7 +279,6 @@ impl PoolSource {
         // Events that came before this cycle are applied first, so that
         // the cycle agrees with them.
         self.drain_events();
-        self.forked_since_cycle = false;
         let cap = self.opts.max_discovered + self.configured();
         let mut lookup = Lookup::new(&self.root, &mut self.children_files);
         lookup.discovery_due = self.opts.discover_gunicorn
@@ -324,6 +328,13 @@ impl PoolSource {
             poll_control(&self.sinks, &self.opts.control, t, true);
         }
         errors += lookup.scan_errors;
+        if self
+            .trackers
+            .iter()
+            .any(|t| t.state.workers.iter().any(|w| w.memory.pss.is_none()))
+        {
+            self.pss_wanted_until = Some(Instant::now() + PSS_WAIT);
+        }
         self.publish();
         errors
     }
@@ -384,7 +395,7 @@ impl PoolSource {
         let master_gone = applied.master_gone;
         let now = Instant::now();
         for i in applied.forked() {
-            self.forked_since_cycle = true;
+            self.pss_wanted_until = Some(now + PSS_WAIT);
             if let Some(c) = &mut self.trackers[i].control {
                 c.forked(now);
             }
@@ -432,9 +443,9 @@ impl PoolSource {
         }
     }
 
-    /// Whether a worker forked since the last cycle has no PSS yet.
+    /// Whether a worker new since a moment has no PSS yet.
     fn awaits_smaps(&self) -> bool {
-        self.forked_since_cycle
+        self.pss_wanted_until.is_some_and(|t| Instant::now() < t)
             && self
                 .trackers
                 .iter()
@@ -571,11 +582,13 @@ impl PoolSource {
                     Some(c) if self.awaits_smaps() => c.wait(left.min(SMAPS_CHECK)).unwrap_or(true),
                     Some(c) => c.wait(left).unwrap_or(true),
                 };
+                // On a busy host events come all the time: the sampler's
+                // figures are looked for after any wakeup.
+                if self.awaits_smaps() && self.take_smaps() {
+                    self.publish();
+                    sinks.changed.notify();
+                }
                 if !ready {
-                    if self.take_smaps() {
-                        self.publish();
-                        sinks.changed.notify();
-                    }
                     continue;
                 }
                 let left = next.saturating_duration_since(Instant::now());
