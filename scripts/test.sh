@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what the tests need when it is missing:
-# Debian's nginx-light, prometheus, prometheus-alertmanager, mtail and
-# systemd (for systemd-analyze), and
-# Gunicorn from PyPI into venvs under target/ (one without setproctitle, one
-# with it, since Gunicorn names its processes differently in each case).
+# Debian's nginx-light, prometheus, prometheus-alertmanager, mtail,
+# systemd (for systemd-analyze), kubernetes-client (kubectl, for kustomize)
+# and util-linux (unshare), cargo-deb from crates.io, kubernetes-validate
+# and Gunicorn from PyPI into venvs under target/ (Gunicorn twice: one
+# without setproctitle, one with it, since Gunicorn names its processes
+# differently in each case).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -17,6 +19,12 @@ command -v mtail >/dev/null || need_pkgs+=(mtail)
 # tests/packaging.rs: systemd-analyze verify on the shipped unit; tests/cli.rs:
 # systemd-socket-activate for --web.systemd-socket.
 command -v systemd-analyze >/dev/null && command -v systemd-socket-activate >/dev/null || need_pkgs+=(systemd)
+# tests/kubernetes.rs: `kubectl kustomize` renders deploy/kubernetes.
+command -v kubectl >/dev/null || need_pkgs+=(kubernetes-client)
+# tests/namespaces.rs: the exporter in new namespaces, as a container runs it.
+command -v unshare >/dev/null || need_pkgs+=(util-linux)
+# tests/deb.rs: dpkg installs the .deb into a clean root.
+command -v dpkg-deb >/dev/null || need_pkgs+=(dpkg)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -25,6 +33,20 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
   apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
   rm -f /usr/sbin/policy-rc.d
+fi
+
+# tests/deb.rs: `cargo deb` packs the binary the tests built. Pinned: it
+# packs the dev profile's binary, which later versions mean to refuse.
+if ! cargo deb --version 2>/dev/null | grep -qx 'cargo-deb 3.8.0'; then
+  echo "installing cargo-deb 3.8.0"
+  cargo install cargo-deb --version 3.8.0 --locked
+fi
+
+# tests/kubernetes.rs: Kubernetes' schemas for the rendered manifests.
+if [ ! -x "$root/target/k8s-venv/bin/kubernetes-validate" ]; then
+  echo "installing kubernetes-validate into $root/target/k8s-venv"
+  python3 -m venv "$root/target/k8s-venv"
+  "$root/target/k8s-venv/bin/pip" install -q --disable-pip-version-check 'kubernetes-validate==1.37.0'
 fi
 
 make_venv() { # dir, packages...
