@@ -6,12 +6,13 @@
 //! the host (systemd-socket-activate), so that a run without the host
 //! network namespace can be scraped too.
 //!
-//! With what a container needs (the host network, the host's /proc and
-//! /sys), the four sources that depend on the namespaces are up:
-//! proc_connector, listen_queue, cgroup and control/POOL (the control
-//! socket reached through /host/proc/MASTER/root). Without the host
-//! network, the first two are down, and without the host's /sys the cgroup
-//! source is, each with one line naming the fix.
+//! With what a container needs (the host's network and PID namespaces, the
+//! host's /proc and /sys), the four sources that depend on the namespaces
+//! are up: proc_connector, listen_queue, cgroup and control/POOL (the
+//! control socket reached through /host/proc/MASTER/root). Without the host
+//! network, the first two are down; without the host's PID namespace, the
+//! proc connector; without the host's /sys, the cgroup source: each with
+//! one line naming the fix.
 
 mod common;
 
@@ -30,6 +31,7 @@ const T: Duration = Duration::from_secs(40);
 enum Without {
     Nothing,
     HostNetwork,
+    HostPid,
     HostSys,
 }
 
@@ -103,8 +105,16 @@ fn container(dir: &Path, hidden: &Path, config: &Path, without: Without) -> Run 
     if without == Without::HostSys {
         script.push_str("mount -t tmpfs -o size=64k tmpfs /sys/fs/cgroup\n");
     }
+    if without == Without::HostPid {
+        // The container's own /proc, of its own PID namespace; the host's
+        // stays at host/proc, bound above.
+        script.push_str("mount -t proc proc /proc\n");
+    }
+    // In a PID namespace of its own the exporter is pid 1 there, which is
+    // the pid it compares LISTEN_PID with.
     script.push_str(&format!(
-        "exec '{bin}' --web.systemd-socket --path.procfs='{p}' --path.sysfs='{sysfs}' \
+        "export LISTEN_PID=$$\n\
+         exec '{bin}' --web.systemd-socket --path.procfs='{p}' --path.sysfs='{sysfs}' \
          --config.file='{config}' --collector.pools.interval=300ms \
          --collector.kernel.interval=300ms --collector.discover.interval=300ms \
          --collector.smaps.interval=300ms\n",
@@ -118,8 +128,11 @@ fn container(dir: &Path, hidden: &Path, config: &Path, without: Without) -> Run 
     if without == Without::HostNetwork {
         unshare.push("--net");
     }
-    // systemd-socket-activate, unshare and sh each exec the next: the
-    // exporter keeps the pid LISTEN_PID names.
+    if without == Without::HostPid {
+        unshare.extend(["--pid", "--fork"]);
+    }
+    // systemd-socket-activate, unshare and sh each exec the next (but for
+    // unshare --fork), and sh sets LISTEN_PID to the pid it execs as.
     let proc = spawn(
         "exporter in namespaces",
         Command::new("systemd-socket-activate")
@@ -260,6 +273,14 @@ fn a_container_with_the_host_network_proc_and_sys_sees_every_source() {
         "{}",
         run.log()
     );
+    drop(run);
+
+    // Without the host's PID namespace (its /proc still at host/proc):
+    // the kernel does not answer a subscription to the proc connector, which
+    // says so; the rest reads the host's /proc as before.
+    let run = container(dir.path(), &hidden, &config, Without::HostPid);
+    let states = wait_sources(&run, [false, true, true, true]);
+    assert_reason(&states, "proc_connector", "hostPID: true");
     drop(run);
 
     // Without the host's /sys: the pool's cgroup is not found, and the
