@@ -2,7 +2,8 @@
 # A statically linked badgateway_exporter (musl), and a tarball of it with
 # the systemd unit, its env and sysusers files, the alert rules and the
 # dashboards: target/badgateway_exporter-VERSION.linux-amd64.tar.gz.
-# Needs the musl target: rustup target add x86_64-unknown-linux-musl
+# Needs the musl target (rustup target add x86_64-unknown-linux-musl) and
+# Debian's musl-tools (musl-gcc, for ring's C and assembly).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=x86_64-unknown-linux-musl
@@ -10,6 +11,11 @@ if ! rustup target list --installed | grep -qx "$target"; then
   echo "the $target target is missing: rustup target add $target" >&2
   exit 1
 fi
+if ! command -v musl-gcc >/dev/null; then
+  echo "musl-gcc is missing: apt-get install musl-tools" >&2
+  exit 1
+fi
+export CC_x86_64_unknown_linux_musl=musl-gcc
 cargo build --release --locked --target "$target" --bin badgateway_exporter
 bin="target/$target/release/badgateway_exporter"
 # A static binary has no program interpreter (no ld.so to find).

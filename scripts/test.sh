@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what the tests need when it is missing:
 # Debian's nginx-light, prometheus, prometheus-alertmanager, mtail,
-# systemd (for systemd-analyze), kubernetes-client (kubectl, for kustomize)
-# and util-linux (unshare), cargo-deb from crates.io, kubernetes-validate
-# and Gunicorn from PyPI into venvs under target/ (Gunicorn twice: one
-# without setproctitle, one with it, since Gunicorn names its processes
-# differently in each case).
+# systemd (for systemd-analyze), kubernetes-client (kubectl, for
+# kustomize), util-linux (unshare) and musl-tools; the musl target;
+# cargo-deb from crates.io; kubernetes-validate and Gunicorn from PyPI into
+# venvs under target/ (Gunicorn twice: one without setproctitle, one with
+# it, since Gunicorn names its processes differently in each case). Builds
+# the static tarball (scripts/build-static.sh) that a test checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -25,6 +26,8 @@ command -v kubectl >/dev/null || need_pkgs+=(kubernetes-client)
 command -v unshare >/dev/null || need_pkgs+=(util-linux)
 # tests/deb.rs: dpkg installs the .deb into a clean root.
 command -v dpkg-deb >/dev/null || need_pkgs+=(dpkg)
+# scripts/build-static.sh: musl-gcc for ring's C and assembly.
+command -v musl-gcc >/dev/null || need_pkgs+=(musl-tools)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -69,6 +72,12 @@ fi
 export BADGATEWAY_PLOT_PYTHON="$root/target/plot-venv/bin/python"
 export BADGATEWAY_TEST_VENV="$root/target/test-venv"
 export BADGATEWAY_TEST_VENV_SETPROCTITLE="$root/target/test-venv-spt"
+
+# tests/static_build.rs checks the static tarball: a release build for the
+# musl target, made here rather than inside a test.
+rustup target list --installed | grep -qx x86_64-unknown-linux-musl \
+  || rustup target add x86_64-unknown-linux-musl
+scripts/build-static.sh
 
 # Integration tests start real servers and OOM kills; two at a time keeps
 # them honest on a 2-core machine.
