@@ -182,6 +182,45 @@ impl ControlError {
     }
 }
 
+/// The longest path a unix socket address holds (sun_path less its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// A path to connect to, with the directory it goes through kept open.
+enum ShortPath<'a> {
+    AsIs(&'a Path),
+    Through { path: PathBuf, _dir: std::fs::File },
+}
+
+impl ShortPath<'_> {
+    fn path(&self) -> &Path {
+        match self {
+            ShortPath::AsIs(p) => p,
+            ShortPath::Through { path, .. } => path,
+        }
+    }
+}
+
+/// `path`, or when it is too long for a socket address, the same socket
+/// as /proc/self/fd/N/NAME through an O_PATH descriptor N of its directory.
+fn short_path(path: &Path) -> io::Result<ShortPath<'_>> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.as_os_str().as_bytes().len() <= MAX_SOCKET_PATH {
+        return Ok(ShortPath::AsIs(path));
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Ok(ShortPath::AsIs(path));
+    };
+    let dir_fd = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)?;
+    let path = Path::new("/proc/self/fd")
+        .join(dir_fd.as_raw_fd().to_string())
+        .join(name);
+    Ok(ShortPath::Through { path, _dir: dir_fd })
+}
+
 /// A connection to one master's control socket.
 #[derive(Debug)]
 pub struct ControlClient {
@@ -201,7 +240,10 @@ impl ControlClient {
         // A unix connect waits while the listener's backlog is full, for as
         // long as the send timeout allows.
         sock.set_write_timeout(Some(opts.timeout)).map_err(io_err)?;
-        let addr = socket2::SockAddr::unix(path).map_err(io_err)?;
+        // A path longer than sun_path (108 bytes; /host/proc/PID/root/...
+        // can be) is reached through an O_PATH descriptor of its directory.
+        let short = short_path(path).map_err(io_err)?;
+        let addr = socket2::SockAddr::unix(short.path()).map_err(io_err)?;
         sock.connect(&addr).map_err(io_err)?;
         let stream = UnixStream::from(std::os::fd::OwnedFd::from(sock));
         let peer_pid = peer_pid(&stream);
@@ -583,6 +625,27 @@ mod tests {
 
     fn decode<T: DeserializeOwned>(bytes: &[u8], command: &str) -> Result<T, ControlError> {
         decode_answer(&frame(bytes).unwrap(), 1, Path::new("/x"), command)
+    }
+
+    #[test]
+    fn a_socket_path_longer_than_an_address_holds_is_reached() {
+        // As /host/proc/PID/root/... can be: deeper than sun_path's 108.
+        let dir = tempfile::tempdir().unwrap();
+        let mut deep = dir.path().to_path_buf();
+        while deep.as_os_str().len() <= MAX_SOCKET_PATH {
+            deep.push("a-directory-of-thirty-characters");
+        }
+        std::fs::create_dir_all(&deep).unwrap();
+        let path = deep.join("gunicorn.ctl");
+        assert!(
+            socket2::SockAddr::unix(&path).is_err(),
+            "too long to bind as is"
+        );
+        let bound = short_path(&path).unwrap();
+        let _l = UnixListener::bind(bound.path()).unwrap();
+        let c = ControlClient::connect(&path, &ControlOptions::default()).unwrap();
+        assert_eq!(c.path(), path);
+        assert_eq!(c.peer_pid(), Some(std::process::id()));
     }
 
     #[test]

@@ -377,9 +377,9 @@ pub fn monotonic_ns() -> u64 {
 pub enum ProcConnectorError {
     #[error("proc connector: {op}: permission denied (this kernel wants CAP_NET_ADMIN)")]
     PermissionDenied { op: &'static str },
-    #[error("proc connector: not reachable from this network namespace (it exists only in the initial one)")]
+    #[error("proc connector: not reachable from this network namespace (it exists only in the initial one); {}", super::NEEDS_HOST_NETWORK)]
     OtherNetworkNamespace,
-    #[error("proc connector: no acknowledgment of the subscription within {0:?} (the kernel ignores subscribers outside the initial user and pid namespaces)")]
+    #[error("proc connector: no acknowledgment of the subscription within {0:?} (the kernel ignores subscribers outside the initial user and pid namespaces); needs the host PID namespace: hostPID: true in Kubernetes, --pid host in Docker")]
     NoAck(Duration),
     #[error("proc connector: not in this kernel (CONFIG_PROC_EVENTS)")]
     Unsupported,

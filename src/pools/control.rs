@@ -206,9 +206,12 @@ impl Control {
     /// ages go to the workers of `state` (by pid; a worker without a slot
     /// gets none); `show stats` always. `retry`: once more after a
     /// transient failure (the cycle; between cycles the next check is the
-    /// retry).
+    /// retry). `procfs` is where the master's /proc is: the socket is
+    /// reached through it when the master is in another mount namespace
+    /// (see [`reachable_path`]).
     pub fn poll(
         &mut self,
+        procfs: &Path,
         state: &mut PoolState,
         opts: &ControlOptions,
         workers: bool,
@@ -229,6 +232,7 @@ impl Control {
             };
         };
         let pid = master.pid as u32;
+        let path = reachable_path(procfs, master.pid, &path);
         let mut answer = ask(&path, pid, opts, workers);
         if retry && matches!(&answer, Err(e) if e.is_transient()) {
             std::thread::sleep(RETRY_AFTER);
@@ -257,6 +261,25 @@ impl Control {
                 Poll::Failed(e.to_string())
             }
         }
+    }
+}
+
+/// Where the exporter finds `path`, a path as `master` sees it: the path
+/// itself when both are in one mount namespace, else the same path under
+/// the master's root, PROCFS/MASTER/root/PATH. A container with the host's
+/// /proc at `--path.procfs` thus reaches the socket of a master on the host
+/// or in another container, with no mount of its directory (opening
+/// /proc/PID/root takes the ptrace access the exporter already has for
+/// smaps). When either namespace cannot be read, the path is taken as is.
+pub fn reachable_path(procfs: &Path, master: i32, path: &Path) -> PathBuf {
+    let master_dir = procfs.join(master.to_string());
+    let ours = std::fs::read_link("/proc/self/ns/mnt");
+    let theirs = std::fs::read_link(master_dir.join("ns/mnt"));
+    match (ours, theirs) {
+        (Ok(ours), Ok(theirs)) if ours != theirs => master_dir
+            .join("root")
+            .join(path.strip_prefix("/").unwrap_or(path)),
+        _ => path.to_owned(),
     }
 }
 
@@ -370,6 +393,24 @@ mod tests {
     }
 
     #[test]
+    fn a_master_in_another_mount_namespace_is_reached_through_its_root() {
+        let sock = Path::new("/run/app/gunicorn.ctl");
+        // This process: one namespace, the path as is.
+        let me = std::process::id() as i32;
+        assert_eq!(reachable_path(Path::new("/proc"), me, sock), sock);
+        // A master whose ns/mnt link names another namespace.
+        let procfs = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(procfs.path().join("4242/ns")).unwrap();
+        std::os::unix::fs::symlink("mnt:[1]", procfs.path().join("4242/ns/mnt")).unwrap();
+        assert_eq!(
+            reachable_path(procfs.path(), 4242, sock),
+            procfs.path().join("4242/root/run/app/gunicorn.ctl")
+        );
+        // Its namespace unreadable (gone, or no access): as is.
+        assert_eq!(reachable_path(procfs.path(), 4243, sock), sock);
+    }
+
+    #[test]
     fn a_configured_socket_needs_no_search_and_is_not_a_listener() {
         let mut c = Control::new(Some(PathBuf::from("/run/api/ctl.sock")));
         let ls = vec![
@@ -407,7 +448,7 @@ mod tests {
         assert_eq!(c.socket(), None);
         let mut state = pool_with_workers(&[]);
         assert!(
-            matches!(c.poll(&mut state, &ControlOptions::default(), true, true), Poll::Failed(w) if w.contains("no worker's sockets"))
+            matches!(c.poll(Path::new("/proc"), &mut state, &ControlOptions::default(), true, true), Poll::Failed(w) if w.contains("no worker's sockets"))
         );
     }
 
@@ -431,17 +472,20 @@ mod tests {
         ));
         let mut state = pool_with_workers(&[]);
         let opts = ControlOptions::default();
-        assert_eq!(c.poll(&mut state, &opts, true, true), Poll::Nothing);
+        assert_eq!(
+            c.poll(Path::new("/proc"), &mut state, &opts, true, true),
+            Poll::Nothing
+        );
         assert!(!c.locate(&root, MASTER(), &ls, [worker].into_iter(), BIND_GRACE));
         assert!(
-            matches!(c.poll(&mut state, &opts, true, true), Poll::Failed(w) if w.contains("before 25.1")),
+            matches!(c.poll(Path::new("/proc"), &mut state, &opts, true, true), Poll::Failed(w) if w.contains("before 25.1")),
         );
         // Two candidates no worker holds, neither with the default name.
         let mut c = Control::new(None);
         let ls = Ok(vec![sock("unix:/a/x.sock", 1), sock("unix:/b/y.sock", 2)]);
         c.locate(&root, MASTER(), &ls, [worker].into_iter(), BIND_GRACE);
         assert!(
-            matches!(c.poll(&mut state, &opts, true, true), Poll::Failed(w) if w.contains("/a/x.sock, /b/y.sock") && w.contains("control_socket:")),
+            matches!(c.poll(Path::new("/proc"), &mut state, &opts, true, true), Poll::Failed(w) if w.contains("/a/x.sock, /b/y.sock") && w.contains("control_socket:")),
         );
     }
 
@@ -480,7 +524,7 @@ mod tests {
         let mut state = pool_with_workers(&[41, 42]);
         let opts = ControlOptions::default();
         assert_eq!(
-            c.poll(&mut state, &opts, true, true),
+            c.poll(Path::new("/proc"), &mut state, &opts, true, true),
             Poll::Answered { reload: false }
         );
         let hb: Vec<Option<f64>> = state.workers.iter().map(|w| w.heartbeat_age).collect();
@@ -495,27 +539,30 @@ mod tests {
             })
         );
         assert_eq!(
-            c.poll(&mut state, &opts, true, true),
+            c.poll(Path::new("/proc"), &mut state, &opts, true, true),
             Poll::Answered { reload: false }
         );
         assert_eq!(
-            c.poll(&mut state, &opts, true, true),
+            c.poll(Path::new("/proc"), &mut state, &opts, true, true),
             Poll::Answered { reload: true }
         );
         assert_eq!(
-            c.poll(&mut state, &opts, true, true),
+            c.poll(Path::new("/proc"), &mut state, &opts, true, true),
             Poll::Answered { reload: false }
         );
         t.join().unwrap();
         // Gone: heartbeats go, the counts stay for this master.
         assert!(matches!(
-            c.poll(&mut state, &opts, true, true),
+            c.poll(Path::new("/proc"), &mut state, &opts, true, true),
             Poll::Failed(_)
         ));
         assert!(state.workers.iter().all(|w| w.heartbeat_age.is_none()));
         assert!(state.gunicorn.is_some());
         state.master = None;
-        assert_eq!(c.poll(&mut state, &opts, true, true), Poll::Nothing);
+        assert_eq!(
+            c.poll(Path::new("/proc"), &mut state, &opts, true, true),
+            Poll::Nothing
+        );
         assert!(state.gunicorn.is_none());
     }
 

@@ -208,8 +208,9 @@ impl ListenQueueSampler {
         let health = match self.elsewhere.as_slice() {
             [] => Ok(()),
             pools => Err(format!(
-                "the master of pool {} is in another network namespace, whose sockets sock_diag cannot see",
-                pools.iter().map(|p| &**p).collect::<Vec<_>>().join(", ")
+                "the master of pool {} is in another network namespace, whose sockets sock_diag cannot see; {}",
+                pools.iter().map(|p| &**p).collect::<Vec<_>>().join(", "),
+                crate::netlink::NEEDS_HOST_NETWORK
             )),
         };
         self.sinks.health.report(SOURCE, health);

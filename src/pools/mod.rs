@@ -38,7 +38,7 @@ pub mod slots;
 pub mod smaps;
 pub mod view;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -325,7 +325,7 @@ impl PoolSource {
             };
             self.sinks.health.report(&health_source(&t.name), result);
             put_on_timeline(&self.sinks, &self.root, &t.name, &mut changes);
-            poll_control(&self.sinks, &self.opts.control, t, true);
+            poll_control(&self.sinks, self.root.path(), &self.opts.control, t, true);
         }
         errors += lookup.scan_errors;
         if self
@@ -411,7 +411,7 @@ impl PoolSource {
         let mut asked = false;
         for t in &mut self.trackers {
             if t.control.as_mut().is_some_and(|c| c.check_due(now)) {
-                asked |= poll_control(&self.sinks, &self.opts.control, t, false);
+                asked |= poll_control(&self.sinks, self.root.path(), &self.opts.control, t, false);
             }
         }
         if asked {
@@ -613,11 +613,17 @@ impl PoolSource {
 /// heartbeats and stats, with its health reported and one retry; between
 /// cycles for the stats alone. A reload goes on the timeline. Returns
 /// whether it answered.
-fn poll_control(sinks: &Sinks, opts: &ControlOptions, t: &mut Tracker, cycle: bool) -> bool {
+fn poll_control(
+    sinks: &Sinks,
+    procfs: &Path,
+    opts: &ControlOptions,
+    t: &mut Tracker,
+    cycle: bool,
+) -> bool {
     let Some(c) = t.control.as_mut() else {
         return false;
     };
-    match c.poll(&mut t.state, opts, cycle, cycle) {
+    match c.poll(procfs, &mut t.state, opts, cycle, cycle) {
         Poll::Nothing => false,
         Poll::Failed(why) => {
             if cycle {
