@@ -248,11 +248,11 @@ impl LogCounters {
         let mut last_upstream = None;
         let mut last_addr = None;
         let mut backend_sent = false;
-        if let Some(addrs) = fields.upstream_addr {
-            let mut statuses = fields.upstream_status.map(access::upstream_entries);
-            let mut times = fields.upstream_response_time.map(access::upstream_entries);
-            let mut headers = fields.upstream_header_time.map(access::upstream_entries);
-            for addr in access::upstream_entries(addrs) {
+        if let Some(addrs) = fields.upstream_addr_entries() {
+            let mut statuses = fields.upstream_status_entries();
+            let mut times = fields.upstream_response_time_entries();
+            let mut headers = fields.upstream_header_time_entries();
+            for addr in addrs {
                 let st = statuses.as_mut().and_then(|s| s.next()).flatten();
                 let t = times.as_mut().and_then(|s| s.next()).flatten();
                 let h = headers.as_mut().and_then(|s| s.next());
