@@ -695,7 +695,8 @@ pub fn parse_status(s: &[u8]) -> Option<u16> {
 /// hand-written or third-party values still parse.
 #[inline]
 pub fn parse_seconds_millis(s: &[u8]) -> Option<u64> {
-    let (int, frac) = match memchr(b'.', s) {
+    // A handful of bytes: a plain loop, not a memchr call.
+    let (int, frac) = match s.iter().position(|&b| b == b'.') {
         Some(dot) => (&s[..dot], &s[dot + 1..]),
         None => (s, &[][..]),
     };
