@@ -248,11 +248,11 @@ pub enum ListError {
 #[derive(Clone, Debug)]
 enum End {
     /// At the first occurrence of the literal.
-    Literal(Vec<u8>),
+    Literal(Lit),
     /// An upstream list followed by a literal that starts with a byte of a
     /// list separator (` `, `,` or `:`): at the first occurrence of the
     /// literal that is not part of a separator.
-    ListLiteral(Vec<u8>),
+    ListLiteral(Lit),
     /// Last variable followed by a trailing literal: the line must end with it.
     /// Anchoring at the end (rather than searching) keeps a stray copy of the
     /// literal inside the value from cutting it short.
@@ -262,6 +262,65 @@ enum End {
     JsonQuote(Vec<u8>),
     /// Last variable with nothing after it: the rest of the line.
     RestOfLine,
+}
+
+/// A literal that ends a value: never empty. Its bytes after the first,
+/// when there are one to eight of them, are also kept in a word, so that
+/// each place its first byte is found is checked in one compare.
+#[derive(Clone, Debug)]
+struct Lit {
+    bytes: Vec<u8>,
+    /// (the bytes after the first, little-endian; the mask of their bytes)
+    tail_word: Option<(u64, u64)>,
+}
+
+impl Lit {
+    fn new(bytes: Vec<u8>) -> Lit {
+        let tail = &bytes[1..];
+        let tail_word = (1..=8).contains(&tail.len()).then(|| {
+            let mut w = [0u8; 8];
+            w[..tail.len()].copy_from_slice(tail);
+            let mask = u64::MAX >> (8 * (8 - tail.len()));
+            (u64::from_le_bytes(w), mask)
+        });
+        Lit { bytes, tail_word }
+    }
+
+    fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether `after`, what follows a found first byte, starts with the
+    /// rest of the literal.
+    #[inline(always)]
+    fn tail_at(&self, after: &[u8]) -> bool {
+        match self.tail_word {
+            Some((word, mask)) if after.len() >= 8 => {
+                let w = u64::from_le_bytes(after[..8].try_into().unwrap());
+                (w ^ word) & mask == 0
+            }
+            _ => eq_prefix(after, &self.bytes[1..]),
+        }
+    }
+
+    /// The first occurrence in `hay`.
+    #[inline(always)]
+    fn find_in(&self, hay: &[u8]) -> Option<usize> {
+        find_where(hay, self.bytes[0], |a| self.tail_at(a), |_| true)
+    }
+
+    /// Where an upstream list ends: the first occurrence that is not part
+    /// of a list separator. `hay` starts at the value, so a separator is
+    /// only looked for inside it.
+    #[inline(always)]
+    fn find_list_end(&self, hay: &[u8]) -> Option<usize> {
+        find_where(
+            hay,
+            self.bytes[0],
+            |a| self.tail_at(a),
+            |at| !in_separator(hay, at),
+        )
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -367,9 +426,9 @@ impl AccessFormat {
                             End::Suffix(lit)
                         } else if field.is_list() && matches!(lit[0], b' ' | b',' | b':') {
                             check_list_end(field, &name, text)?;
-                            End::ListLiteral(lit)
+                            End::ListLiteral(Lit::new(lit))
                         } else {
-                            End::Literal(lit)
+                            End::Literal(Lit::new(lit))
                         };
                         steps.push(Step {
                             field,
@@ -459,8 +518,8 @@ impl AccessFormat {
                 at_segment: step.literal_segment,
             };
             let (len, skip) = match &step.end {
-                End::Literal(lit) => (find(rest, lit).ok_or(mismatch)?, lit.len()),
-                End::ListLiteral(lit) => (find_list_end(rest, lit).ok_or(mismatch)?, lit.len()),
+                End::Literal(lit) => (lit.find_in(rest).ok_or(mismatch)?, lit.len()),
+                End::ListLiteral(lit) => (lit.find_list_end(rest).ok_or(mismatch)?, lit.len()),
                 End::Suffix(lit) => {
                     if !rest.ends_with(lit) {
                         return Err(mismatch);
@@ -534,7 +593,7 @@ impl AccessFormat {
 
 /// Refuses a format where the literal after list variable `name` cannot be
 /// told apart from the inside of the list. The separators themselves are
-/// handled by `find_list_end`; what is left is a literal that begins with a
+/// handled by `Lit::find_list_end`; what is left is a literal that begins with a
 /// whole separator (every occurrence would read as one more entry), and a
 /// `:` after `$upstream_addr`, whose entries contain colons (`10.0.0.5:80`,
 /// `unix:/run/app.sock`).
@@ -576,17 +635,23 @@ fn strip_newline(line: &[u8]) -> &[u8] {
 /// the first byte plus a compare beats setting up a substring searcher.
 #[inline]
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    find_where(hay, needle, |_| true)
+    let (&first, tail) = needle.split_first()?;
+    find_where(hay, first, |a| eq_prefix(a, tail), |_| true)
 }
 
-/// The first occurrence of `needle` at a position `accept` takes.
+/// The first place in `hay` that holds `first`, followed by what `tail`
+/// takes, at a position `accept` takes.
 #[inline(always)]
-fn find_where(hay: &[u8], needle: &[u8], accept: impl Fn(usize) -> bool) -> Option<usize> {
-    let (&first, tail) = needle.split_first()?;
+fn find_where(
+    hay: &[u8],
+    first: u8,
+    tail: impl Fn(&[u8]) -> bool,
+    accept: impl Fn(usize) -> bool,
+) -> Option<usize> {
     let mut from = 0;
     while let Some(i) = find_byte(first, &hay[from..]) {
         let at = from + i;
-        if eq_prefix(&hay[at + 1..], tail) && accept(at) {
+        if tail(&hay[at + 1..]) && accept(at) {
             return Some(at);
         }
         from = at + 1;
@@ -639,14 +704,6 @@ fn has_space(s: &[u8]) -> bool {
     let word = |at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap());
     // Whole words, then the last 8 bytes (overlapping the words before).
     (0..s.len() / 8).any(|i| any(word(i * 8))) || any(word(s.len() - 8))
-}
-
-/// Where an upstream list ends: the first occurrence of `needle` that is
-/// not part of a list separator. `hay` starts at the value, so a separator
-/// is only looked for inside it.
-#[inline]
-fn find_list_end(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    find_where(hay, needle, |at| !in_separator(hay, at))
 }
 
 /// Whether byte `at` of `s` belongs to a `, ` or ` : ` list separator.
@@ -1393,6 +1450,42 @@ mod tests {
                     hay[at] = fill;
                     if at + 1 < len {
                         hay[at + 1] = fill;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A literal's packed tail finds what a byte-by-byte compare finds:
+    /// tails of no byte to more than a word, near-misses in every byte,
+    /// and matches too close to the end for a whole word.
+    #[test]
+    fn literal_words_find_what_bytes_find() {
+        for lit in [
+            &b"\""[..],
+            b"\" ",
+            b"] \"",
+            b"\" rt=",
+            b"\" uct=\"",
+            b"12345678",
+            b"123456789",
+            b"1234567890ab",
+        ] {
+            let l = Lit::new(lit.to_vec());
+            for pad in 0..12 {
+                for miss in 0..=lit.len() {
+                    // The literal with byte `miss` changed (none when
+                    // `miss` is its length), then the literal itself.
+                    let mut hay = vec![b'x'; pad];
+                    let mut near = lit.to_vec();
+                    if let Some(b) = near.get_mut(miss) {
+                        *b ^= 1;
+                    }
+                    hay.extend_from_slice(&near);
+                    hay.extend_from_slice(lit);
+                    for cut in 0..=hay.len() {
+                        let h = &hay[..cut];
+                        assert_eq!(l.find_in(h), find(h, lit), "{lit:?} in {h:?}");
                     }
                 }
             }
