@@ -11,6 +11,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
+# Lint gates first: they fail in seconds, before the installs and the tests.
+cargo fmt --check
+cargo clippy --all-targets -- -D warnings
+
 need_pkgs=()
 command -v nginx >/dev/null || need_pkgs+=(nginx-light)
 command -v prometheus >/dev/null || need_pkgs+=(prometheus)

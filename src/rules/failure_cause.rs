@@ -106,8 +106,9 @@ impl FailureEvidence {
     }
 }
 
-/// One row: when `applies`, `cause` decides (or `None`: ambiguous, go on
-/// to the next row).
+/// One row of [`RULES`]: `decide` gives the cause when the evidence fits
+/// the row, or `None` (it does not fit, or could mean two things) to leave
+/// it to the next row; `name` says in words what the row looks for.
 pub struct Rule {
     pub name: &'static str,
     pub decide: fn(&FailureEvidence) -> Option<FailureCause>,

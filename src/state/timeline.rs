@@ -6,8 +6,9 @@
 //! reader can ask for what arrived since it last looked. Their times come
 //! from several clocks (a kmsg timestamp, a log line's whole second, a
 //! pool cycle), so arrival order is only roughly time order: a window
-//! lookup checks every event's time. With the timeline bounded to a few
-//! thousand events that is a scan of microseconds.
+//! lookup goes through an index by (time, sequence number), so it costs a
+//! logarithm of the events held plus the events it returns, not a pass over
+//! all of them.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
