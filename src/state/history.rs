@@ -23,6 +23,10 @@ pub const MARKS_CAP: usize = 512;
 pub const MAX_POOLS: usize = 32;
 /// Slots with a memory series per pool.
 pub const MAX_SLOTS: usize = 128;
+/// A request's path is cut to this many bytes on a mark (nginx's own
+/// source cuts it already; this keeps the history bounded whatever feeds
+/// it).
+pub const PATH_MAX: usize = 128;
 /// The statuses a bucket counts, in this order.
 pub const STATUSES: [u16; 2] = [502, 504];
 
@@ -156,6 +160,25 @@ impl Default for History {
     }
 }
 
+/// `req` with its path cut to [`PATH_MAX`] bytes, on a char boundary.
+fn cut(req: &Request) -> Request {
+    if req.path.len() <= PATH_MAX && req.method.len() <= 16 {
+        return req.clone();
+    }
+    let end = (0..=PATH_MAX.min(req.path.len()))
+        .rev()
+        .find(|i| req.path.is_char_boundary(*i))
+        .unwrap_or(0);
+    let m_end = (0..=16.min(req.method.len()))
+        .rev()
+        .find(|i| req.method.is_char_boundary(*i))
+        .unwrap_or(0);
+    Request {
+        method: req.method[..m_end].into(),
+        path: req.path[..end].into(),
+    }
+}
+
 fn minute_of(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() / 60)
@@ -271,7 +294,7 @@ impl History {
                             && matches!(m.kind, MarkKind::OomKill | MarkKind::WorkerExit(_))
                             && m.request.is_none()
                     }) {
-                        m.request = Some(req.clone());
+                        m.request = Some(cut(req));
                     }
                 }
             }
