@@ -304,7 +304,12 @@ impl History {
             }
             EventKind::WorkerEnd(w) => {
                 let p = w.exit.process;
-                let memory = w.exit.pss_bytes.or(w.exit.rss_bytes);
+                // A zero is a sample taken as the process went, not its size.
+                let memory = w
+                    .exit
+                    .pss_bytes
+                    .filter(|b| *b > 0)
+                    .or(w.exit.rss_bytes.filter(|b| *b > 0));
                 self.mark(e, MarkKind::WorkerExit(w.reason), p.pid, p.slot, memory);
             }
             EventKind::MasterStart(p) => {
