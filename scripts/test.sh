@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what the tests need when it is missing:
-# Debian's nginx-light, prometheus, prometheus-alertmanager, mtail and
-# systemd (for systemd-analyze), and
+# Debian's nginx-light, prometheus, prometheus-alertmanager, mtail,
+# systemd (for systemd-analyze) and chromium (the status page test), and
 # Gunicorn from PyPI into venvs under target/ (one without setproctitle, one
 # with it, since Gunicorn names its processes differently in each case).
 set -euo pipefail
@@ -17,6 +17,8 @@ command -v mtail >/dev/null || need_pkgs+=(mtail)
 # tests/packaging.rs: systemd-analyze verify on the shipped unit; tests/cli.rs:
 # systemd-socket-activate for --web.systemd-socket.
 command -v systemd-analyze >/dev/null && command -v systemd-socket-activate >/dev/null || need_pkgs+=(systemd)
+# tests/status_page.rs: the status page in headless Chromium.
+command -v chromium >/dev/null || need_pkgs+=(chromium)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -169,13 +169,22 @@ async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// The status page, rendered with the snapshot.
-async fn landing(State(s): State<AppState>) -> impl IntoResponse {
+/// The status page, rendered with the snapshot; gzipped when allowed (a
+/// busy hour is a few hundred kB of SVG).
+async fn landing(State(s): State<AppState>, headers: HeaderMap) -> axum::response::Response {
     let snap = s.snapshot.get();
-    (
-        [(CONTENT_TYPE, "text/html; charset=utf-8")],
-        snap.status_html.clone(),
-    )
+    let html = (CONTENT_TYPE, "text/html; charset=utf-8");
+    let vary = (VARY, "Accept-Encoding");
+    let ae = headers.get(ACCEPT_ENCODING).and_then(|v| v.to_str().ok());
+    if accepts_gzip(ae) {
+        (
+            [html, (CONTENT_ENCODING, "gzip"), vary],
+            snap.status_html.gzip(),
+        )
+            .into_response()
+    } else {
+        ([html, vary], snap.status_html.plain.clone()).into_response()
+    }
 }
 
 /// The status page's hour as JSON (docs/status-page.md).
@@ -253,7 +262,9 @@ mod tests {
             sources: vec![("kmsg".into(), "NOT READABLE".into())],
             diagnosis_text: bytes::Bytes::from_static(b"== Verdict: OK\n"),
             diagnosis_json: bytes::Bytes::from_static(b"{\"severity\":\"ok\"}"),
-            status_html: bytes::Bytes::from_static(b"<!doctype html><p>the page</p>"),
+            status_html: crate::snapshot::Body::new(bytes::Bytes::from_static(
+                b"<!doctype html><p>the page</p>",
+            )),
             timeline_json: bytes::Bytes::from_static(b"{\"schema\":1}"),
         });
         let (st, ct, body) = get_body(app(snap.clone(), "/metrics"), "/metrics").await;
@@ -279,6 +290,17 @@ mod tests {
                 "<!doctype html><p>the page</p>"
             )
         );
+        let resp = app(snap.clone(), "/metrics")
+            .oneshot(
+                Request::builder()
+                    .uri("/")
+                    .header("accept-encoding", "gzip")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.headers()["content-encoding"], "gzip");
         let (st, ct, json) = get_body(app(snap.clone(), "/metrics"), "/api/v1/timeline").await;
         assert_eq!(
             (st, ct.as_str(), json.as_str()),

@@ -148,7 +148,7 @@ pub struct Snapshot {
     pub diagnosis_json: bytes::Bytes,
     /// The status page at `/` and its hour as JSON at `/api/v1/timeline`,
     /// rebuilt with the diagnosis.
-    pub status_html: bytes::Bytes,
+    pub status_html: Body,
     pub timeline_json: bytes::Bytes,
 }
 
@@ -167,9 +167,9 @@ impl Snapshot {
             sources: Vec::new(),
             diagnosis_text: bytes::Bytes::from_static(b"starting\n"),
             diagnosis_json: bytes::Bytes::from_static(b"{}"),
-            status_html: bytes::Bytes::from_static(
+            status_html: Body::new(bytes::Bytes::from_static(
                 b"<!doctype html><html><head><meta http-equiv=\"refresh\" content=\"1\"><title>badgateway_exporter</title></head><body><p>starting</p></body></html>\n",
-            ),
+            )),
             timeline_json: bytes::Bytes::from_static(b"{}"),
         }
     }
@@ -403,7 +403,7 @@ impl Renderer {
             sources,
             diagnosis_text: d.text,
             diagnosis_json: d.json,
-            status_html: d.html,
+            status_html: Body::new(d.html),
             timeline_json: d.timeline,
         }
     }

@@ -39,7 +39,7 @@ use crate::state::timeline::{ExitReason, FailureCause};
 pub const REFRESH_SECONDS: u32 = 15;
 /// Marks listed in the page's table (all of them are in the chart and in
 /// `/api/v1/timeline`).
-pub const MARKS_LISTED: usize = 50;
+pub const MARKS_LISTED: usize = 20;
 
 /// What the page and the JSON are made of.
 pub struct Page<'a> {

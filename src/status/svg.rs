@@ -106,20 +106,24 @@ pub fn timeline(o: &mut String, h: &History) {
             continue;
         }
         let minute = rfc3339(b.start());
-        let mut y = BARS_BOTTOM;
+        let mut count = 0u32;
+        let mut bottom = BARS_BOTTOM as i64;
+        let (bx, bw) = ((x + 1.0) as i64, (MINUTE_W - 2.0) as i64);
         // Stacked in the causes' fixed order, so colours sit alike in
         // every bar.
         let mut parts: Vec<(u16, FailureCause, u32)> = b.failed().collect();
         parts.sort_by_key(|(s, c, _)| (FailureCause::ALL.iter().position(|k| k == c), *s));
         for (status, cause, n) in parts {
-            let hgt = n as f64 * scale;
-            y -= hgt;
+            // Whole units: exact-precision float formatting would cost more
+            // than the rest of the page.
+            count += n;
+            let top = (BARS_BOTTOM - count as f64 * scale).round() as i64;
+            let (y, hgt) = (top, bottom - top);
+            bottom = top;
             let _ = writeln!(
                 o,
-                "<rect class=\"bar\" data-minute=\"{minute}\" data-status=\"{status}\" data-cause=\"{}\" data-count=\"{n}\" x=\"{:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{hgt:.1}\" {}{}><title>{} UTC: {n} × {status} {}</title></rect>",
+                "<rect class=\"bar\" data-minute=\"{minute}\" data-status=\"{status}\" data-cause=\"{}\" data-count=\"{n}\" x=\"{bx}\" y=\"{y}\" width=\"{bw}\" height=\"{hgt}\" {}{}><title>{} UTC: {n} × {status} {}</title></rect>",
                 cause.as_str(),
-                x + 1.0,
-                MINUTE_W - 2.0,
                 fill(cause_colour(cause)),
                 if status == 504 { " fill-opacity=\"0.6\"" } else { "" },
                 &clock(b.start())[..5],
@@ -129,38 +133,35 @@ pub fn timeline(o: &mut String, h: &History) {
     }
     let t0 = epoch(first);
     for m in h.marks() {
-        let x = LEFT + ((epoch(m.at) - t0) / 60.0 * MINUTE_W).clamp(0.0, PLOT_W);
+        let x = (LEFT + ((epoch(m.at) - t0) / 60.0 * MINUTE_W).clamp(0.0, PLOT_W)) as i64;
         let (y, shape) = match m.kind {
-            MarkKind::OomKill => (
-                16.0,
-                format!("M{:.1} 10 L{:.1} 10 L{x:.1} 22 Z", x - 6.0, x + 6.0),
-            ),
+            MarkKind::OomKill => (16.0, format!("M{} 10 L{} 10 L{x} 22 Z", x - 6, x + 6)),
             MarkKind::WorkerExit(_) => (32.0, String::new()),
             MarkKind::MasterRestart | MarkKind::MasterExit => (
                 48.0,
-                format!(
-                    "M{x:.1} 42 L{:.1} 48 L{x:.1} 54 L{:.1} 48 Z",
-                    x + 6.0,
-                    x - 6.0
-                ),
+                format!("M{x} 42 L{} 48 L{x} 54 L{} 48 Z", x + 6, x - 6),
             ),
         };
+        let millis =
+            m.at.duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
         let minute = rfc3339(
-            SystemTime::UNIX_EPOCH + std::time::Duration::from_secs((epoch(m.at) as u64 / 60) * 60),
+            SystemTime::UNIX_EPOCH + std::time::Duration::from_secs((millis / 60_000) as u64 * 60),
         );
         let _ = write!(
             o,
-            "<g class=\"mark\" data-kind=\"{}\" data-reason=\"{}\" data-minute=\"{minute}\" data-at=\"{:.3}\" data-pool=\"{}\" data-pid=\"{}\"><title>{}</title>",
+            "<g class=\"mark\" data-kind=\"{}\" data-reason=\"{}\" data-minute=\"{minute}\" data-at=\"{}.{:03}\" data-pool=\"{}\" data-pid=\"{}\"><title>{}</title>",
             m.kind.as_str(),
             m.kind.reason().map_or("", ExitReason::as_str),
-            epoch(m.at),
+            millis / 1000,
+            millis % 1000,
             escape(m.pool.as_deref().unwrap_or("-")),
             m.pid,
             escape(&mark_evidence(m))
         );
         let f = fill(mark_colour(m.kind));
         if shape.is_empty() {
-            let _ = write!(o, "<circle cx=\"{x:.1}\" cy=\"{y}\" r=\"5\" {f}/>");
+            let _ = write!(o, "<circle cx=\"{x}\" cy=\"{y}\" r=\"5\" {f}/>");
         } else {
             let _ = write!(o, "<path d=\"{shape}\" {f}/>");
         }
@@ -265,9 +266,9 @@ pub fn memory(o: &mut String, h: &History, s: &PoolSeries, share: Option<(u64, &
                 Some(b) => {
                     let _ = write!(
                         run,
-                        "{:.1},{:.1} ",
-                        M_LEFT + i as f64 * M_STEP + M_STEP / 2.0,
-                        y_of(*b)
+                        "{},{} ",
+                        (M_LEFT + i as f64 * M_STEP + M_STEP / 2.0) as i64,
+                        y_of(*b).round() as i64
                     );
                 }
                 None if !run.is_empty() => runs.push(std::mem::take(&mut run)),
@@ -294,14 +295,15 @@ pub fn memory(o: &mut String, h: &History, s: &PoolSeries, share: Option<(u64, &
             .marks()
             .filter(|m| m.kind == MarkKind::OomKill && m.pool.as_deref() == Some(&*s.pool))
         {
-            let x =
-                M_LEFT + ((epoch(m.at) - t0) / 60.0 * M_STEP).clamp(0.0, M_STEP * MINUTES as f64);
+            let x = (M_LEFT
+                + ((epoch(m.at) - t0) / 60.0 * M_STEP).clamp(0.0, M_STEP * MINUTES as f64))
+                as i64;
             let _ = writeln!(
                 o,
-                "<g class=\"mark\" data-kind=\"oom_kill\"><title>{}</title><path d=\"M{:.1} {M_TOP} L{:.1} {M_TOP} L{x:.1} {} Z\" fill=\"{}\"/></g>",
+                "<g class=\"mark\" data-kind=\"oom_kill\"><title>{}</title><path d=\"M{} {M_TOP} L{} {M_TOP} L{x} {} Z\" fill=\"{}\"/></g>",
                 escape(&mark_evidence(m)),
-                x - 4.0,
-                x + 4.0,
+                x - 4,
+                x + 4,
                 M_TOP + 8.0,
                 palette::VERMILLION
             );
