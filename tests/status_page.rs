@@ -236,6 +236,24 @@ fn the_page_draws_oom_kills_beside_their_502s_in_chromium() {
         done.store(true, Ordering::SeqCst);
     });
     g.wait_workers(W, T);
+    // Requests in flight when the clients stopped can still end in a kill
+    // and a 502: take the counts once they hold still for two seconds.
+    let counts = || {
+        (
+            kernel_kills(since, &cg.path).len(),
+            failed_lines(&access).len(),
+        )
+    };
+    let mut last = counts();
+    let settled = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_secs(2));
+        let now = counts();
+        if now == last || settled.elapsed() > T {
+            break;
+        }
+        last = now;
+    }
     let kills = kernel_kills(since, &cg.path);
     let failed = failed_lines(&access);
     e.wait_scrape(T, "every 502 judged", |s| {
@@ -376,11 +394,11 @@ fn the_page_draws_oom_kills_beside_their_502s_in_chromium() {
     assert_eq!(json_kills, kills.len());
 
     // Pictures: a desktop, a phone in the dark theme.
-    let shot = screenshot(&url, "status.png", "1280,1600", &[]);
+    let shot = screenshot(&url, "status.png", "1280,2600", &[]);
     let phone = screenshot(
         &url,
         "status-phone-dark.png",
-        "390,2400",
+        "390,3200",
         &[
             "--force-dark-mode",
             "--blink-settings=preferredColorScheme=0",

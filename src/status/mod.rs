@@ -28,7 +28,7 @@ use std::time::SystemTime;
 
 use crate::diagnose::{self, Report, Severity};
 use crate::kernel::counter_files::Limit;
-use crate::kernel::MemoryCounters;
+use crate::kernel::{MemoryCounters, NO_POOL};
 use crate::pools::listen_queue::ListenQueues;
 use crate::pools::{PoolState, PoolsView};
 use crate::state::health::SourceStatus;
@@ -332,7 +332,21 @@ impl Page<'_> {
             }
             o.push_str("</ul>\n");
         }
-        let kills: Vec<&diagnose::KillRow> = r.oom_kills.kills.iter().rev().take(5).collect();
+        // The pools' own kills first: a host's other OOM kills are in the
+        // findings and the marks.
+        let of_pools: Vec<&diagnose::KillRow> = r
+            .oom_kills
+            .kills
+            .iter()
+            .rev()
+            .filter(|k| k.pool != NO_POOL)
+            .take(5)
+            .collect();
+        let kills = if of_pools.is_empty() {
+            r.oom_kills.kills.iter().rev().take(5).collect()
+        } else {
+            of_pools
+        };
         if !kills.is_empty() {
             o.push_str("<p>Latest OOM kills (newest first):</p><div class=\"scroll\"><table id=\"kills\"><tr><th>time</th><th>pool</th><th>pid</th><th>slot</th><th class=\"num\">victim's memory</th></tr>\n");
             for k in kills {
