@@ -63,6 +63,10 @@ pub fn escape(s: &str) -> String {
 
 /// [`escape`], appending to `o`.
 pub fn escape_into(o: &mut String, s: &str) {
+    if !s.contains(['<', '>', '&', '"', '\'']) {
+        o.push_str(s);
+        return;
+    }
     for c in s.chars() {
         match c {
             '<' => o.push_str("&lt;"),
@@ -239,6 +243,7 @@ body{font:14px/1.45 system-ui,-apple-system,sans-serif;background:var(--bg);colo
 a{color:#56B4E9}h1{font-size:1.3em;margin:.3em 0}h2{font-size:1.1em;margin:1.2em 0 .4em}h3{font-size:1em;margin:.8em 0 .3em}
 .row{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}.row>*{flex:1 1 360px;min-width:0}
 .wide{flex:2 1 560px}
+#timeline{min-width:560px}
 table{border-collapse:collapse;font-size:.92em;max-width:100%}td,th{padding:2px 8px 2px 0;text-align:left;border-bottom:1px solid var(--grid);vertical-align:top}
 th{color:var(--muted);font-weight:600}.num{text-align:right;font-variant-numeric:tabular-nums}
 .scroll{overflow-x:auto}
@@ -444,7 +449,10 @@ impl Page<'_> {
             o.push_str("</table></div>\n");
         }
         o.push_str("</div>\n<div class=\"wide\">\n");
+        // On a phone the chart scrolls sideways rather than shrink its text.
+        o.push_str("<div class=\"scroll\">");
         svg::timeline(o, h);
+        o.push_str("</div>\n");
         o.push_str("<p id=\"evidence\" aria-live=\"polite\" class=\"muted\">Hover over or tap a bar or a mark for its evidence.</p>\n");
         svg::timeline_legend(o);
         o.push_str("</div>\n</div>\n</section>\n");
