@@ -331,7 +331,7 @@ fn the_page_draws_oom_kills_beside_their_502s_in_chromium() {
     let titles: Vec<&str> = timeline
         .split("<g class=\"mark\" data-kind=\"oom_kill\"")
         .skip(1)
-        .filter(|g| g.contains("data-pool=\"leak\""))
+        .filter(|g| g[..g.find('>').unwrap()].contains("data-pool=\"leak\""))
         .map(|g| inside(g, "<title>", "</title>"))
         .collect();
     assert!(

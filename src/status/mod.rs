@@ -258,8 +258,9 @@ svg{width:100%;height:auto;display:block}svg text{fill:var(--fg);font-size:10px}
 "#;
 
 /// A few lines so that a tap on a mark or a bar shows its evidence (a
-/// mouse gets the SVG `<title>` tooltip without them).
-const SCRIPT: &str = r#"document.addEventListener('click',function(e){var g=e.target.closest&&e.target.closest('.mark,.bar');if(!g)return;var t=g.querySelector('title');if(t)document.getElementById('evidence').textContent=t.textContent;});"#;
+/// mouse gets the SVG `<title>` tooltip without them), and a chart too
+/// wide for a phone starts scrolled to its newest minute.
+const SCRIPT: &str = r#"var tl=document.getElementById('timeline');if(tl)tl.parentNode.scrollLeft=1e6;document.addEventListener('click',function(e){var g=e.target.closest&&e.target.closest('.mark,.bar');if(!g)return;var t=g.querySelector('title');if(t)document.getElementById('evidence').textContent=t.textContent;});"#;
 
 impl Page<'_> {
     /// The whole page.
