@@ -322,7 +322,8 @@ impl Renderer {
     }
 
     /// Sample the growth history once per pool cycle, and rebuild the
-    /// diagnosis when it is a second old.
+    /// diagnosis and the status page after a pool cycle or when they are a
+    /// second old.
     fn diagnosis(&mut self) -> Rendered {
         let version = self.inputs.pools.version();
         let new_cycle = version != self.sampled;
@@ -335,8 +336,10 @@ impl Renderer {
             );
         }
         self.fill_history(SystemTime::now(), new_cycle);
+        // A new pool cycle shows at once on the page; otherwise once a
+        // second is enough.
         if let Some(r) = &self.diagnosis {
-            if r.at.elapsed() < Duration::from_secs(1) {
+            if !new_cycle && r.at.elapsed() < Duration::from_secs(1) {
                 return r.clone();
             }
         }
