@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what the tests need when it is missing:
 # Debian's nginx-light, prometheus, prometheus-alertmanager, mtail,
-# systemd (for systemd-analyze), kubernetes-client (kubectl, for
-# kustomize), util-linux (unshare) and musl-tools; the musl target;
-# cargo-deb from crates.io; kubernetes-validate and Gunicorn from PyPI into
-# venvs under target/ (Gunicorn twice: one without setproctitle, one with
-# it, since Gunicorn names its processes differently in each case). Builds
-# the static tarball (scripts/build-static.sh) that a test checks.
+# systemd (for systemd-analyze), chromium (the status page test),
+# kubernetes-client (kubectl, for kustomize), util-linux (unshare) and
+# musl-tools; the musl target; cargo-deb from crates.io; kubernetes-validate
+# and Gunicorn from PyPI into venvs under target/ (Gunicorn twice: one
+# without setproctitle, one with it, since Gunicorn names its processes
+# differently in each case). Builds the static tarball
+# (scripts/build-static.sh) that a test checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -32,6 +33,8 @@ command -v unshare >/dev/null || need_pkgs+=(util-linux)
 command -v dpkg-deb >/dev/null || need_pkgs+=(dpkg)
 # scripts/build-static.sh: musl-gcc for ring's C and assembly.
 command -v musl-gcc >/dev/null || need_pkgs+=(musl-tools)
+# tests/status_page.rs: the status page in headless Chromium.
+command -v chromium >/dev/null || need_pkgs+=(chromium)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -666,7 +666,8 @@ fn serve(args: Args) -> anyhow::Result<()> {
     reload.idle.app_logs = Some(app_logs);
     reload.start_idle(&cfg)?;
     spawn("rules", move || judge.run())?;
-    let (renderer, out) = (Renderer::new(inputs), snapshot.clone());
+    let renderer = Renderer::new(inputs).telemetry_path(&args.telemetry_path);
+    let out = snapshot.clone();
     spawn("render", move || {
         renderer.run(out, Duration::from_millis(200))
     })?;

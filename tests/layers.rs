@@ -40,6 +40,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("metrics", 5),
     ("snapshot", 5),
     ("diagnose", 5),
+    ("status", 5),
     // 6. Edges: HTTP and the command line.
     ("server", 6),
     ("web", 6),
