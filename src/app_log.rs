@@ -1,25 +1,43 @@
-//! The app servers' own logs: each Gunicorn pool's `log_file`, followed
-//! across rotation like nginx's logs, its lines parsed by
-//! `gunicorn::log` and the ones about workers and the master put on the
-//! timeline (a timeout, an autorestart, the signal or code a worker was
-//! reaped with, a reload, a shutdown): the evidence of why a worker ended.
+//! The app servers' own logs: each pool's `log_file`, followed across
+//! rotation like nginx's logs, its lines parsed by the server's parser
+//! (`gunicorn::log`, [`uwsgi`], [`php_fpm`]) and the ones about workers
+//! and the master put on the timeline (a timeout, an autorestart, the
+//! signal or code a worker was reaped with, a reload, a shutdown): the
+//! evidence of why a worker ended, one vocabulary for every server.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::config::Server;
 use crate::follow::{FollowConfig, Follower, StartAt};
 use crate::gunicorn::log::{self, Event, MasterSignal};
 use crate::state::timeline::{AppLog, EventKind};
 use crate::state::{Published, Sinks};
+
+pub mod php_fpm;
+pub mod uwsgi;
+
+/// The bytes after the first `needle` in `hay`.
+fn after<'a>(hay: &'a [u8], needle: &[u8]) -> Option<&'a [u8]> {
+    hay.windows(needle.len())
+        .position(|w| w == needle)
+        .map(|i| &hay[i + needle.len()..])
+}
+
+/// The decimal number that `b` starts with, up to `end` (or the end).
+fn number_until<T: std::str::FromStr>(b: &[u8], end: u8) -> Option<T> {
+    let n = b.iter().position(|&c| c == end).unwrap_or(b.len());
+    std::str::from_utf8(&b[..n]).ok()?.trim().parse().ok()
+}
 
 /// Gunicorn's lines are short; a traceback line longer than this is cut.
 pub const MAX_LINE: usize = 8 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct AppLogOptions {
-    /// (pool, its Gunicorn log file).
-    pub logs: Vec<(String, PathBuf)>,
+    /// (pool, its log file, the server that writes it).
+    pub logs: Vec<(String, PathBuf, Server)>,
     /// Where to start in the files that exist at startup.
     pub start: StartAt,
     pub interval: Duration,
@@ -55,6 +73,7 @@ pub fn health_source(pool: &str) -> String {
 
 struct PoolLog {
     pool: Arc<str>,
+    server: Server,
     follower: Follower,
     lines: u64,
     listening: Vec<String>,
@@ -69,9 +88,10 @@ pub struct AppLogSource {
     updates: Option<(Arc<Published<AppLogOptions>>, u64)>,
 }
 
-fn pool_log(pool: &str, path: &std::path::Path, start: StartAt) -> PoolLog {
+fn pool_log(pool: &str, path: &std::path::Path, server: Server, start: StartAt) -> PoolLog {
     PoolLog {
         pool: Arc::from(pool),
+        server,
         follower: Follower::new(
             path.to_path_buf(),
             FollowConfig {
@@ -90,7 +110,7 @@ impl AppLogSource {
         let logs = opts
             .logs
             .iter()
-            .map(|(pool, path)| pool_log(pool, path, opts.start))
+            .map(|(pool, path, server)| pool_log(pool, path, *server, opts.start))
             .collect();
         AppLogSource {
             logs,
@@ -113,14 +133,15 @@ impl AppLogSource {
     /// exported.
     pub fn reconfigure(&mut self, opts: AppLogOptions) {
         let mut old: Vec<Option<PoolLog>> = self.logs.drain(..).map(Some).collect();
-        for (pool, path) in &opts.logs {
+        for (pool, path, server) in &opts.logs {
             let kept = old.iter_mut().find(|l| {
-                l.as_ref()
-                    .is_some_and(|l| *l.pool == **pool && l.follower.path() == path.as_path())
+                l.as_ref().is_some_and(|l| {
+                    *l.pool == **pool && l.follower.path() == path.as_path() && l.server == *server
+                })
             });
             let log = kept.and_then(Option::take);
             self.logs
-                .push(log.unwrap_or_else(|| pool_log(pool, path, opts.start)));
+                .push(log.unwrap_or_else(|| pool_log(pool, path, *server, opts.start)));
         }
         for gone in old.into_iter().flatten() {
             if !self.logs.iter().any(|l| l.pool == gone.pool) {
@@ -167,8 +188,21 @@ impl AppLogSource {
             let before = l.lines;
             let (pool, sinks, lines) = (&l.pool, &self.sinks, &mut l.lines);
             let listening = &mut l.listening;
+            let server = l.server;
             let r = l.follower.poll(&mut |line| {
                 *lines += 1;
+                if server != Server::Gunicorn {
+                    // These servers' lines carry no time, or one without a
+                    // zone: a line's time is when it was read.
+                    if let Some(what) = other_server_evidence(server, line.bytes) {
+                        sinks.timeline.push(
+                            SystemTime::now(),
+                            Some(pool.clone()),
+                            EventKind::AppLog(what),
+                        );
+                    }
+                    return;
+                }
                 let Some(parsed) = log::parse_line(line.bytes) else {
                     return;
                 };
@@ -200,6 +234,15 @@ impl AppLogSource {
     pub fn run(mut self) -> ! {
         let (sinks, interval) = (self.sinks.clone(), self.interval);
         sinks.run_loop("app_log", interval, || self.poll())
+    }
+}
+
+/// What a line of another server's log says, by the server's parser.
+pub fn other_server_evidence(server: Server, line: &[u8]) -> Option<AppLog> {
+    match server {
+        Server::Uwsgi => uwsgi::parse_line(line),
+        Server::PhpFpm => php_fpm::parse_line(line, None),
+        Server::Gunicorn | Server::Puma | Server::Unicorn | Server::Generic => None,
     }
 }
 
@@ -242,7 +285,7 @@ mod tests {
         let sinks = Sinks::new(1024);
         let mut s = AppLogSource::new(
             AppLogOptions {
-                logs: vec![("api".into(), fixture(name))],
+                logs: vec![("api".into(), fixture(name), Server::Gunicorn)],
                 start: StartAt::Beginning,
                 interval: Duration::from_millis(250),
             },
@@ -270,7 +313,7 @@ mod tests {
         let sinks = Sinks::new(1024);
         let mut s = AppLogSource::new(
             AppLogOptions {
-                logs: vec![("api".into(), fixture("max_requests.log"))],
+                logs: vec![("api".into(), fixture("max_requests.log"), Server::Gunicorn)],
                 start: StartAt::Beginning,
                 interval: Duration::from_millis(250),
             },
@@ -340,12 +383,120 @@ mod tests {
         }
     }
 
+    /// Another server's captured log, through the same source.
+    fn replay_server(server: Server, dir: &str, name: &str) -> Vec<AppLog> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(dir)
+            .join(name);
+        let sinks = Sinks::new(1024);
+        let mut s = AppLogSource::new(
+            AppLogOptions {
+                logs: vec![("api".into(), path, server)],
+                start: StartAt::Beginning,
+                interval: Duration::from_millis(250),
+            },
+            sinks.clone(),
+        );
+        assert_eq!(s.poll(), (0, true));
+        sinks.timeline.read(|t| {
+            t.iter()
+                .map(|e| match e.kind {
+                    EventKind::AppLog(a) => a,
+                    ref k => panic!("{k:?}"),
+                })
+                .collect()
+        })
+    }
+
+    /// Each captured ending of uWSGI 2.0.21 and php-fpm 8.2 gives the
+    /// evidence the exit-reason table reads.
+    #[test]
+    fn uwsgi_and_php_fpm_logs_give_the_evidence_of_each_ending() {
+        use AppLog::*;
+        type Case = (Server, &'static str, &'static str, fn(&AppLog) -> bool);
+        let cases: &[Case] = &[
+            (Server::Uwsgi, "uwsgi/2.0.21", "max_requests.log", |a| {
+                matches!(a, Autorestarting { .. })
+            }),
+            (Server::Uwsgi, "uwsgi/2.0.21", "harakiri.log", |a| {
+                matches!(a, WorkerTimeout { .. })
+            }),
+            (Server::Uwsgi, "uwsgi/2.0.21", "harakiri.log", |a| {
+                matches!(a, WorkerSignaled { signal: 9, .. })
+            }),
+            (Server::Uwsgi, "uwsgi/2.0.21", "segv.log", |a| {
+                matches!(a, WorkerCrashed { signal: 11, .. })
+            }),
+            (Server::Uwsgi, "uwsgi/2.0.21", "sigkill.log", |a| {
+                matches!(a, WorkerSignaled { signal: 9, .. })
+            }),
+            (Server::Uwsgi, "uwsgi/2.0.21", "hup_reload.log", |a| {
+                matches!(a, Reload)
+            }),
+            (Server::Uwsgi, "uwsgi/2.0.21", "term_reload.log", |a| {
+                matches!(a, Reload)
+            }),
+            (Server::Uwsgi, "uwsgi/2.0.21", "int_stop.log", |a| {
+                matches!(a, Shutdown)
+            }),
+            (Server::PhpFpm, "php-fpm/8.2", "max_requests.log", |a| {
+                matches!(a, WorkerExited { code: 0, .. })
+            }),
+            (Server::PhpFpm, "php-fpm/8.2", "timeout.log", |a| {
+                matches!(a, WorkerTimeout { .. })
+            }),
+            (Server::PhpFpm, "php-fpm/8.2", "timeout.log", |a| {
+                matches!(a, WorkerSignaled { signal: 15, .. })
+            }),
+            (Server::PhpFpm, "php-fpm/8.2", "sigkill.log", |a| {
+                matches!(a, WorkerSignaled { signal: 9, .. })
+            }),
+            (Server::PhpFpm, "php-fpm/8.2", "usr2_reload.log", |a| {
+                matches!(a, Reload)
+            }),
+            (Server::PhpFpm, "php-fpm/8.2", "quit_stop.log", |a| {
+                matches!(a, Shutdown)
+            }),
+            (Server::PhpFpm, "php-fpm/8.2", "term_stop.log", |a| {
+                matches!(a, Shutdown)
+            }),
+        ];
+        for (server, dir, name, want) in cases {
+            let e = replay_server(*server, dir, name);
+            assert!(e.iter().any(want), "{dir}/{name}: {e:?}");
+        }
+        // The harakiri names the pid its reap line names.
+        let e = replay_server(Server::Uwsgi, "uwsgi/2.0.21", "harakiri.log");
+        let timed_out: Vec<i32> = e
+            .iter()
+            .filter_map(|a| match a {
+                WorkerTimeout { pid } => Some(*pid),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            e.iter()
+                .any(|a| matches!(a, WorkerSignaled { pid, .. } if timed_out.contains(pid))),
+            "{e:?}"
+        );
+        // A stop is not a reload, nor a reload a stop.
+        let e = replay_server(Server::Uwsgi, "uwsgi/2.0.21", "int_stop.log");
+        assert!(!e.contains(&Reload), "{e:?}");
+        let e = replay_server(Server::Uwsgi, "uwsgi/2.0.21", "hup_reload.log");
+        assert!(!e.contains(&Shutdown), "{e:?}");
+    }
+
     #[test]
     fn a_missing_log_is_a_down_source_not_a_crash() {
         let sinks = Sinks::new(16);
         let mut s = AppLogSource::new(
             AppLogOptions {
-                logs: vec![("api".into(), PathBuf::from("/nonexistent/gunicorn.log"))],
+                logs: vec![(
+                    "api".into(),
+                    PathBuf::from("/nonexistent/gunicorn.log"),
+                    Server::Gunicorn,
+                )],
                 start: StartAt::End,
                 interval: Duration::from_millis(250),
             },

@@ -798,13 +798,16 @@ fn nginx_options(args: &Args, cfg: &Config, start: StartAt) -> NginxOptions {
     }
 }
 
-/// The pools' own logs that are read: Gunicorn's.
+/// The servers whose `log_file` is read: those with a parser.
+const LOG_SERVERS: &[Server] = &[Server::Gunicorn, Server::Uwsgi, Server::PhpFpm];
+
+/// The pools' own logs that are read.
 fn app_log_options(args: &Args, cfg: &Config) -> AppLogOptions {
     let logs = cfg
         .pools
         .iter()
-        .filter(|p| p.server == Server::Gunicorn)
-        .filter_map(|p| Some((p.name.clone(), p.log_file.clone()?)))
+        .filter(|p| LOG_SERVERS.contains(&p.server))
+        .filter_map(|p| Some((p.name.clone(), p.log_file.clone()?, p.server)))
         .collect();
     AppLogOptions {
         logs,
@@ -815,13 +818,17 @@ fn app_log_options(args: &Args, cfg: &Config) -> AppLogOptions {
 
 /// Another server's `log_file` is said once per config read and left alone.
 fn warn_unread_log_files(cfg: &Config) {
-    for p in cfg.pools.iter().filter(|p| p.server != Server::Gunicorn) {
+    for p in cfg
+        .pools
+        .iter()
+        .filter(|p| !LOG_SERVERS.contains(&p.server))
+    {
         if let Some(f) = &p.log_file {
             tracing::warn!(
                 pool = %p.name,
                 log_file = %f.display(),
                 server = p.server.as_str(),
-                "log_file is read for server: gunicorn only; ignoring it"
+                "log_file is read for server: gunicorn, uwsgi, php-fpm only; ignoring it"
             );
         }
     }

@@ -25,6 +25,9 @@ pub struct ExitEvidence {
     pub master_shutdown: bool,
     /// The master reloaded (SIGHUP) after the worker started.
     pub master_reload: bool,
+    /// The server logged a fatal signal caught in the worker (uWSGI's
+    /// `got Segmentation Fault`; the worker then exits with code 1).
+    pub crashed: Option<i32>,
     /// How it ended: the proc connector's wait status, else what the
     /// master logged when it reaped it.
     pub status: Option<ExitStatus>,
@@ -45,6 +48,8 @@ pub struct Rule {
 /// - a timeout wins over the SIGABRT and SIGKILL the master sends after it;
 /// - the worker's own autorestart line wins over anything around it;
 /// - an exit while its master shuts down, or reloads, is that;
+/// - a fatal signal the server logged for the worker (uWSGI catches
+///   SIGSEGV and exits with code 1) is a signal, not the code;
 /// - then the status: killed by a signal, or a non-zero code;
 /// - a clean exit (code 0) of a worker whose master neither reloads nor
 ///   shuts down is one that left on its own, which a Gunicorn worker does
@@ -74,6 +79,11 @@ pub static RULES: &[Rule] = &[
         name: "its master was reloading",
         applies: |e| e.master_reload,
         reason: ExitReason::Reload,
+    },
+    Rule {
+        name: "the server logged a fatal signal in it",
+        applies: |e| e.crashed.is_some(),
+        reason: ExitReason::Signal,
     },
     Rule {
         name: "a signal killed it",
@@ -158,6 +168,9 @@ pub fn gather(
                 }
                 AppLog::WorkerExited { pid, code } if pid == p.pid && own(ev.at) => {
                     log_status = Some(ExitStatus::Exited(code))
+                }
+                AppLog::WorkerCrashed { pid, signal } if pid == p.pid && own(ev.at) => {
+                    e.crashed = Some(signal)
                 }
                 AppLog::Reload if master_wide(ev.at) => e.master_reload = true,
                 AppLog::Shutdown if master_wide(ev.at) => e.master_shutdown = true,
@@ -252,6 +265,14 @@ mod tests {
                 Reload,
             ),
             ("SIGSEGV", ev(|e| e.status = Some(Signaled(11))), Signal),
+            (
+                "a fatal signal the server caught, then code 1",
+                ev(|e| {
+                    e.crashed = Some(11);
+                    e.status = Some(Exited(1))
+                }),
+                Signal,
+            ),
             (
                 "SIGKILL from someone else, no OOM",
                 ev(|e| e.status = Some(Signaled(9))),

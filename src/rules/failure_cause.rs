@@ -402,6 +402,7 @@ pub fn gather_in(
                 AppLog::WorkerTimeout { pid }
                 | AppLog::WorkerSignaled { pid, .. }
                 | AppLog::WorkerExited { pid, .. }
+                | AppLog::WorkerCrashed { pid, .. }
                 | AppLog::Autorestarting { pid },
             ) => (
                 *pid,

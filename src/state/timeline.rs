@@ -145,6 +145,10 @@ pub enum AppLog {
     WorkerExited { pid: i32, code: u8 },
     /// The worker reached its request limit and leaves after this request.
     Autorestarting { pid: i32 },
+    /// The server caught a fatal signal in the worker and is ending it
+    /// (uWSGI's `got Segmentation Fault`, after which the worker exits
+    /// with code 1, not by the signal).
+    WorkerCrashed { pid: i32, signal: i32 },
     /// The master was told to reload (SIGHUP): new workers, old ones
     /// stopped.
     Reload,
