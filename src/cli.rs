@@ -840,6 +840,12 @@ fn pool_options(args: &Args, cfg: &Config) -> PoolOptions {
         procfs: args.paths.procfs.clone(),
         pools: cfg.pools.clone(),
         discover_gunicorn: cfg.discover.contains(&Discover::Gunicorn),
+        discover_presets: cfg
+            .discover
+            .iter()
+            .filter(|d| **d != Discover::Gunicorn)
+            .map(|d| d.server())
+            .collect(),
         interval: args.pools_interval,
         smaps_interval: args.smaps_interval.max(args.pools_interval),
         smaps_max_rss: args.smaps_max_rss,

@@ -162,6 +162,23 @@ fn default_kmsg_path() -> PathBuf {
 #[serde(rename_all = "kebab-case")]
 pub enum Discover {
     Gunicorn,
+    Uwsgi,
+    PhpFpm,
+    Puma,
+    Unicorn,
+}
+
+impl Discover {
+    /// The server a discovered pool runs.
+    pub fn server(self) -> Server {
+        match self {
+            Discover::Gunicorn => Server::Gunicorn,
+            Discover::Uwsgi => Server::Uwsgi,
+            Discover::PhpFpm => Server::PhpFpm,
+            Discover::Puma => Server::Puma,
+            Discover::Unicorn => Server::Unicorn,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

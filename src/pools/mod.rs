@@ -34,6 +34,7 @@ pub mod observe;
 pub mod proc;
 pub mod process_table;
 pub mod self_usage;
+pub mod servers;
 pub mod slots;
 pub mod smaps;
 pub mod view;
@@ -65,6 +66,9 @@ pub struct PoolOptions {
     pub pools: Vec<PoolConfig>,
     /// Also pick up Gunicorn masters not configured by name.
     pub discover_gunicorn: bool,
+    /// Also pick up masters of these servers (uWSGI, php-fpm, Puma,
+    /// Unicorn) by their process titles ([`servers::PRESETS`]).
+    pub discover_presets: Vec<Server>,
     pub interval: Duration,
     pub smaps_interval: Duration,
     /// Skip smaps_rollup for a process whose RSS is above this; its page
@@ -88,6 +92,7 @@ impl Default for PoolOptions {
             procfs: PathBuf::from("/proc"),
             pools: Vec::new(),
             discover_gunicorn: false,
+            discover_presets: Vec::new(),
             interval: Duration::from_secs(5),
             smaps_interval: Duration::from_secs(15),
             smaps_max_rss: 16 << 30,
@@ -244,7 +249,12 @@ impl PoolSource {
         }
         for t in old {
             let named = trackers.iter().any(|k| k.name == t.name);
-            if opts.discover_gunicorn && matches!(t.finder, Finder::Gunicorn) && !named {
+            let still_discovered = match t.finder {
+                Finder::Gunicorn => opts.discover_gunicorn,
+                Finder::Preset(s) => opts.discover_presets.contains(&s),
+                Finder::Config(_) => false,
+            };
+            if still_discovered && !named {
                 trackers.push(t);
             } else if !named {
                 tracing::info!(pool = %t.name, "pool no longer configured: not exported any more");
@@ -281,22 +291,30 @@ impl PoolSource {
         self.drain_events();
         let cap = self.opts.max_discovered + self.configured();
         let mut lookup = Lookup::new(&self.root, &mut self.children_files);
-        lookup.discovery_due = self.opts.discover_gunicorn
+        lookup.discovery_due = (self.opts.discover_gunicorn
+            || !self.opts.discover_presets.is_empty())
             && self
                 .last_discovery
                 .is_none_or(|at| now.duration_since(at) >= self.opts.discover_interval);
         if lookup.discovery_due {
             self.last_discovery = Some(now);
-            for (name, _) in lookup.gunicorn_masters() {
+            let mut found = Vec::new();
+            if self.opts.discover_gunicorn {
+                for (name, _) in lookup.gunicorn_masters() {
+                    found.push((name, Server::Gunicorn, Finder::Gunicorn));
+                }
+            }
+            for server in &self.opts.discover_presets {
+                for (name, _) in lookup.preset_masters(*server) {
+                    found.push((name, *server, Finder::Preset(*server)));
+                }
+            }
+            for (name, server, finder) in found {
                 let known = self.trackers.iter().any(|t| *t.name == *name);
                 if !known && self.trackers.len() < cap {
-                    tracing::info!(pool = %name, "discovered gunicorn master");
-                    self.trackers.push(Tracker::new(
-                        &name,
-                        Server::Gunicorn,
-                        Finder::Gunicorn,
-                        DEFAULT_MAX_SLOTS,
-                    ));
+                    tracing::info!(pool = %name, server = server.as_str(), "discovered master");
+                    self.trackers
+                        .push(Tracker::new(&name, server, finder, DEFAULT_MAX_SLOTS));
                 }
             }
         }

@@ -3,7 +3,7 @@
 //! (a fork of the master, an exit of a worker), and each process's memory,
 //! CPU and file descriptors.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -14,6 +14,7 @@ use super::control::Control;
 use super::listen;
 use super::proc::{ProcId, ProcRoot, ReadFailure, StatBrief};
 use super::process_table::{Finder, Lookup};
+use super::servers::{self, ChildRole, Preset};
 use super::slots::Slots;
 use super::smaps::SmapsView;
 use super::view::{Memory, PoolState, ReadErrors, WorkerState};
@@ -60,6 +61,14 @@ pub struct Tracker {
     listen_refresh: u32,
     /// Gunicorn's control socket, for a Gunicorn pool.
     pub control: Option<Control>,
+    /// The server's rules over its children's titles; `None`: every child
+    /// is a worker.
+    preset: Option<&'static Preset>,
+    /// Children whose title does not say yet what they are, with when they
+    /// were first seen.
+    pending: HashMap<ProcId, SystemTime>,
+    /// Children that are not workers (mules, a spooler, a new master).
+    others: HashSet<ProcId>,
     pub state: PoolState,
 }
 
@@ -86,6 +95,9 @@ impl Tracker {
             max_fds: HashMap::new(),
             listen_refresh: 0,
             control: (server == Server::Gunicorn).then(|| Control::new(control_socket)),
+            preset: servers::preset(server),
+            pending: HashMap::new(),
+            others: HashSet::new(),
             state: PoolState::new(name, server),
         }
     }
@@ -119,6 +131,12 @@ impl Tracker {
         changes: &mut Vec<PoolChange>,
     ) {
         if self.slots.contains(&id) {
+            return;
+        }
+        // A child of a server with title rules has not set its title at
+        // its fork: the next cycle decides what it is.
+        if self.preset.is_some() {
+            self.pending.entry(id).or_insert(at);
             return;
         }
         let slot = self.slots.add(id);
@@ -159,6 +177,8 @@ impl Tracker {
         changes: &mut Vec<PoolChange>,
     ) -> bool {
         let Some(id) = self.slots.find_pid(pid) else {
+            self.pending.retain(|id, _| id.pid != pid);
+            self.others.retain(|id| id.pid != pid);
             return false;
         };
         let slot = self.slots.remove(&id);
@@ -236,7 +256,11 @@ impl Tracker {
             Some(_) if trust_events && !master_changed => t
                 .slots
                 .all()
-                .filter_map(|(id, _)| {
+                .map(|(id, _)| id)
+                .chain(t.pending.keys().copied())
+                .collect::<Vec<_>>()
+                .into_iter()
+                .filter_map(|id| {
                     let s = root.stat(id.pid).ok()?;
                     (s.identity(id.pid) == Some(id)).then(|| {
                         stats.insert(id, s);
@@ -247,7 +271,12 @@ impl Tracker {
             Some(m) => lookup.children(m),
             None => Vec::new(),
         };
-        let slot_changes = t.slots.observe(&live);
+        let mut numbers = HashMap::new();
+        let live = match (t.preset, master) {
+            (Some(p), Some(m)) => t.workers_among(p, m, live, lookup, wall, &mut numbers),
+            _ => live,
+        };
+        let slot_changes = t.slots.observe_numbered(&live, &numbers);
         for (id, slot) in &slot_changes.exited {
             t.worker_gone(*id, *slot, None, wall, changes);
         }
@@ -311,6 +340,57 @@ impl Tracker {
         t.state.workers = workers;
         t.state.unslotted_workers = t.slots.unslotted_count();
         errors
+    }
+
+    /// The workers among the master's children `live`, by the server's
+    /// title rules; `numbers` gets the number the server gives each new
+    /// one. Children not yet titled wait up to [`servers::UNDECIDED_GRACE`].
+    fn workers_among(
+        &mut self,
+        p: &'static Preset,
+        master: ProcId,
+        live: Vec<ProcId>,
+        lookup: &mut Lookup<'_>,
+        wall: SystemTime,
+        numbers: &mut HashMap<ProcId, usize>,
+    ) -> Vec<ProcId> {
+        let master_cmdline = lookup.cmdline(master.pid);
+        let mut workers = Vec::with_capacity(live.len());
+        for id in &live {
+            if self.slots.contains(id) {
+                workers.push(*id);
+                continue;
+            }
+            if self.others.contains(id) {
+                continue;
+            }
+            let role = lookup.cmdline(id.pid).map_or(ChildRole::Undecided, |c| {
+                servers::child_role(p, &c, master_cmdline.as_deref())
+            });
+            match role {
+                ChildRole::Worker(n) => {
+                    self.pending.remove(id);
+                    if let Some(n) = n {
+                        numbers.insert(*id, n);
+                    }
+                    workers.push(*id);
+                }
+                ChildRole::Other => {
+                    self.pending.remove(id);
+                    self.others.insert(*id);
+                }
+                ChildRole::Undecided => {
+                    let first = *self.pending.entry(*id).or_insert(wall);
+                    if wall.duration_since(first).unwrap_or_default() >= servers::UNDECIDED_GRACE {
+                        self.pending.remove(id);
+                        workers.push(*id);
+                    }
+                }
+            }
+        }
+        self.pending.retain(|id, _| live.contains(id));
+        self.others.retain(|id| live.contains(id));
+        workers
     }
 
     /// The master's listening sockets, without its control socket.

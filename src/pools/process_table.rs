@@ -5,10 +5,11 @@
 
 use std::collections::HashMap;
 
-use crate::config::Matcher;
+use crate::config::{Matcher, Server};
 
 use super::discover::{self, GunicornRole};
 use super::proc::{ProcEntry, ProcId, ProcRoot};
+use super::servers::{self, Title};
 
 /// How a tracked pool finds its master.
 #[derive(Debug, Clone)]
@@ -16,6 +17,9 @@ pub enum Finder {
     Config(Matcher),
     /// A discovered Gunicorn pool, found again by its derived name.
     Gunicorn,
+    /// A discovered pool of another server (uWSGI, php-fpm, Puma, Unicorn),
+    /// found again by its derived name.
+    Preset(Server),
 }
 
 /// The whole process table, indexed. Reading it costs one /proc/PID/stat
@@ -61,6 +65,7 @@ pub struct Lookup<'a> {
     /// every candidate's cmdline, so it is rate-limited.
     pub discovery_due: bool,
     gunicorn: Option<Vec<(String, ProcId)>>,
+    presets: Vec<(Server, Vec<(String, ProcId)>)>,
 }
 
 impl<'a> Lookup<'a> {
@@ -74,6 +79,7 @@ impl<'a> Lookup<'a> {
             cmdlines: HashMap::new(),
             discovery_due: false,
             gunicorn: None,
+            presets: Vec::new(),
         }
     }
 
@@ -92,7 +98,8 @@ impl<'a> Lookup<'a> {
         self.table.as_ref().expect("just built")
     }
 
-    fn cmdline(&mut self, pid: i32) -> Option<String> {
+    /// A process's command line, read at most once a cycle.
+    pub fn cmdline(&mut self, pid: i32) -> Option<String> {
         let root = self.root;
         self.cmdlines
             .entry(pid)
@@ -202,6 +209,64 @@ impl<'a> Lookup<'a> {
         out
     }
 
+    /// Masters of `server` on the host (by its preset's titles), keyed by
+    /// derived pool name; computed at most once a cycle.
+    pub fn preset_masters(&mut self, server: Server) -> Vec<(String, ProcId)> {
+        if let Some((_, m)) = self.presets.iter().find(|(s, _)| *s == server) {
+            return m.clone();
+        }
+        let m = self.scan_preset(server);
+        self.presets.push((server, m.clone()));
+        m
+    }
+
+    fn scan_preset(&mut self, server: Server) -> Vec<(String, ProcId)> {
+        let Some(preset) = servers::preset(server) else {
+            return Vec::new();
+        };
+        let own = self.own_pid;
+        let candidates: Vec<(ProcId, i32)> = self
+            .table()
+            .entries
+            .iter()
+            .filter(|e| e.id.pid != own && (preset.may_be)(e.comm()))
+            .map(|e| (e.id, e.ppid))
+            .collect();
+        let mut titles: HashMap<i32, Title> = HashMap::new();
+        for (id, _) in &candidates {
+            if let Some(t) = self.cmdline(id.pid).and_then(|c| (preset.title)(&c)) {
+                titles.insert(id.pid, t);
+            }
+        }
+        let mut masters: Vec<ProcId> = candidates
+            .iter()
+            .filter(|(id, ppid)| match titles.get(&id.pid) {
+                // A new master forked by a master (a hot restart) is not a
+                // pool of its own.
+                Some(Title::Master) => titles.get(ppid) != Some(&Title::Master),
+                Some(Title::Plain) => !titles.contains_key(ppid),
+                _ => false,
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        masters.sort_by_key(|id| (id.starttime, id.pid));
+        let mut out: Vec<(String, ProcId)> = Vec::new();
+        for id in masters {
+            let Some(cmd) = self.cmdline(id.pid) else {
+                continue;
+            };
+            let base = (preset.pool_name)(&cmd);
+            let mut name = base.clone();
+            let mut n = 2;
+            while out.iter().any(|(o, _)| *o == name) {
+                name = format!("{base}#{n}");
+                n += 1;
+            }
+            out.push((name, id));
+        }
+        out
+    }
+
     /// The master of pool `name`, found by `finder`; `current` is the
     /// master seen last cycle.
     pub fn find_master(
@@ -239,6 +304,15 @@ impl<'a> Lookup<'a> {
                     return None;
                 }
                 self.gunicorn_masters()
+                    .into_iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, id)| id)
+            }
+            Finder::Preset(server) => {
+                if !self.discovery_due {
+                    return None;
+                }
+                self.preset_masters(*server)
                     .into_iter()
                     .find(|(n, _)| n == name)
                     .map(|(_, id)| id)

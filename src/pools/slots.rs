@@ -54,6 +54,18 @@ impl Slots {
     /// Reconcile with the live worker set. Exits are processed first so a
     /// replacement seen in the same cycle reuses its predecessor's slot.
     pub fn observe(&mut self, live: &[ProcId]) -> SlotChanges {
+        self.observe_numbered(live, &HashMap::new())
+    }
+
+    /// As [`Slots::observe`], where a new worker the server numbers itself
+    /// (`numbers`: uWSGI's worker id, Unicorn's `worker[N]`, Puma's index)
+    /// takes that number as its slot when it is free and below the cap,
+    /// else the lowest free one.
+    pub fn observe_numbered(
+        &mut self,
+        live: &[ProcId],
+        numbers: &HashMap<ProcId, usize>,
+    ) -> SlotChanges {
         let mut changes = SlotChanges::default();
         let gone: Vec<ProcId> = self
             .by_id
@@ -86,7 +98,10 @@ impl Slots {
             }
         }
         for id in new {
-            let slot = self.take();
+            let slot = numbers
+                .get(&id)
+                .and_then(|n| self.take_exact(*n))
+                .or_else(|| self.take());
             self.by_id.insert(id, slot.unwrap_or(usize::MAX));
             changes.spawned.push((id, slot));
         }
@@ -139,6 +154,20 @@ impl Slots {
             }
         }
         Some(slot)
+    }
+
+    /// Slot `n`, if it is free and below the cap; the slots skipped on the
+    /// way to it become free ones.
+    fn take_exact(&mut self, n: usize) -> Option<usize> {
+        if n >= self.max {
+            return None;
+        }
+        if n < self.next {
+            return self.free.remove(&n).then_some(n);
+        }
+        self.free.extend(self.next..n);
+        self.next = n + 1;
+        Some(n)
     }
 
     fn take(&mut self) -> Option<usize> {
@@ -226,6 +255,26 @@ mod tests {
         // A later observation agrees: nothing changed.
         let c = s.observe(&[id(2), id(3)]);
         assert_eq!(c, SlotChanges::default());
+    }
+
+    #[test]
+    fn a_worker_numbered_by_its_server_takes_its_number() {
+        let mut s = Slots::new(8);
+        let numbers: HashMap<ProcId, usize> = [(id(10), 1), (id(11), 2), (id(12), 3)].into();
+        s.observe_numbered(&[id(10), id(11), id(12)], &numbers);
+        assert_eq!(s.slot_of(&id(10)), Some(1));
+        assert_eq!(s.slot_of(&id(12)), Some(3));
+        // A respawned worker 2 takes 2 again; one without a number takes
+        // the lowest free slot, 0, skipped on the way.
+        let numbers: HashMap<ProcId, usize> = [(id(13), 2)].into();
+        s.observe_numbered(&[id(10), id(12), id(13), id(14)], &numbers);
+        assert_eq!(s.slot_of(&id(13)), Some(2));
+        assert_eq!(s.slot_of(&id(14)), Some(0));
+        // A number already held, or past the cap, falls back.
+        let numbers: HashMap<ProcId, usize> = [(id(15), 1), (id(16), 99)].into();
+        s.observe_numbered(&[id(10), id(12), id(13), id(14), id(15), id(16)], &numbers);
+        assert_eq!(s.slot_of(&id(15)), Some(4));
+        assert_eq!(s.slot_of(&id(16)), Some(5));
     }
 
     proptest! {
