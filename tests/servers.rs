@@ -1,0 +1,265 @@
+//! uWSGI and php-fpm from Debian's packages (scripts/test.sh installs
+//! them), each with 3 workers in a memory cgroup behind real nginx
+//! (`uwsgi_pass`, `fastcgi_pass`), with a leaking endpoint. From real
+//! scrapes: the pool and its workers (a uWSGI mule and spooler not
+//! counted), per-slot memory under the server's own worker numbers,
+//! recycling counted `max_requests`, the server's request timeout counted
+//! `timeout` with its 502 as `worker_timeout`, a real OOM kill counted
+//! `oom_killed` with its 502 as `worker_oom_killed`, and a reload and a
+//! stop by each server's own signals. Needs root.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::cgroup::Cgroup;
+use common::kmsg::{kernel_kills, kmsg_records};
+use common::nginx::Nginx;
+use common::*;
+
+const T: Duration = Duration::from_secs(30);
+const MIB: u64 = 1 << 20;
+
+fn need(bin: &str, package: &str) -> PathBuf {
+    let p = Path::new(bin);
+    assert!(
+        p.exists(),
+        "{bin} is not installed: run scripts/test.sh, which installs {package}"
+    );
+    p.to_path_buf()
+}
+
+/// `cmd` started inside `cg` (its first process enters the cgroup, then
+/// execs), in its own process group.
+fn start_in(cg: &Cgroup, name: &str, cmd: &[String]) -> Proc {
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg(format!(
+            "echo $$ > {} && exec \"$@\"",
+            cg.file("cgroup.procs").display()
+        ))
+        .arg("sh")
+        .args(cmd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    spawn(name, &mut c)
+}
+
+fn exits(s: &common::Scrape, pool: &str, reason: &str) -> f64 {
+    s.get(
+        "badgateway_worker_exits_total",
+        &[("pool", pool), ("reason", reason)],
+    )
+    .unwrap_or(0.0)
+}
+
+fn failed(s: &common::Scrape, pool: &str, cause: &str) -> f64 {
+    s.sum(
+        "badgateway_failed_requests_total",
+        &[("pool", pool), ("cause", cause)],
+    )
+}
+
+/// Slots of the pool that have an RSS, PSS and USS.
+fn slots_with_memory(s: &common::Scrape, pool: &str) -> Vec<String> {
+    let mut slots: Vec<String> = s
+        .find(
+            "badgateway_worker_memory_bytes",
+            &[("pool", pool), ("type", "rss")],
+        )
+        .into_iter()
+        .filter(|(_, v)| *v > 0.0)
+        .map(|(l, _)| l["slot"].clone())
+        .filter(|slot| {
+            ["pss", "uss"].iter().all(|t| {
+                s.get(
+                    "badgateway_worker_memory_bytes",
+                    &[("pool", pool), ("slot", slot), ("type", t)],
+                )
+                .is_some_and(|v| v > 0.0)
+            })
+        })
+        .collect();
+    slots.sort();
+    slots
+}
+
+/// Leak through nginx until the kernel OOM-kills a process in `cg`;
+/// returns the number of kills and the statuses nginx answered.
+fn leak_until_killed(nginx: &Nginx, cg: &Cgroup, since: u64, path: &str) -> (usize, Vec<u16>) {
+    let mut statuses = Vec::new();
+    for _ in 0..40 {
+        statuses.push(nginx.get(path));
+        let k = kernel_kills(since, &cg.path);
+        if !k.is_empty() {
+            return (k.len(), statuses);
+        }
+    }
+    panic!("the kernel killed no process in {}: {statuses:?}", cg.path);
+}
+
+#[test]
+fn uwsgi_behind_nginx() {
+    let uwsgi = need("/usr/bin/uwsgi", "uwsgi-core");
+    need(
+        "/usr/lib/uwsgi/plugins/python3_plugin.so",
+        "uwsgi-plugin-python3",
+    );
+    let since = kmsg_records().last().map_or(0, |r| r.0);
+    let cg = Cgroup::create("uwsgi");
+    let dir = TempDir::new("uwsgi");
+    let d = dir.path();
+    let sock = d.join("uwsgi.sock");
+    let log = d.join("uwsgi.log");
+    let pidfile = d.join("uwsgi.pid");
+    std::fs::create_dir_all(d.join("spool")).unwrap();
+    let arg = |s: &str| s.to_string();
+    let path = |p: &Path| p.display().to_string();
+    let server = start_in(
+        &cg,
+        "uwsgi",
+        &[
+            path(&uwsgi),
+            arg("--plugin"),
+            arg("python3"),
+            arg("--master"),
+            arg("--processes"),
+            arg("3"),
+            arg("--mule"),
+            arg("--spooler"),
+            path(&d.join("spool")),
+            arg("--auto-procname"),
+            arg("--socket"),
+            path(&sock),
+            arg("--chmod-socket=666"),
+            arg("--wsgi-file"),
+            path(&apps_dir().join("uwsgi_app.py")),
+            arg("--harakiri"),
+            arg("3"),
+            arg("--max-requests"),
+            arg("4"),
+            arg("--min-worker-lifetime"),
+            arg("1"),
+            arg("--reload-mercy"),
+            arg("5"),
+            arg("--worker-reload-mercy"),
+            arg("5"),
+            arg("--logto"),
+            path(&log),
+            arg("--pidfile"),
+            path(&pidfile),
+        ],
+    );
+    wait_for(T, "uWSGI's mule", || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("spawned uWSGI mule 1"))
+    });
+    let master = server.pid();
+    // The master, its 3 workers, the mule and the spooler.
+    assert_eq!(children_of(master).len(), 5, "{:?}", children_of(master));
+
+    let nginx_dir = TempDir::new("uwsgi-nginx");
+    let nginx = Nginx::start(
+        nginx_dir.path(),
+        &format!(
+            "location / {{ include /etc/nginx/uwsgi_params; uwsgi_pass unix:{}; }}",
+            sock.display()
+        ),
+    );
+    let yaml = format!(
+        "pools:\n  - name: uw\n    server: uwsgi\n    pidfile: {}\n    log_file: {}\n{}",
+        pidfile.display(),
+        log.display(),
+        nginx.config("edge"),
+    );
+    let e = Exporter::start(Some(&yaml), &[]);
+
+    // 3 workers, the mule and the spooler not counted; slots 1, 2, 3 as
+    // uWSGI numbers its workers, each with its RSS, PSS and USS.
+    let s = e.wait_scrape(T, "3 workers with their memory", |s| {
+        s.get("badgateway_pool_workers", &[("pool", "uw")]) == Some(3.0)
+            && slots_with_memory(s, "uw") == ["1", "2", "3"]
+    });
+    assert_eq!(s.get("badgateway_pool_up", &[("pool", "uw")]), Some(1.0));
+    assert_eq!(nginx.get("/"), 200);
+
+    // Recycling: --max-requests 4 once a worker is 1 s old.
+    std::thread::sleep(Duration::from_millis(1500));
+    for _ in 0..16 {
+        assert_eq!(nginx.get("/"), 200);
+    }
+    let s = e.wait_scrape(T, "recycled workers counted max_requests", |s| {
+        exits(s, "uw", "max_requests") >= 1.0
+    });
+    eprintln!("max_requests exits: {}", exits(&s, "uw", "max_requests"));
+    e.wait_scrape(T, "3 workers again", |s| {
+        s.get("badgateway_pool_workers", &[("pool", "uw")]) == Some(3.0)
+            && slots_with_memory(s, "uw") == ["1", "2", "3"]
+    });
+    let s0 = e.scrape();
+
+    // Harakiri: a request past --harakiri 3 is a timeout, its 502 the
+    // worker's timeout.
+    let status = nginx.get("/sleep?s=10");
+    assert_eq!(status, 502);
+    let s = e.wait_scrape(T, "the harakiri counted timeout", |s| {
+        exits(s, "uw", "timeout") == exits(&s0, "uw", "timeout") + 1.0
+            && failed(s, "uw", "worker_timeout") == failed(&s0, "uw", "worker_timeout") + 1.0
+    });
+    assert_eq!(
+        exits(&s, "uw", "signal"),
+        exits(&s0, "uw", "signal"),
+        "the harakiri's SIGKILL is not counted signal"
+    );
+
+    // A real OOM kill of a worker leaking in one request (many small
+    // leaks would recycle workers at --max-requests around the kill, and
+    // its 502 would have two possible causes).
+    e.wait_scrape(T, "3 workers again", |s| {
+        s.get("badgateway_pool_workers", &[("pool", "uw")]) == Some(3.0)
+    });
+    // Past the failure-cause window (2 s) of the harakiri's end, so that
+    // the kill is the only end near its 502.
+    std::thread::sleep(Duration::from_secs(3));
+    let s0 = e.scrape();
+    cg.set_limit(cg.usage() + 60 * MIB);
+    let (kills, statuses) = leak_until_killed(&nginx, &cg, since, "/leak?mb=200");
+    assert!(statuses.contains(&502), "{statuses:?}");
+    let s = e.wait_scrape(T, "the OOM kill and its 502", |s| {
+        exits(s, "uw", "oom_killed") == exits(&s0, "uw", "oom_killed") + kills as f64
+            && failed(s, "uw", "worker_oom_killed") >= failed(&s0, "uw", "worker_oom_killed") + 1.0
+    });
+    assert_eq!(exits(&s, "uw", "signal"), exits(&s0, "uw", "signal"));
+
+    // SIGHUP: a graceful reload; its 3 workers counted reload.
+    e.wait_scrape(T, "3 workers again", |s| {
+        s.get("badgateway_pool_workers", &[("pool", "uw")]) == Some(3.0)
+    });
+    let s0 = e.scrape();
+    server.signal(libc::SIGHUP);
+    e.wait_scrape(T, "the reload counted", |s| {
+        exits(s, "uw", "reload") == exits(&s0, "uw", "reload") + 3.0
+            && s.get("badgateway_pool_workers", &[("pool", "uw")]) == Some(3.0)
+    });
+
+    // SIGTERM: in uWSGI 2.0 a brutal reload, not a stop.
+    let s0 = e.scrape();
+    server.signal(libc::SIGTERM);
+    e.wait_scrape(T, "the brutal reload counted", |s| {
+        exits(s, "uw", "reload") == exits(&s0, "uw", "reload") + 3.0
+            && s.get("badgateway_pool_workers", &[("pool", "uw")]) == Some(3.0)
+    });
+    assert_eq!(exits(&e.scrape(), "uw", "shutdown"), 0.0);
+
+    // SIGINT: a stop; its 3 workers counted shutdown.
+    let s0 = e.scrape();
+    server.signal(libc::SIGINT);
+    let s = e.wait_scrape(T, "the stop counted", |s| {
+        exits(s, "uw", "shutdown") == exits(&s0, "uw", "shutdown") + 3.0
+    });
+    assert_eq!(s.get("badgateway_pool_up", &[("pool", "uw")]), Some(0.0));
+    drop(e);
+    drop(nginx);
+    drop(server);
+}
