@@ -263,3 +263,132 @@ fn uwsgi_behind_nginx() {
     drop(nginx);
     drop(server);
 }
+
+fn php_fpm_binary() -> PathBuf {
+    let found = std::fs::read_dir("/usr/sbin").ok().and_then(|d| {
+        d.flatten().map(|e| e.path()).find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("php-fpm"))
+        })
+    });
+    found.unwrap_or_else(|| {
+        panic!("php-fpm is not installed: run scripts/test.sh, which installs php-fpm")
+    })
+}
+
+#[test]
+fn php_fpm_behind_nginx() {
+    let fpm = php_fpm_binary();
+    let since = kmsg_records().last().map_or(0, |r| r.0);
+    let cg = Cgroup::create("phpfpm");
+    let dir = TempDir::new("phpfpm");
+    let d = dir.path();
+    let sock = d.join("fpm.sock");
+    let log = d.join("fpm.log");
+    let pidfile = d.join("fpm.pid");
+    let conf = d.join("fpm.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[global]\nerror_log = {log}\npid = {pid}\ndaemonize = no\n\n\
+             [www]\nuser = www-data\ngroup = www-data\nlisten = {sock}\nlisten.mode = 0666\n\
+             pm = static\npm.max_children = 3\npm.max_requests = 5\n\
+             request_terminate_timeout = 3s\nphp_admin_value[memory_limit] = -1\n",
+            log = log.display(),
+            pid = pidfile.display(),
+            sock = sock.display(),
+        ),
+    )
+    .unwrap();
+    let server = start_in(
+        &cg,
+        "php-fpm",
+        &[
+            fpm.display().to_string(),
+            "-F".into(),
+            "-R".into(),
+            "-y".into(),
+            conf.display().to_string(),
+        ],
+    );
+    wait_for(T, "php-fpm's 3 children", || {
+        sock.exists() && children_of(server.pid()).len() == 3
+    });
+
+    let nginx_dir = TempDir::new("phpfpm-nginx");
+    let nginx = Nginx::start(
+        nginx_dir.path(),
+        &format!(
+            "location / {{ include /etc/nginx/fastcgi_params; \
+             fastcgi_param SCRIPT_FILENAME {}; fastcgi_pass unix:{}; }}",
+            apps_dir().join("app.php").display(),
+            sock.display()
+        ),
+    );
+    let yaml = format!(
+        "pools:\n  - name: fpm\n    server: php-fpm\n    pidfile: {}\n    log_file: {}\n{}",
+        pidfile.display(),
+        log.display(),
+        nginx.config("edge"),
+    );
+    let e = Exporter::start(Some(&yaml), &[]);
+    let three =
+        |s: &common::Scrape| s.get("badgateway_pool_workers", &[("pool", "fpm")]) == Some(3.0);
+
+    // 3 children on the lowest free slots, each with RSS, PSS and USS.
+    e.wait_scrape(T, "3 children with their memory", |s| {
+        three(s) && slots_with_memory(s, "fpm") == ["0", "1", "2"]
+    });
+    assert_eq!(nginx.get("/"), 200);
+
+    // pm.max_requests = 5: a child leaves with code 0.
+    for _ in 0..20 {
+        assert_eq!(nginx.get("/"), 200);
+    }
+    e.wait_scrape(T, "recycled children counted max_requests", |s| {
+        exits(s, "fpm", "max_requests") >= 3.0 && three(s)
+    });
+    std::thread::sleep(Duration::from_secs(3));
+
+    // request_terminate_timeout = 3s: php-fpm logs the timeout and ends
+    // the child with SIGTERM.
+    let s0 = e.scrape();
+    assert_eq!(nginx.get("/?sleep=10"), 502);
+    let s = e.wait_scrape(T, "the timeout counted", |s| {
+        exits(s, "fpm", "timeout") == exits(&s0, "fpm", "timeout") + 1.0
+            && failed(s, "fpm", "worker_timeout") == failed(&s0, "fpm", "worker_timeout") + 1.0
+    });
+    assert_eq!(exits(&s, "fpm", "signal"), exits(&s0, "fpm", "signal"));
+    e.wait_scrape(T, "3 children again", three);
+    std::thread::sleep(Duration::from_secs(3));
+
+    // A real OOM kill of a child allocating 200 MiB in one request.
+    let s0 = e.scrape();
+    cg.set_limit(cg.usage() + 60 * MIB);
+    let (kills, statuses) = leak_until_killed(&nginx, &cg, since, "/?leak=200");
+    assert!(statuses.contains(&502), "{statuses:?}");
+    let s = e.wait_scrape(T, "the OOM kill and its 502", |s| {
+        exits(s, "fpm", "oom_killed") == exits(&s0, "fpm", "oom_killed") + kills as f64
+            && failed(s, "fpm", "worker_oom_killed")
+                >= failed(&s0, "fpm", "worker_oom_killed") + 1.0
+    });
+    assert_eq!(exits(&s, "fpm", "signal"), exits(&s0, "fpm", "signal"));
+
+    // SIGUSR2: a reload; SIGQUIT: a graceful stop.
+    e.wait_scrape(T, "3 children again", three);
+    let s0 = e.scrape();
+    server.signal(libc::SIGUSR2);
+    e.wait_scrape(T, "the reload counted", |s| {
+        exits(s, "fpm", "reload") == exits(&s0, "fpm", "reload") + 3.0 && three(s)
+    });
+    let s0 = e.scrape();
+    server.signal(libc::SIGQUIT);
+    let s = e.wait_scrape(T, "the stop counted", |s| {
+        exits(s, "fpm", "shutdown") == exits(&s0, "fpm", "shutdown") + 3.0
+    });
+    assert_eq!(s.get("badgateway_pool_up", &[("pool", "fpm")]), Some(0.0));
+    drop(e);
+    drop(nginx);
+    drop(server);
+}
