@@ -24,7 +24,14 @@ of 3 children. One server per scenario, each with its own log:
 Every process started here is in its own session and is killed by its
 process group on the way out.
 
-Usage: tools/capture_server_logs.py uwsgi|php-fpm [SCENARIO...]
+  nginx:   nginx's error log in front of both (uwsgi_pass, fastcgi_pass),
+           into fixtures/nginx/error_uwsgi_fastcgi.log: a uWSGI worker
+           SIGKILLed mid-request, a harakiri, the uWSGI socket gone; a
+           php-fpm child SIGKILLed mid-request, request_terminate_timeout,
+           a full php-fpm listen queue (listen.backlog = 1, one child busy),
+           the php-fpm socket gone
+
+Usage: tools/capture_server_logs.py uwsgi|php-fpm|nginx [SCENARIO...]
 """
 import os
 import re
@@ -278,8 +285,103 @@ def fpm_scenarios():
     }
 
 
+NGINX_CONF = """worker_processes 1;
+user root;
+pid {d}/nginx.pid;
+error_log {d}/error.log error;
+daemon off;
+events {{ worker_connections 256; }}
+http {{
+    client_body_temp_path {d}/tb; proxy_temp_path {d}/tp; fastcgi_temp_path {d}/tf;
+    uwsgi_temp_path {d}/tu; scgi_temp_path {d}/ts;
+    access_log off;
+    server {{
+        listen 127.0.0.1:{port};
+        location /uwsgi/ {{ rewrite ^/uwsgi(/.*)$ $1 break; include /etc/nginx/uwsgi_params; uwsgi_pass unix:{d}/uwsgi.sock; }}
+        location /php {{ include /etc/nginx/fastcgi_params;
+            fastcgi_param SCRIPT_FILENAME {app}; fastcgi_pass unix:{d}/fpm.sock; }}
+    }}
+}}
+"""
+
+
+def capture_nginx():
+    import threading
+    tmp = tempfile.mkdtemp(prefix="bgw-capture-")
+    port = free_port()
+    with open(os.path.join(tmp, "nginx.conf"), "w") as f:
+        f.write(NGINX_CONF.format(d=tmp, port=port, app=os.path.join(ROOT, "tests/apps/app.php")))
+    procs = []
+
+    def start(cmd):
+        p = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(p)
+        return p
+
+    try:
+        start(["nginx", "-p", tmp, "-c", os.path.join(tmp, "nginx.conf")])
+        u = start(["uwsgi", "--plugin", "python3", "--master", "--processes", "2", "--auto-procname",
+                   "--socket", os.path.join(tmp, "uwsgi.sock"), "--harakiri", "2",
+                   "--wsgi-file", os.path.join(ROOT, "tests/apps/app.py"), "--callable", "app",
+                   "--logto", os.path.join(tmp, "uwsgi.log")])
+        conf = os.path.join(tmp, "fpm.conf")
+        with open(conf, "w") as f:
+            f.write(FPM_CONF.format(log=os.path.join(tmp, "fpm.log"), pid=os.path.join(tmp, "fpm.pid"),
+                                    sock=os.path.join(tmp, "fpm.sock"),
+                                    extra="request_terminate_timeout = 2s\nlisten.backlog = 1\n"
+                                          "php_admin_value[memory_limit] = -1").replace(
+                                        "pm.max_children = 3", "pm.max_children = 1"))
+        fpm = start([fpm_binary(), "-F", "-R", "-y", conf])
+        base = "http://127.0.0.1:%d" % port
+        wait_for(lambda: os.path.exists(os.path.join(tmp, "uwsgi.sock")) and os.path.exists(os.path.join(tmp, "fpm.sock")), "servers up")
+        time.sleep(1)
+
+        def kill_mid_request(url, parent):
+            t = in_background(url)
+            time.sleep(1)
+            busy = [c for c, args in children(parent) if "worker" in args or "pool" in args]
+            for c in busy:
+                os.kill(c, signal.SIGKILL)
+            t.join()
+
+        kill_mid_request(base + "/uwsgi/sleep?s=5", u.pid)
+        time.sleep(1)
+        get(base + "/uwsgi/sleep?s=6")  # harakiri
+        kill_mid_request(base + "/php?sleep=5", fpm.pid)
+        time.sleep(1)
+        get(base + "/php?sleep=6")  # request_terminate_timeout
+        time.sleep(1)
+        # One child busy, a backlog of 1: the next connects are refused.
+        ts = [in_background(base + "/php?sleep=1") for _ in range(8)]
+        for t in ts:
+            t.join()
+        os.kill(u.pid, signal.SIGINT)
+        u.wait(15)
+        os.kill(fpm.pid, signal.SIGQUIT)
+        fpm.wait(15)
+        get(base + "/uwsgi/")
+        get(base + "/php")
+        time.sleep(0.5)
+        out = os.path.join(ROOT, "fixtures", "nginx", "error_uwsgi_fastcgi.log")
+        with open(os.path.join(tmp, "error.log")) as f:
+            text = f.read().replace(tmp, "/run/app")
+        with open(out, "w") as f:
+            f.write(text)
+        print("captured", out)
+    finally:
+        for p in procs:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main():
     server = sys.argv[1] if len(sys.argv) > 1 else "uwsgi"
+    if server == "nginx":
+        return capture_nginx()
     wanted = sys.argv[2:]
     tmp = tempfile.mkdtemp(prefix="bgw-capture-")
     if server == "uwsgi":

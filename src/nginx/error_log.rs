@@ -412,6 +412,60 @@ mod tests {
         classify(&parsed).map(|f| (f.reason, f.phase, f.status))
     }
 
+    /// nginx 1.22 in front of uWSGI 2.0.21 (`uwsgi_pass`) and php-fpm 8.2
+    /// (`fastcgi_pass`), captured by tools/capture_server_logs.py nginx:
+    /// the same rows as for `proxy_pass`, on `uwsgi://unix:` and
+    /// `fastcgi://unix:` upstreams.
+    #[test]
+    fn uwsgi_and_fastcgi_lines_captured_from_real_nginx() {
+        use Phase::*;
+        let text = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/nginx/error_uwsgi_fastcgi.log"
+        ));
+        let got: Vec<(Reason, Phase, Option<u16>, &str)> = text
+            .lines()
+            .map(|l| {
+                let p = parse_error_line(l).expect("parses");
+                let f = classify(&p).unwrap_or_else(|| panic!("not classified: {l}"));
+                (
+                    f.reason,
+                    f.phase,
+                    f.status,
+                    upstream_server(p.upstream.unwrap()),
+                )
+            })
+            .collect();
+        let uwsgi = "unix:/run/app/uwsgi.sock";
+        let fpm = "unix:/run/app/fpm.sock";
+        let want = [
+            // A uWSGI worker SIGKILLed mid-request; then a harakiri.
+            (PrematureClose, ReadHeader, Some(502), uwsgi),
+            (PrematureClose, ReadHeader, Some(502), uwsgi),
+            // A php-fpm child SIGKILLed mid-request (as an OOM kill does);
+            // then request_terminate_timeout: a reset, not a close.
+            (ResetByPeer, ReadHeader, Some(502), fpm),
+            (ResetByPeer, ReadHeader, Some(502), fpm),
+        ];
+        assert_eq!(got[..4], want, "{got:?}");
+        // listen.backlog = 1 with its one child busy: EAGAIN on the socket.
+        let rest = &got[4..];
+        let backlog = rest.iter().take_while(|g| g.0 == BacklogFull).count();
+        assert!(backlog >= 1, "{got:?}");
+        assert!(rest[..backlog]
+            .iter()
+            .all(|g| *g == (BacklogFull, Connect, Some(502), fpm)));
+        // uWSGI stopped (its socket file left behind), php-fpm stopped (its
+        // socket removed).
+        assert_eq!(
+            rest[backlog..],
+            [
+                (ConnectionRefused, Connect, Some(502), uwsgi),
+                (SocketMissing, Connect, Some(502), fpm),
+            ]
+        );
+    }
+
     #[test]
     fn parses_full_line() {
         let l = r#"2026/11/23 04:20:01 [error] 1234#1234: *56 connect() to unix:/run/gunicorn/api.sock failed (2: No such file or directory) while connecting to upstream, client: 127.0.0.1, server: _, request: "GET /x HTTP/1.1", upstream: "http://unix:/run/gunicorn/api.sock:/x", host: "127.0.0.1:8080""#;
