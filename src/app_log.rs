@@ -1,6 +1,6 @@
 //! The app servers' own logs: each pool's `log_file`, followed across
 //! rotation like nginx's logs, its lines parsed by the server's parser
-//! (`gunicorn::log`, [`uwsgi`], [`php_fpm`]) and the ones about workers
+//! (`gunicorn::log`, [`uwsgi`], [`php_fpm`], [`unicorn`], [`puma`]) and the ones about workers
 //! and the master put on the timeline (a timeout, an autorestart, the
 //! signal or code a worker was reaped with, a reload, a shutdown): the
 //! evidence of why a worker ended, one vocabulary for every server.
@@ -16,6 +16,8 @@ use crate::state::timeline::{AppLog, EventKind};
 use crate::state::{Published, Sinks};
 
 pub mod php_fpm;
+pub mod puma;
+pub mod unicorn;
 pub mod uwsgi;
 
 /// The bytes after the first `needle` in `hay`.
@@ -242,7 +244,9 @@ pub fn other_server_evidence(server: Server, line: &[u8]) -> Option<AppLog> {
     match server {
         Server::Uwsgi => uwsgi::parse_line(line),
         Server::PhpFpm => php_fpm::parse_line(line, None),
-        Server::Gunicorn | Server::Puma | Server::Unicorn | Server::Generic => None,
+        Server::Unicorn => unicorn::parse_line(line),
+        Server::Puma => puma::parse_line(line),
+        Server::Gunicorn | Server::Generic => None,
     }
 }
 
@@ -409,10 +413,11 @@ mod tests {
         })
     }
 
-    /// Each captured ending of uWSGI 2.0.21 and php-fpm 8.2 gives the
+    /// Each captured ending of uWSGI 2.0.21, php-fpm 8.2, Unicorn 6 and
+    /// Puma 5.6 gives the
     /// evidence the exit-reason table reads.
     #[test]
-    fn uwsgi_and_php_fpm_logs_give_the_evidence_of_each_ending() {
+    fn other_servers_logs_give_the_evidence_of_each_ending() {
         use AppLog::*;
         type Case = (Server, &'static str, &'static str, fn(&AppLog) -> bool);
         let cases: &[Case] = &[
@@ -461,6 +466,54 @@ mod tests {
             (Server::PhpFpm, "php-fpm/8.2", "term_stop.log", |a| {
                 matches!(a, Shutdown)
             }),
+            (
+                Server::Unicorn,
+                "unicorn/6.0.0",
+                "timeout_sigkill_hup_quit.log",
+                |a| matches!(a, WorkerTimeout { .. }),
+            ),
+            (
+                Server::Unicorn,
+                "unicorn/6.0.0",
+                "timeout_sigkill_hup_quit.log",
+                |a| matches!(a, WorkerSignaled { signal: 9, .. }),
+            ),
+            (
+                Server::Unicorn,
+                "unicorn/6.0.0",
+                "timeout_sigkill_hup_quit.log",
+                |a| matches!(a, WorkerExited { code: 0, .. }),
+            ),
+            (
+                Server::Unicorn,
+                "unicorn/6.0.0",
+                "timeout_sigkill_hup_quit.log",
+                |a| matches!(a, Reload),
+            ),
+            (
+                Server::Unicorn,
+                "unicorn/6.0.0",
+                "timeout_sigkill_hup_quit.log",
+                |a| matches!(a, Shutdown),
+            ),
+            (
+                Server::Puma,
+                "puma/5.6.5",
+                "sigkill_usr1_usr2_term.log",
+                |a| matches!(a, WorkerBooted { .. }),
+            ),
+            (
+                Server::Puma,
+                "puma/5.6.5",
+                "sigkill_usr1_usr2_term.log",
+                |a| matches!(a, Reload),
+            ),
+            (
+                Server::Puma,
+                "puma/5.6.5",
+                "sigkill_usr1_usr2_term.log",
+                |a| matches!(a, Shutdown),
+            ),
         ];
         for (server, dir, name, want) in cases {
             let e = replay_server(*server, dir, name);

@@ -799,7 +799,13 @@ fn nginx_options(args: &Args, cfg: &Config, start: StartAt) -> NginxOptions {
 }
 
 /// The servers whose `log_file` is read: those with a parser.
-const LOG_SERVERS: &[Server] = &[Server::Gunicorn, Server::Uwsgi, Server::PhpFpm];
+const LOG_SERVERS: &[Server] = &[
+    Server::Gunicorn,
+    Server::Uwsgi,
+    Server::PhpFpm,
+    Server::Puma,
+    Server::Unicorn,
+];
 
 /// The pools' own logs that are read.
 fn app_log_options(args: &Args, cfg: &Config) -> AppLogOptions {
@@ -828,7 +834,7 @@ fn warn_unread_log_files(cfg: &Config) {
                 pool = %p.name,
                 log_file = %f.display(),
                 server = p.server.as_str(),
-                "log_file is read for server: gunicorn, uwsgi, php-fpm only; ignoring it"
+                "log_file is not read for server: generic; ignoring it"
             );
         }
     }
