@@ -22,10 +22,12 @@ command -v prometheus >/dev/null || need_pkgs+=(prometheus)
 command -v promtool >/dev/null || need_pkgs+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || need_pkgs+=(prometheus-alertmanager)
 command -v mtail >/dev/null || need_pkgs+=(mtail)
-# tests/servers.rs: uWSGI and php-fpm as Debian ships them.
+# tests/servers.rs: uWSGI, php-fpm, Unicorn and Puma as Debian ships them.
 command -v uwsgi >/dev/null || need_pkgs+=(uwsgi-core)
 [ -e /usr/lib/uwsgi/plugins/python3_plugin.so ] || need_pkgs+=(uwsgi-plugin-python3)
 ls /usr/sbin/php-fpm* >/dev/null 2>&1 || need_pkgs+=(php-fpm)
+command -v unicorn >/dev/null || need_pkgs+=(unicorn)
+command -v puma >/dev/null || need_pkgs+=(puma)
 # tests/packaging.rs: systemd-analyze verify on the shipped unit; tests/cli.rs:
 # systemd-socket-activate for --web.systemd-socket.
 command -v systemd-analyze >/dev/null && command -v systemd-socket-activate >/dev/null || need_pkgs+=(systemd)

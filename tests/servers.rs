@@ -1,6 +1,7 @@
-//! uWSGI and php-fpm from Debian's packages (scripts/test.sh installs
-//! them), each with 3 workers in a memory cgroup behind real nginx
-//! (`uwsgi_pass`, `fastcgi_pass`), with a leaking endpoint. From real
+//! uWSGI, php-fpm, Unicorn and Puma from Debian's packages (scripts/test.sh
+//! installs them), each with 3 workers in a memory cgroup behind real
+//! nginx (`uwsgi_pass`, `fastcgi_pass`, `proxy_pass`), with a leaking
+//! endpoint (tests/apps/: app.py, app.php, config.ru). From real
 //! scrapes: the pool and its workers (a uWSGI mule and spooler not
 //! counted), per-slot memory under the server's own worker numbers,
 //! recycling counted `max_requests`, the server's request timeout counted
@@ -388,6 +389,219 @@ fn php_fpm_behind_nginx() {
         exits(s, "fpm", "shutdown") == exits(&s0, "fpm", "shutdown") + 3.0
     });
     assert_eq!(s.get("badgateway_pool_up", &[("pool", "fpm")]), Some(0.0));
+    drop(e);
+    drop(nginx);
+    drop(server);
+}
+
+#[test]
+fn unicorn_behind_nginx() {
+    need("/usr/bin/unicorn", "unicorn");
+    let since = kmsg_records().last().map_or(0, |r| r.0);
+    let cg = Cgroup::create("unicorn");
+    let dir = TempDir::new("unicorn");
+    let d = dir.path();
+    let sock = d.join("unicorn.sock");
+    let log = d.join("unicorn.log");
+    let pidfile = d.join("unicorn.pid");
+    let conf = d.join("unicorn.rb");
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_processes 3\ntimeout 3\nlisten \"{}\"\npid \"{}\"\nstderr_path \"{}\"\n",
+            sock.display(),
+            pidfile.display(),
+            log.display()
+        ),
+    )
+    .unwrap();
+    let server = start_in(
+        &cg,
+        "unicorn",
+        &[
+            "env".into(),
+            "BGW_WORKER_OOM_FIRST=1".into(),
+            "unicorn".into(),
+            "-c".into(),
+            conf.display().to_string(),
+            apps_dir().join("config.ru").display().to_string(),
+        ],
+    );
+    wait_for(T, "Unicorn's 3 workers ready", || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.matches(" ready").count() >= 3)
+    });
+    let nginx_dir = TempDir::new("unicorn-nginx");
+    let nginx = Nginx::start(
+        nginx_dir.path(),
+        &format!(
+            "location / {{ proxy_pass http://unix:{}; }}",
+            sock.display()
+        ),
+    );
+    let yaml = format!(
+        "pools:\n  - name: uc\n    server: unicorn\n    pidfile: {}\n    log_file: {}\n{}",
+        pidfile.display(),
+        log.display(),
+        nginx.config("edge"),
+    );
+    let e = Exporter::start(Some(&yaml), &[]);
+    let three =
+        |s: &common::Scrape| s.get("badgateway_pool_workers", &[("pool", "uc")]) == Some(3.0);
+    // Slots are Unicorn's worker[N].
+    e.wait_scrape(T, "3 workers with their memory", |s| {
+        three(s) && slots_with_memory(s, "uc") == ["0", "1", "2"]
+    });
+    assert_eq!(nginx.get("/"), 200);
+
+    // A request past `timeout 3`: Unicorn logs the timeout and SIGKILLs.
+    let s0 = e.scrape();
+    assert_eq!(nginx.get("/sleep?s=10"), 502);
+    let s = e.wait_scrape(T, "the timeout counted", |s| {
+        exits(s, "uc", "timeout") == exits(&s0, "uc", "timeout") + 1.0
+            && failed(s, "uc", "worker_timeout") == failed(&s0, "uc", "worker_timeout") + 1.0
+    });
+    assert_eq!(exits(&s, "uc", "signal"), exits(&s0, "uc", "signal"));
+    e.wait_scrape(T, "3 workers again", |s| {
+        three(s) && slots_with_memory(s, "uc") == ["0", "1", "2"]
+    });
+    std::thread::sleep(Duration::from_secs(3));
+
+    // A real OOM kill: the same reap line as the timeout's, without one.
+    let s0 = e.scrape();
+    cg.set_limit(cg.usage() + 60 * MIB);
+    let (kills, statuses) = leak_until_killed(&nginx, &cg, since, "/leak?mb=200");
+    assert!(statuses.contains(&502), "{statuses:?}");
+    let s = e.wait_scrape(T, "the OOM kill and its 502", |s| {
+        exits(s, "uc", "oom_killed") == exits(&s0, "uc", "oom_killed") + kills as f64
+            && failed(s, "uc", "worker_oom_killed") >= failed(&s0, "uc", "worker_oom_killed") + 1.0
+    });
+    assert_eq!(exits(&s, "uc", "timeout"), exits(&s0, "uc", "timeout"));
+
+    // HUP: a reload; QUIT: a graceful stop.
+    e.wait_scrape(T, "3 workers again", three);
+    let s0 = e.scrape();
+    server.signal(libc::SIGHUP);
+    e.wait_scrape(T, "the reload counted", |s| {
+        exits(s, "uc", "reload") == exits(&s0, "uc", "reload") + 3.0 && three(s)
+    });
+    let s0 = e.scrape();
+    server.signal(libc::SIGQUIT);
+    let s = e.wait_scrape(T, "the stop counted", |s| {
+        exits(s, "uc", "shutdown") == exits(&s0, "uc", "shutdown") + 3.0
+    });
+    assert_eq!(s.get("badgateway_pool_up", &[("pool", "uc")]), Some(0.0));
+    drop(e);
+    drop(nginx);
+    drop(server);
+}
+
+#[test]
+fn puma_discovered_behind_nginx() {
+    need("/usr/bin/puma", "puma");
+    let since = kmsg_records().last().map_or(0, |r| r.0);
+    let cg = Cgroup::create("puma");
+    let dir = TempDir::new("puma");
+    let d = dir.path();
+    let sock = d.join("puma.sock");
+    let log = d.join("puma.log");
+    let pidfile = d.join("puma.pid");
+    let log_s = log.display().to_string();
+    let server = start_in(
+        &cg,
+        "puma",
+        &[
+            "env".into(),
+            "BGW_WORKER_OOM_FIRST=1".into(),
+            "puma".into(),
+            "-w".into(),
+            "3".into(),
+            "--tag".into(),
+            "bgwpuma".into(),
+            "-b".into(),
+            format!("unix://{}", sock.display()),
+            "--redirect-stdout".into(),
+            log_s.clone(),
+            "--redirect-stderr".into(),
+            log_s,
+            "--redirect-append".into(),
+            "--pidfile".into(),
+            pidfile.display().to_string(),
+            apps_dir().join("config.ru").display().to_string(),
+        ],
+    );
+    wait_for(T, "Puma's 3 workers booted", || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.matches(") booted").count() >= 3)
+    });
+    let nginx_dir = TempDir::new("puma-nginx");
+    let nginx = Nginx::start(
+        nginx_dir.path(),
+        &format!(
+            "location / {{ proxy_pass http://unix:{}; }}",
+            sock.display()
+        ),
+    );
+    // Discovery: found by its process title (`puma 5.6.5 (unix://...)
+    // [bgwpuma]`), named by its tag, slots its worker indexes.
+    let discovered = Exporter::start(
+        Some(&format!("discover: [puma]\n{}", nginx.config("edge"))),
+        &[],
+    );
+    discovered.wait_scrape(T, "the discovered pool, 3 workers with their memory", |s| {
+        s.get("badgateway_pool_workers", &[("pool", "bgwpuma")]) == Some(3.0)
+            && slots_with_memory(s, "bgwpuma") == ["0", "1", "2"]
+    });
+    drop(discovered);
+
+    // Configured with its log, for the rest.
+    let yaml = format!(
+        "pools:\n  - name: pu\n    server: puma\n    pidfile: {}\n    log_file: {}\n{}",
+        pidfile.display(),
+        log.display(),
+        nginx.config("edge"),
+    );
+    let e = Exporter::start(Some(&yaml), &[]);
+    let three =
+        |s: &common::Scrape| s.get("badgateway_pool_workers", &[("pool", "pu")]) == Some(3.0);
+    e.wait_scrape(T, "3 workers with their memory", |s| {
+        three(s) && slots_with_memory(s, "pu") == ["0", "1", "2"]
+    });
+    assert_eq!(nginx.get("/"), 200);
+
+    // A real OOM kill. Puma logs nothing about it: the process events and
+    // the kernel are the evidence.
+    let s0 = e.scrape();
+    cg.set_limit(cg.usage() + 60 * MIB);
+    let (kills, statuses) = leak_until_killed(&nginx, &cg, since, "/leak?mb=200");
+    assert!(statuses.contains(&502), "{statuses:?}");
+    e.wait_scrape(T, "the OOM kill and its 502", |s| {
+        exits(s, "pu", "oom_killed") == exits(&s0, "pu", "oom_killed") + kills as f64
+            && failed(s, "pu", "worker_oom_killed") >= failed(&s0, "pu", "worker_oom_killed") + 1.0
+    });
+
+    // USR2, a hot restart: the master execs itself (its comm becomes
+    // ruby3.x), the pool follows the same pid, its old workers counted
+    // reload.
+    e.wait_scrape(T, "3 workers again", three);
+    let s0 = e.scrape();
+    let master = server.pid();
+    server.signal(libc::SIGUSR2);
+    wait_for(T, "the master's comm after the hot restart", || {
+        std::fs::read_to_string(format!("/proc/{master}/comm")).is_ok_and(|c| c.starts_with("ruby"))
+    });
+    let s = e.wait_scrape(T, "the hot restart counted reload", |s| {
+        exits(s, "pu", "reload") == exits(&s0, "pu", "reload") + 3.0
+            && three(s)
+            && slots_with_memory(s, "pu") == ["0", "1", "2"]
+    });
+    assert_eq!(s.get("badgateway_pool_up", &[("pool", "pu")]), Some(1.0));
+
+    // TERM: a stop.
+    let s0 = e.scrape();
+    server.signal(libc::SIGTERM);
+    let s = e.wait_scrape(T, "the stop counted", |s| {
+        exits(s, "pu", "shutdown") == exits(&s0, "pu", "shutdown") + 3.0
+    });
+    assert_eq!(s.get("badgateway_pool_up", &[("pool", "pu")]), Some(0.0));
     drop(e);
     drop(nginx);
     drop(server);
