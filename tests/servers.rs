@@ -184,6 +184,13 @@ fn uwsgi_behind_nginx() {
     });
     assert_eq!(s.get("badgateway_pool_up", &[("pool", "uw")]), Some(1.0));
     assert_eq!(nginx.get("/"), 200);
+    // The same from /proc polling alone, without the process events.
+    let polling = Exporter::start(Some(&yaml), &["--collector.proc-events=false"]);
+    polling.wait_scrape(T, "3 workers by polling", |s| {
+        s.get("badgateway_pool_workers", &[("pool", "uw")]) == Some(3.0)
+            && slots_with_memory(s, "uw") == ["1", "2", "3"]
+    });
+    drop(polling);
 
     // Recycling: --max-requests 4 once a worker is 1 s old.
     std::thread::sleep(Duration::from_millis(1500));
