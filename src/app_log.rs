@@ -38,8 +38,9 @@ pub const MAX_LINE: usize = 8 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct AppLogOptions {
-    /// (pool, its log file, the server that writes it).
-    pub logs: Vec<(String, PathBuf, Server)>,
+    /// (pool, its log file, the server that writes it, and for php-fpm the
+    /// php-fpm pool whose lines are read, `None`: all).
+    pub logs: Vec<(String, PathBuf, Server, Option<String>)>,
     /// Where to start in the files that exist at startup.
     pub start: StartAt,
     pub interval: Duration,
@@ -76,6 +77,7 @@ pub fn health_source(pool: &str) -> String {
 struct PoolLog {
     pool: Arc<str>,
     server: Server,
+    php_fpm_pool: Option<String>,
     follower: Follower,
     lines: u64,
     listening: Vec<String>,
@@ -90,10 +92,17 @@ pub struct AppLogSource {
     updates: Option<(Arc<Published<AppLogOptions>>, u64)>,
 }
 
-fn pool_log(pool: &str, path: &std::path::Path, server: Server, start: StartAt) -> PoolLog {
+fn pool_log(
+    pool: &str,
+    path: &std::path::Path,
+    server: Server,
+    php_fpm_pool: Option<String>,
+    start: StartAt,
+) -> PoolLog {
     PoolLog {
         pool: Arc::from(pool),
         server,
+        php_fpm_pool,
         follower: Follower::new(
             path.to_path_buf(),
             FollowConfig {
@@ -112,7 +121,7 @@ impl AppLogSource {
         let logs = opts
             .logs
             .iter()
-            .map(|(pool, path, server)| pool_log(pool, path, *server, opts.start))
+            .map(|(pool, path, server, fpm)| pool_log(pool, path, *server, fpm.clone(), opts.start))
             .collect();
         AppLogSource {
             logs,
@@ -135,15 +144,19 @@ impl AppLogSource {
     /// exported.
     pub fn reconfigure(&mut self, opts: AppLogOptions) {
         let mut old: Vec<Option<PoolLog>> = self.logs.drain(..).map(Some).collect();
-        for (pool, path, server) in &opts.logs {
+        for (pool, path, server, fpm) in &opts.logs {
             let kept = old.iter_mut().find(|l| {
                 l.as_ref().is_some_and(|l| {
-                    *l.pool == **pool && l.follower.path() == path.as_path() && l.server == *server
+                    *l.pool == **pool
+                        && l.follower.path() == path.as_path()
+                        && l.server == *server
+                        && l.php_fpm_pool == *fpm
                 })
             });
             let log = kept.and_then(Option::take);
-            self.logs
-                .push(log.unwrap_or_else(|| pool_log(pool, path, *server, opts.start)));
+            self.logs.push(
+                log.unwrap_or_else(|| pool_log(pool, path, *server, fpm.clone(), opts.start)),
+            );
         }
         for gone in old.into_iter().flatten() {
             if !self.logs.iter().any(|l| l.pool == gone.pool) {
@@ -190,13 +203,13 @@ impl AppLogSource {
             let before = l.lines;
             let (pool, sinks, lines) = (&l.pool, &self.sinks, &mut l.lines);
             let listening = &mut l.listening;
-            let server = l.server;
+            let (server, fpm) = (l.server, l.php_fpm_pool.as_deref());
             let r = l.follower.poll(&mut |line| {
                 *lines += 1;
                 if server != Server::Gunicorn {
                     // These servers' lines carry no time, or one without a
                     // zone: a line's time is when it was read.
-                    if let Some(what) = other_server_evidence(server, line.bytes) {
+                    if let Some(what) = other_server_evidence(server, fpm, line.bytes) {
                         sinks.timeline.push(
                             SystemTime::now(),
                             Some(pool.clone()),
@@ -240,10 +253,15 @@ impl AppLogSource {
 }
 
 /// What a line of another server's log says, by the server's parser.
-pub fn other_server_evidence(server: Server, line: &[u8]) -> Option<AppLog> {
+/// `php_fpm_pool` keeps a php-fpm log's lines to that pool's children.
+pub fn other_server_evidence(
+    server: Server,
+    php_fpm_pool: Option<&str>,
+    line: &[u8],
+) -> Option<AppLog> {
     match server {
         Server::Uwsgi => uwsgi::parse_line(line),
-        Server::PhpFpm => php_fpm::parse_line(line, None),
+        Server::PhpFpm => php_fpm::parse_line(line, php_fpm_pool),
         Server::Unicorn => unicorn::parse_line(line),
         Server::Puma => puma::parse_line(line),
         Server::Gunicorn | Server::Generic => None,
@@ -289,7 +307,7 @@ mod tests {
         let sinks = Sinks::new(1024);
         let mut s = AppLogSource::new(
             AppLogOptions {
-                logs: vec![("api".into(), fixture(name), Server::Gunicorn)],
+                logs: vec![("api".into(), fixture(name), Server::Gunicorn, None)],
                 start: StartAt::Beginning,
                 interval: Duration::from_millis(250),
             },
@@ -317,7 +335,12 @@ mod tests {
         let sinks = Sinks::new(1024);
         let mut s = AppLogSource::new(
             AppLogOptions {
-                logs: vec![("api".into(), fixture("max_requests.log"), Server::Gunicorn)],
+                logs: vec![(
+                    "api".into(),
+                    fixture("max_requests.log"),
+                    Server::Gunicorn,
+                    None,
+                )],
                 start: StartAt::Beginning,
                 interval: Duration::from_millis(250),
             },
@@ -396,7 +419,7 @@ mod tests {
         let sinks = Sinks::new(1024);
         let mut s = AppLogSource::new(
             AppLogOptions {
-                logs: vec![("api".into(), path, server)],
+                logs: vec![("api".into(), path, server, None)],
                 start: StartAt::Beginning,
                 interval: Duration::from_millis(250),
             },
@@ -549,6 +572,7 @@ mod tests {
                     "api".into(),
                     PathBuf::from("/nonexistent/gunicorn.log"),
                     Server::Gunicorn,
+                    None,
                 )],
                 start: StartAt::End,
                 interval: Duration::from_millis(250),

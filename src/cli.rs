@@ -813,7 +813,14 @@ fn app_log_options(args: &Args, cfg: &Config) -> AppLogOptions {
         .pools
         .iter()
         .filter(|p| LOG_SERVERS.contains(&p.server))
-        .filter_map(|p| Some((p.name.clone(), p.log_file.clone()?, p.server)))
+        .filter_map(|p| {
+            Some((
+                p.name.clone(),
+                p.log_file.clone()?,
+                p.server,
+                p.php_fpm_pool.clone(),
+            ))
+        })
         .collect();
     AppLogOptions {
         logs,

@@ -75,6 +75,10 @@ pub struct RawPool {
     /// Gunicorn's control socket, when the search among the master's
     /// listening sockets cannot tell it (several candidates).
     pub control_socket: Option<PathBuf>,
+    /// For a php-fpm master serving several pools: the one this pool is
+    /// (`[www]` in php-fpm.conf). Children of its other pools are not
+    /// counted, and their log lines are not read.
+    pub php_fpm_pool: Option<String>,
 }
 
 fn default_server() -> Server {
@@ -108,6 +112,7 @@ pub struct PoolConfig {
     pub log_file: Option<PathBuf>,
     pub max_slots: usize,
     pub control_socket: Option<PathBuf>,
+    pub php_fpm_pool: Option<String>,
 }
 
 pub const DEFAULT_MAX_SLOTS: usize = 256;
@@ -514,6 +519,12 @@ fn pool_config(p: RawPool, before: &[PoolConfig]) -> Result<PoolConfig, String> 
             p.name
         ));
     }
+    if p.php_fpm_pool.is_some() && p.server != Server::PhpFpm {
+        return Err(format!(
+            "pool {:?}: php_fpm_pool is for server: php-fpm",
+            p.name
+        ));
+    }
     Ok(PoolConfig {
         name: p.name,
         server: p.server,
@@ -521,6 +532,7 @@ fn pool_config(p: RawPool, before: &[PoolConfig]) -> Result<PoolConfig, String> 
         log_file: p.log_file,
         max_slots: p.max_slots.unwrap_or(DEFAULT_MAX_SLOTS).max(1),
         control_socket: p.control_socket,
+        php_fpm_pool: p.php_fpm_pool,
     })
 }
 
@@ -687,6 +699,17 @@ mod tests {
         assert!(cfg.pools.is_empty());
         let cfg = Config::embedded_default();
         assert_eq!(cfg.discover, vec![Discover::Gunicorn]);
+    }
+
+    #[test]
+    fn php_fpm_pool_is_for_php_fpm_only() {
+        let cfg = parse("pools:\n  - {name: a, server: php-fpm, pidfile: /x, php_fpm_pool: www}\n")
+            .unwrap();
+        assert_eq!(cfg.pools[0].php_fpm_pool.as_deref(), Some("www"));
+        let err = parse("pools:\n  - {name: a, server: uwsgi, pidfile: /x, php_fpm_pool: www}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("php_fpm_pool is for server: php-fpm"), "{err}");
     }
 
     #[test]

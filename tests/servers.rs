@@ -302,7 +302,10 @@ fn php_fpm_behind_nginx() {
             "[global]\nerror_log = {log}\npid = {pid}\ndaemonize = no\n\n\
              [www]\nuser = www-data\ngroup = www-data\nlisten = {sock}\nlisten.mode = 0666\n\
              pm = static\npm.max_children = 3\npm.max_requests = 5\n\
-             request_terminate_timeout = 3s\nphp_admin_value[memory_limit] = -1\n",
+             request_terminate_timeout = 3s\nphp_admin_value[memory_limit] = -1\n\n\
+             [admin]\nuser = www-data\ngroup = www-data\nlisten = {admin}\n\
+             pm = static\npm.max_children = 1\n",
+            admin = d.join("admin.sock").display(),
             log = log.display(),
             pid = pidfile.display(),
             sock = sock.display(),
@@ -320,8 +323,9 @@ fn php_fpm_behind_nginx() {
             conf.display().to_string(),
         ],
     );
-    wait_for(T, "php-fpm's 3 children", || {
-        sock.exists() && children_of(server.pid()).len() == 3
+    // 3 children of pool www, 1 of pool admin.
+    wait_for(T, "php-fpm's 4 children", || {
+        sock.exists() && children_of(server.pid()).len() == 4
     });
 
     let nginx_dir = TempDir::new("phpfpm-nginx");
@@ -335,7 +339,7 @@ fn php_fpm_behind_nginx() {
         ),
     );
     let yaml = format!(
-        "pools:\n  - name: fpm\n    server: php-fpm\n    pidfile: {}\n    log_file: {}\n{}",
+        "pools:\n  - name: fpm\n    server: php-fpm\n    php_fpm_pool: www\n    pidfile: {}\n    log_file: {}\n{}",
         pidfile.display(),
         log.display(),
         nginx.config("edge"),
@@ -344,7 +348,8 @@ fn php_fpm_behind_nginx() {
     let three =
         |s: &common::Scrape| s.get("badgateway_pool_workers", &[("pool", "fpm")]) == Some(3.0);
 
-    // 3 children on the lowest free slots, each with RSS, PSS and USS.
+    // 3 children on the lowest free slots, each with RSS, PSS and USS; the
+    // child of pool admin not counted.
     e.wait_scrape(T, "3 children with their memory", |s| {
         three(s) && slots_with_memory(s, "fpm") == ["0", "1", "2"]
     });

@@ -69,6 +69,8 @@ pub struct Tracker {
     pending: HashMap<ProcId, SystemTime>,
     /// Children that are not workers (mules, a spooler, a new master).
     others: HashSet<ProcId>,
+    /// For a php-fpm master with several pools: the one counted.
+    php_fpm_pool: Option<String>,
     pub state: PoolState,
 }
 
@@ -98,18 +100,21 @@ impl Tracker {
             preset: servers::preset(server),
             pending: HashMap::new(),
             others: HashSet::new(),
+            php_fpm_pool: None,
             state: PoolState::new(name, server),
         }
     }
 
     pub fn from_config(p: &PoolConfig) -> Tracker {
-        Tracker::with_control(
+        let mut t = Tracker::with_control(
             &p.name,
             p.server,
             Finder::Config(p.matcher.clone()),
             p.max_slots,
             p.control_socket.clone(),
-        )
+        );
+        t.php_fpm_pool = p.php_fpm_pool.clone();
+        t
     }
 
     /// Live workers and their slots (`None` past `max_slots`).
@@ -364,9 +369,18 @@ impl Tracker {
             if self.others.contains(id) {
                 continue;
             }
-            let role = lookup.cmdline(id.pid).map_or(ChildRole::Undecided, |c| {
-                servers::child_role(p, &c, master_cmdline.as_deref())
+            let cmdline = lookup.cmdline(id.pid);
+            let mut role = cmdline.as_deref().map_or(ChildRole::Undecided, |c| {
+                servers::child_role(p, c, master_cmdline.as_deref())
             });
+            // A child of another pool of the same php-fpm master.
+            if let (Some(want), Some(c), ChildRole::Worker(_)) =
+                (&self.php_fpm_pool, cmdline.as_deref(), role)
+            {
+                if servers::php_fpm_pool(c) != Some(want.as_str()) {
+                    role = ChildRole::Other;
+                }
+            }
             match role {
                 ChildRole::Worker(n) => {
                     self.pending.remove(id);

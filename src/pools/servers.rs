@@ -162,6 +162,14 @@ pub fn child_role(p: &Preset, child: &str, master: Option<&str>) -> ChildRole {
     (p.child)(child)
 }
 
+/// The php-fpm pool a child serves, from its title `php-fpm: pool www`.
+pub fn php_fpm_pool(title: &str) -> Option<&str> {
+    title
+        .strip_prefix("php-fpm: pool ")
+        .map(|p| p.trim_end())
+        .filter(|p| !p.is_empty())
+}
+
 fn leading_number(s: &str) -> Option<usize> {
     let n = s.bytes().take_while(u8::is_ascii_digit).count();
     s[..n].parse().ok()
@@ -259,6 +267,8 @@ mod tests {
             "the new master of a hot restart"
         );
         assert!(preset(Server::Gunicorn).is_none());
+        assert_eq!(php_fpm_pool("php-fpm: pool admin"), Some("admin"));
+        assert_eq!(php_fpm_pool("php-fpm: master process (x)"), None);
     }
 
     #[test]
