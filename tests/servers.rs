@@ -618,3 +618,69 @@ fn puma_discovered_behind_nginx() {
     drop(nginx);
     drop(server);
 }
+
+/// Gunicorn's USR2 hot restart forks a new master from the old one: with
+/// setproctitle it is titled `gunicorn: master`, and it is not a worker of
+/// the old master's pool, nor counted as a worker's exit when it leaves
+/// the old master's children. When the old master quits, the pidfile
+/// names the new one and the pool follows it.
+#[test]
+fn gunicorn_usr2_new_master_is_not_a_worker() {
+    let dir = TempDir::new("usr2");
+    let pidfile = dir.path().join("gunicorn.pid");
+    let g = Gunicorn::start(GunicornOpts {
+        workers: 2,
+        bind: format!("127.0.0.1:{}", free_port()),
+        pidfile: pidfile.clone(),
+        extra: &["--name", "usr2"],
+        pre_exec: None,
+        venv: Some(venv_setproctitle()),
+    });
+    let yaml = format!(
+        "pools:\n  - name: app\n    server: gunicorn\n    pidfile: {}\n",
+        pidfile.display()
+    );
+    let e = Exporter::start(Some(&yaml), &[]);
+    let workers = |s: &common::Scrape| s.get("badgateway_pool_workers", &[("pool", "app")]);
+    let ended = |s: &common::Scrape| s.sum("badgateway_worker_exits_total", &[("pool", "app")]);
+    e.wait_scrape(T, "2 workers", |s| workers(s) == Some(2.0));
+    let s0 = e.scrape();
+
+    let old = g.master_pid();
+    g.proc.signal(libc::SIGUSR2);
+    let title =
+        |pid: i32| std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let new_master = || {
+        children_of(old)
+            .into_iter()
+            .find(|c| title(*c).starts_with("gunicorn: master"))
+    };
+    wait_for(T, "the new master with its 2 workers", || {
+        new_master().is_some_and(|m| children_of(m).len() == 2)
+    });
+    // Past the 2 s a child may keep its master's title.
+    std::thread::sleep(Duration::from_secs(3));
+    let s = e.wait_scrape(T, "the old master's 2 workers alone", |s| {
+        workers(s) == Some(2.0)
+    });
+    assert_eq!(ended(&s), ended(&s0), "no worker ended");
+    assert_eq!(children_of(old).len(), 3, "2 workers and the new master");
+
+    // The old master quits gracefully; Gunicorn moved its pidfile aside
+    // and the new master wrote its own.
+    let new = new_master().unwrap();
+    unsafe {
+        libc::kill(old, libc::SIGTERM);
+    }
+    let s = e.wait_scrape(T, "the pool on the new master", |s| {
+        workers(s) == Some(2.0)
+            && ended(s) == ended(&s0) + 2.0
+            && std::fs::read_to_string(&pidfile).is_ok_and(|p| p.trim() == new.to_string())
+    });
+    assert_eq!(s.get("badgateway_pool_up", &[("pool", "app")]), Some(1.0));
+    unsafe {
+        libc::kill(new, libc::SIGTERM);
+    }
+    drop(e);
+    drop(g);
+}

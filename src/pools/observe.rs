@@ -71,6 +71,9 @@ pub struct Tracker {
     others: HashSet<ProcId>,
     /// For a php-fpm master with several pools: the one counted.
     php_fpm_pool: Option<String>,
+    /// Gunicorn workers whose title was checked once they were old enough
+    /// to have set it.
+    titled: HashSet<ProcId>,
     pub state: PoolState,
 }
 
@@ -101,6 +104,7 @@ impl Tracker {
             pending: HashMap::new(),
             others: HashSet::new(),
             php_fpm_pool: None,
+            titled: HashSet::new(),
             state: PoolState::new(name, server),
         }
     }
@@ -279,6 +283,7 @@ impl Tracker {
         let mut numbers = HashMap::new();
         let live = match (t.preset, master) {
             (Some(p), Some(m)) => t.workers_among(p, m, live, lookup, wall, &mut numbers),
+            _ if t.state.server == Server::Gunicorn => t.without_new_masters(live, lookup, wall),
             _ => live,
         };
         let slot_changes = t.slots.observe_numbered(&live, &numbers);
@@ -405,6 +410,54 @@ impl Tracker {
         self.pending.retain(|id, _| live.contains(id));
         self.others.retain(|id| live.contains(id));
         workers
+    }
+
+    /// Gunicorn's children without a new master forked by a USR2 hot
+    /// restart: with setproctitle, a child still titled `gunicorn: master`
+    /// [`servers::UNDECIDED_GRACE`] after its start is one (a worker
+    /// retitles itself as it boots). It leaves the pool without counting
+    /// as an exit. Without setproctitle the titles are the same, and it
+    /// stays counted as a worker.
+    fn without_new_masters(
+        &mut self,
+        live: Vec<ProcId>,
+        lookup: &mut Lookup<'_>,
+        wall: SystemTime,
+    ) -> Vec<ProcId> {
+        let root = lookup.root;
+        let mut kept = Vec::with_capacity(live.len());
+        for id in &live {
+            if self.titled.contains(id) {
+                kept.push(*id);
+                continue;
+            }
+            if self.others.contains(id) {
+                continue;
+            }
+            let age = wall
+                .duration_since(root.start_time(id.starttime))
+                .unwrap_or_default();
+            if age < servers::UNDECIDED_GRACE {
+                kept.push(*id);
+                continue;
+            }
+            match lookup.cmdline(id.pid) {
+                Some(c) if c.starts_with("gunicorn: master") => {
+                    self.others.insert(*id);
+                    self.slots.remove(id);
+                    self.state.workers.retain(|w| w.id != *id);
+                }
+                Some(_) => {
+                    self.titled.insert(*id);
+                    kept.push(*id);
+                }
+                // Gone, or unreadable: as before.
+                None => kept.push(*id),
+            }
+        }
+        self.titled.retain(|id| live.contains(id));
+        self.others.retain(|id| live.contains(id));
+        kept
     }
 
     /// The master's listening sockets, without its control socket.

@@ -11,6 +11,11 @@
 //! | Puma (cluster) | `puma 5.6.5 (tcp://0.0.0.0:3000) [app]` | `puma: cluster worker 0: 4242 [app]` (0) | any other title |
 //! | Unicorn | `unicorn master -c unicorn.rb` | `unicorn worker[0] -c unicorn.rb` (0) | `unicorn master ...`: the new master of a USR2 hot restart |
 //!
+//! Gunicorn has no row: every child is a worker, on the lowest free slot,
+//! except a new master of a USR2 hot restart, still titled `gunicorn:
+//! master` (setproctitle) once a worker would have retitled itself
+//! (`Tracker::without_new_masters`).
+//!
 //! A child still showing its master's command line has not set its title
 //! yet (it does so right after the fork): it is undecided until it does,
 //! or until [`UNDECIDED_GRACE`] has passed, when it is counted as a worker
