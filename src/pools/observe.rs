@@ -364,7 +364,8 @@ impl Tracker {
         wall: SystemTime,
         numbers: &mut HashMap<ProcId, usize>,
     ) -> Vec<ProcId> {
-        let master_cmdline = lookup.cmdline(master.pid);
+        // Read only when a child needs deciding: most cycles none does.
+        let mut master_cmdline: Option<Option<String>> = None;
         let mut workers = Vec::with_capacity(live.len());
         for id in &live {
             if self.slots.contains(id) {
@@ -375,6 +376,7 @@ impl Tracker {
                 continue;
             }
             let cmdline = lookup.cmdline(id.pid);
+            let master_cmdline = master_cmdline.get_or_insert_with(|| lookup.cmdline(master.pid));
             let mut role = cmdline.as_deref().map_or(ChildRole::Undecided, |c| {
                 servers::child_role(p, c, master_cmdline.as_deref())
             });
