@@ -702,6 +702,23 @@ mod tests {
     }
 
     #[test]
+    fn every_server_can_be_discovered() {
+        let cfg = parse("discover: [gunicorn, uwsgi, php-fpm, puma, unicorn]\n").unwrap();
+        let servers: Vec<Server> = cfg.discover.iter().map(|d| d.server()).collect();
+        assert_eq!(
+            servers,
+            [
+                Server::Gunicorn,
+                Server::Uwsgi,
+                Server::PhpFpm,
+                Server::Puma,
+                Server::Unicorn
+            ]
+        );
+        assert!(parse("discover: [generic]\n").is_err());
+    }
+
+    #[test]
     fn php_fpm_pool_is_for_php_fpm_only() {
         let cfg = parse("pools:\n  - {name: a, server: php-fpm, pidfile: /x, php_fpm_pool: www}\n")
             .unwrap();
