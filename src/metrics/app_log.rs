@@ -8,7 +8,7 @@ use super::{define_metrics, family};
 use crate::app_log::AppLogCounts;
 
 define_metrics! { METRICS;
-    APP_LOG_LINES: Counter, "badgateway_app_log_lines", ["pool"], "Lines read from the pool's own log (`log_file`, Gunicorn only).";
+    APP_LOG_LINES: Counter, "badgateway_app_log_lines", ["pool"], "Lines read from the pool's own log (`log_file`: Gunicorn, uWSGI, php-fpm, Puma, Unicorn).";
 }
 
 pub fn encode(c: &AppLogCounts, enc: &mut Encoder) -> fmt::Result {
