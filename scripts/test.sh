@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what the tests need when it is missing:
-# Debian's nginx-light, prometheus, prometheus-alertmanager, mtail and
-# systemd (for systemd-analyze), and
+# Debian's nginx-light, prometheus, prometheus-alertmanager, mtail,
+# systemd (for systemd-analyze) and python3-yaml, and
 # Gunicorn from PyPI into venvs under target/ (one without setproctitle, one
 # with it, since Gunicorn names its processes differently in each case).
 set -euo pipefail
@@ -16,6 +16,8 @@ command -v prometheus-alertmanager >/dev/null || need_pkgs+=(prometheus-alertman
 command -v mtail >/dev/null || need_pkgs+=(mtail)
 # tests/packaging.rs: systemd-analyze verify on the shipped unit.
 command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
+# tests/alerts.rs: tools/record_alert_series.py reads YAML.
+python3 -c 'import yaml' 2>/dev/null || need_pkgs+=(python3-yaml)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -266,7 +266,7 @@ def overview():
     b.panel(
         "stat",
         "Pools up",
-        "1 while the pool's master process is found, 0 when it is gone (AppPoolDown).",
+        "1 while the pool's master process is found, 0 when it is gone (BadGatewayPoolDown).",
         "bool_on_off",
         [("max by (instance, pool) (" + sel("badgateway_pool_up") + ")", "{{pool}} on {{instance}}")],
         w=3,
@@ -644,7 +644,7 @@ def fleet():
     b.panel(
         "table",
         "Pools down",
-        "Pools whose master process is gone now (AppPoolDown).",
+        "Pools whose master process is gone now (BadGatewayPoolDown).",
         "none",
         [("max by (instance, pool) (" + sel("badgateway_pool_up") + ") == 0", "{{pool}} on {{instance}}")],
         w=8,
