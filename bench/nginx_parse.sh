@@ -12,6 +12,10 @@
 #   every line is counted. That includes the follower, the parse and the
 #   counting, and the other collectors' idle work.
 # Usage: bench/nginx_parse.sh [LINES]   (default 2,000,000)
+# On a busy machine CPU seconds are noisy; to compare two builds, count
+# instructions of the same work with callgrind instead:
+#   cargo build --release --example nginx_parse_bench
+#   valgrind --tool=callgrind target/release/examples/nginx_parse_bench LOG FORMAT
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD

@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what the tests need when it is missing:
 # Debian's nginx-light, prometheus, prometheus-alertmanager, mtail,
-# systemd (for systemd-analyze) and python3-yaml, and
-# Gunicorn from PyPI into venvs under target/ (one without setproctitle, one
-# with it, since Gunicorn names its processes differently in each case).
+# systemd (for systemd-analyze), chromium (the status page test),
+# kubernetes-client (kubectl, for kustomize), util-linux (unshare) and
+# musl-tools; the musl target; cargo-deb from crates.io; kubernetes-validate
+# and Gunicorn from PyPI into venvs under target/ (Gunicorn twice: one
+# without setproctitle, one with it, since Gunicorn names its processes
+# differently in each case). Builds the static tarball
+# (scripts/build-static.sh) that a test checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+
+# Lint gates first: they fail in seconds, before the installs and the tests.
+cargo fmt --check
+cargo clippy --all-targets -- -D warnings
 
 need_pkgs=()
 command -v nginx >/dev/null || need_pkgs+=(nginx-light)
@@ -14,10 +22,19 @@ command -v prometheus >/dev/null || need_pkgs+=(prometheus)
 command -v promtool >/dev/null || need_pkgs+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || need_pkgs+=(prometheus-alertmanager)
 command -v mtail >/dev/null || need_pkgs+=(mtail)
-# tests/packaging.rs: systemd-analyze verify on the shipped unit.
-command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
-# tests/alerts.rs: tools/record_alert_series.py reads YAML.
-python3 -c 'import yaml' 2>/dev/null || need_pkgs+=(python3-yaml)
+# tests/packaging.rs: systemd-analyze verify on the shipped unit; tests/cli.rs:
+# systemd-socket-activate for --web.systemd-socket.
+command -v systemd-analyze >/dev/null && command -v systemd-socket-activate >/dev/null || need_pkgs+=(systemd)
+# tests/kubernetes.rs: `kubectl kustomize` renders deploy/kubernetes.
+command -v kubectl >/dev/null || need_pkgs+=(kubernetes-client)
+# tests/namespaces.rs: the exporter in new namespaces, as a container runs it.
+command -v unshare >/dev/null || need_pkgs+=(util-linux)
+# tests/deb.rs: dpkg installs the .deb into a clean root.
+command -v dpkg-deb >/dev/null || need_pkgs+=(dpkg)
+# scripts/build-static.sh: musl-gcc for ring's C and assembly.
+command -v musl-gcc >/dev/null || need_pkgs+=(musl-tools)
+# tests/status_page.rs: the status page in headless Chromium.
+command -v chromium >/dev/null || need_pkgs+=(chromium)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -26,6 +43,27 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
   apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
   rm -f /usr/sbin/policy-rc.d
+fi
+
+# tests/deb.rs: `cargo deb` packs the binary the tests built. Pinned: it
+# packs the dev profile's binary, which later versions mean to refuse.
+if ! cargo deb --version 2>/dev/null | grep -qx 'cargo-deb 3.8.0'; then
+  echo "installing cargo-deb 3.8.0"
+  cargo install cargo-deb --version 3.8.0 --locked
+fi
+
+# tests/kubernetes.rs: Kubernetes' schemas for the rendered manifests.
+if [ ! -x "$root/target/k8s-venv/bin/kubernetes-validate" ]; then
+  echo "installing kubernetes-validate into $root/target/k8s-venv"
+  python3 -m venv "$root/target/k8s-venv"
+  "$root/target/k8s-venv/bin/pip" install -q --disable-pip-version-check 'kubernetes-validate==1.37.0'
+fi
+
+# tests/alerts.rs: tools/record_alert_series.py and runbook_urls.py read
+# YAML with the python3 on the PATH.
+if ! python3 -c 'import yaml' 2>/dev/null; then
+  echo "installing PyYAML for python3"
+  python3 -m pip install -q --disable-pip-version-check 'PyYAML==6.0.3'
 fi
 
 make_venv() { # dir, packages...
@@ -48,6 +86,12 @@ fi
 export BADGATEWAY_PLOT_PYTHON="$root/target/plot-venv/bin/python"
 export BADGATEWAY_TEST_VENV="$root/target/test-venv"
 export BADGATEWAY_TEST_VENV_SETPROCTITLE="$root/target/test-venv-spt"
+
+# tests/static_build.rs checks the static tarball: a release build for the
+# musl target, made here rather than inside a test.
+rustup target list --installed | grep -qx x86_64-unknown-linux-musl \
+  || rustup target add x86_64-unknown-linux-musl
+scripts/build-static.sh
 
 # Integration tests start real servers and OOM kills; two at a time keeps
 # them honest on a 2-core machine.

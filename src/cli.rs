@@ -14,8 +14,10 @@ use crate::config::{Config, Discover, Server};
 use crate::follow::StartAt;
 use crate::kernel::counter_reader::{CounterOptions, CounterReader};
 use crate::kernel::kmsg_reader::{KmsgOptions, KmsgReader};
+use crate::metrics::exporter::BUILD;
 use crate::nginx::{NginxOptions, NginxSource};
 use crate::pools::listen_queue::{ListenQueueOptions, ListenQueueSampler};
+use crate::pools::self_usage::{self, SelfUsageSource};
 use crate::pools::smaps::SmapsSampler;
 use crate::pools::{PoolOptions, PoolSource};
 use crate::rules::{Judge, JudgeOptions};
@@ -39,38 +41,35 @@ pub enum LogLevel {
 
 /// Prometheus exporter for the 502s of pre-fork app servers behind nginx.
 #[derive(Debug, Clone, Parser)]
-#[command(version, about)]
+// Flags before a subcommand are the server's: each subcommand takes (and
+// its --help lists) only the flags it uses, after its name.
+#[command(
+    about,
+    disable_version_flag = true,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,
-    /// Address to listen on: `host:port`, or `:port` for all interfaces.
-    #[arg(long = "web.listen-address", default_value = ":9502", global = true)]
-    pub listen_address: String,
-    /// Web config of Prometheus' exporter-toolkit: TLS, client
-    /// certificates, basic auth, headers. Reloaded when it changes.
-    #[arg(long = "web.config.file", global = true)]
-    pub web_config_file: Option<PathBuf>,
+    /// Print the version, git revision and branch, build date and Rust
+    /// version, and exit.
+    #[arg(long = "version", short = 'V')]
+    pub version: bool,
+    #[command(flatten)]
+    pub web: WebArgs,
+    /// Serve on the sockets systemd passes (a socket-activated service:
+    /// LISTEN_FDS) instead of --web.listen-address.
+    #[arg(long = "web.systemd-socket")]
+    pub systemd_socket: bool,
     /// Path under which to expose metrics.
     #[arg(long = "web.telemetry-path", default_value = "/metrics")]
     pub telemetry_path: String,
-    /// YAML config file. Without one, Gunicorn masters are auto-discovered.
-    #[arg(global = true, long = "config.file")]
-    pub config_file: Option<PathBuf>,
-    #[arg(global = true, long = "log.level", value_enum, default_value = "info")]
-    pub log_level: LogLevel,
-    #[arg(
-        global = true,
-        long = "log.format",
-        value_enum,
-        default_value = "logfmt"
-    )]
-    pub log_format: LogFormat,
-    /// procfs mount point.
-    #[arg(global = true, long = "path.procfs", default_value = "/proc")]
-    pub procfs: PathBuf,
-    /// sysfs mount point (for cgroups).
-    #[arg(global = true, long = "path.sysfs", default_value = "/sys")]
-    pub sysfs: PathBuf,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(flatten)]
+    pub paths: PathArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
     /// How often the pool collector reads the process table and RSS.
     #[arg(long = "collector.pools.interval", default_value = "5s", value_parser = parse_duration)]
     pub pools_interval: Duration,
@@ -85,26 +84,20 @@ pub struct Args {
     /// cycle. `false`: /proc polling alone.
     #[arg(long = "collector.proc-events", default_value_t = true, action = clap::ArgAction::Set)]
     pub proc_events: bool,
-    /// How often the listen queues of the pools' sockets are sampled; the
-    /// peak is kept over the last --collector.pools.interval.
+    /// How often the listen queues of the pools' sockets are sampled.
     #[arg(long = "collector.listen-queue.interval", default_value = "100ms", value_parser = parse_duration)]
     pub listen_queue_interval: Duration,
+    /// How far back badgateway_pool_listen_queue_peak reaches. Keep it at
+    /// least Prometheus' scrape interval (15s as shipped), or a burst
+    /// between two scrapes is never seen: change the two together.
+    #[arg(long = "collector.listen-queue.peak-window", default_value = "15s", value_parser = parse_duration)]
+    pub listen_queue_peak_window: Duration,
     /// How often to scan command lines for new Gunicorn masters.
     #[arg(long = "collector.discover.interval", default_value = "10s", value_parser = parse_duration)]
     pub discover_interval: Duration,
     /// How often the kernel counters (vmstat, meminfo, PSI, cgroups) are read.
     #[arg(long = "collector.kernel.interval", default_value = "5s", value_parser = parse_duration)]
     pub kernel_interval: Duration,
-    /// nginx access log to follow (the single-log case; more go in the config).
-    #[arg(global = true, long = "nginx.access-log")]
-    pub nginx_access_log: Option<PathBuf>,
-    /// nginx error log to follow (the single-log case).
-    #[arg(global = true, long = "nginx.error-log")]
-    pub nginx_error_log: Option<PathBuf>,
-    /// The access log's `log_format`: combined, main, the format string, or
-    /// the whole `log_format NAME [escape=json] '...';` directive.
-    #[arg(global = true, long = "nginx.log-format", default_value = "combined")]
-    pub nginx_log_format: String,
     /// How often followed log files are polled.
     #[arg(long = "collector.nginx.interval", default_value = "250ms", value_parser = parse_duration)]
     pub nginx_interval: Duration,
@@ -117,14 +110,86 @@ pub enum Command {
     /// cause, and the recovery options. Exits 0 when nothing was found, 1
     /// for warnings, 2 for a critical finding, 3 when it could not run.
     Diagnose(DiagnoseArgs),
-    /// Exit 0 when the exporter on --web.listen-address answers /healthz
-    /// (for container HEALTHCHECKs; the runtime image has no curl).
-    Healthcheck,
-    /// Check the config (--config.file with the --nginx.* flags) and the
-    /// web config (--web.config.file, with the certificates it names)
-    /// without starting anything. Exits 0 when both are valid, 1 with the
-    /// error of each that is not (its file, line and key).
-    CheckConfig,
+    /// Exit 0 when the exporter on each --web.listen-address answers
+    /// /healthz (for container HEALTHCHECKs; the runtime image has no
+    /// curl).
+    Healthcheck(WebArgs),
+    /// Check the config (--config.file with the --nginx.* flags), the
+    /// listen addresses and the web config (--web.config.file, with the
+    /// certificates it names) without starting anything. Exits 0 when all
+    /// are valid, 1 with the error of each that is not (its file, line and
+    /// key).
+    CheckConfig(CheckConfigArgs),
+}
+
+/// The config, for every command that reads it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArgs {
+    /// YAML config file. Without one, Gunicorn masters are auto-discovered.
+    #[arg(long = "config.file")]
+    pub config_file: Option<PathBuf>,
+    /// nginx access log to follow (the single-log case; more go in the config).
+    #[arg(long = "nginx.access-log")]
+    pub nginx_access_log: Option<PathBuf>,
+    /// nginx error log to follow (the single-log case).
+    #[arg(long = "nginx.error-log")]
+    pub nginx_error_log: Option<PathBuf>,
+    /// The access log's `log_format`: combined, main, the format string, or
+    /// the whole `log_format NAME [escape=json] '...';` directive.
+    #[arg(long = "nginx.log-format", default_value = "combined")]
+    pub nginx_log_format: String,
+}
+
+/// Where the host's /proc and /sys are, for the commands that read them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PathArgs {
+    /// procfs mount point.
+    #[arg(long = "path.procfs", default_value = "/proc")]
+    pub procfs: PathBuf,
+    /// sysfs mount point (for cgroups).
+    #[arg(long = "path.sysfs", default_value = "/sys")]
+    pub sysfs: PathBuf,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
+    #[arg(long = "log.level", value_enum, default_value = "info")]
+    pub log_level: LogLevel,
+    #[arg(long = "log.format", value_enum, default_value = "logfmt")]
+    pub log_format: LogFormat,
+}
+
+/// `check-config`: the config and the web flags, nothing started.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CheckConfigArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(flatten)]
+    pub web: WebArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// Where the exporter serves, for the commands that serve or reach it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WebArgs {
+    /// Address to listen on: `host:port`, or `:port` for all interfaces.
+    /// Repeat it to serve on several at once.
+    #[arg(long = "web.listen-address", default_value = ":9502")]
+    pub listen_addresses: Vec<String>,
+    /// Web config of Prometheus' exporter-toolkit: TLS, client
+    /// certificates, basic auth, headers. Reloaded when it changes.
+    #[arg(long = "web.config.file")]
+    pub web_config_file: Option<PathBuf>,
+}
+
+impl WebArgs {
+    pub fn addresses(&self) -> anyhow::Result<Vec<SocketAddr>> {
+        self.listen_addresses
+            .iter()
+            .map(|a| parse_listen_address(a))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -135,6 +200,12 @@ pub struct DiagnoseArgs {
     pub since: Duration,
     #[arg(long = "format", value_enum, default_value = "text")]
     pub format: ReportFormat,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(flatten)]
+    pub paths: PathArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -175,13 +246,13 @@ pub fn parse_listen_address(s: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("--web.listen-address {s:?}: expected host:port or :port"))
 }
 
-fn init_logging(args: &Args) {
+fn init_logging(args: &LogArgs) {
     init_logging_to(args, tracing::Level::TRACE);
 }
 
 /// Logging at the flag's level, but no more than `most` (a diagnosis
 /// prints a report; its sources' warnings are in it).
-fn init_logging_to(args: &Args, most: tracing::Level) {
+fn init_logging_to(args: &LogArgs, most: tracing::Level) {
     use tracing_subscriber::prelude::*;
     let level = match args.log_level {
         LogLevel::Debug => tracing::Level::DEBUG,
@@ -224,21 +295,39 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> anyhow::Result<()> {
 /// What the binary does: serve the exporter, run a diagnosis once, or
 /// probe a running exporter's health. Returns the process's exit code.
 pub fn run(args: Args) -> anyhow::Result<i32> {
+    if args.version {
+        print!("{}", BUILD.version_text());
+        return Ok(0);
+    }
     match &args.command {
-        Some(Command::Diagnose(d)) => diagnose(&args, d),
-        Some(Command::CheckConfig) => Ok(check_config(&args)),
-        Some(Command::Healthcheck) => crate::web::probe::healthcheck(
-            parse_listen_address(&args.listen_address)?,
-            args.web_config_file.as_deref(),
-            Duration::from_secs(5),
-        )
-        .map(|()| 0),
+        Some(Command::Diagnose(d)) => {
+            // The server's other flags at their defaults, those of
+            // diagnose given.
+            let args = Args {
+                config: d.config.clone(),
+                paths: d.paths.clone(),
+                log: d.log.clone(),
+                ..Args::parse_from(["badgateway_exporter"])
+            };
+            diagnose(&args, d)
+        }
+        Some(Command::CheckConfig(c)) => Ok(check_config(c)),
+        Some(Command::Healthcheck(w)) => {
+            for addr in w.addresses()? {
+                crate::web::probe::healthcheck(
+                    addr,
+                    w.web_config_file.as_deref(),
+                    Duration::from_secs(5),
+                )?;
+            }
+            Ok(0)
+        }
         None => serve(args).map(|()| 0),
     }
 }
 
 /// The config file (or the embedded default), with the single-nginx flags.
-fn load_config(args: &Args) -> anyhow::Result<Config> {
+fn load_config(args: &ConfigArgs) -> anyhow::Result<Config> {
     let mut cfg = match &args.config_file {
         Some(p) => Config::load(p)?,
         None => {
@@ -271,7 +360,7 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
 /// The config as the exporter, `check-config`, `diagnose` and a reload
 /// take it: the file with the flags, and the one check the file's parser
 /// cannot make, the nginx formats, with the line of the one that fails.
-fn checked_config(args: &Args) -> anyhow::Result<Config> {
+fn checked_config(args: &ConfigArgs) -> anyhow::Result<Config> {
     use crate::config::Step;
     let cfg = load_config(args)?;
     let from_flags = args.nginx_access_log.is_some() || args.nginx_error_log.is_some();
@@ -302,10 +391,11 @@ fn checked_config(args: &Args) -> anyhow::Result<Config> {
 
 /// `check-config`: the config and the web config checked, nothing
 /// started. Returns the exit code.
-fn check_config(args: &Args) -> i32 {
-    init_logging_to(args, tracing::Level::WARN);
+fn check_config(args: &CheckConfigArgs) -> i32 {
+    init_logging_to(&args.log, tracing::Level::WARN);
+    let web = &args.web;
     let mut failed = false;
-    match checked_config(args) {
+    match checked_config(&args.config) {
         Ok(cfg) => println!(
             "config {}: valid: {} pools, {} nginx, gunicorn discovery {}, kmsg {}",
             cfg.origin,
@@ -323,7 +413,11 @@ fn check_config(args: &Args) -> i32 {
             failed = true;
         }
     }
-    if let Some(p) = &args.web_config_file {
+    if let Err(e) = web.addresses() {
+        eprintln!("badgateway_exporter: {e:#}");
+        failed = true;
+    }
+    if let Some(p) = &web.web_config_file {
         match crate::web::Active::load(p) {
             Ok(a) => println!(
                 "web config {}: valid: tls {}, basic auth users {}",
@@ -349,6 +443,7 @@ struct Sources {
     kmsg: KmsgReader,
     nginx: NginxSource,
     app_logs: AppLogSource,
+    process: SelfUsageSource,
     judge: Judge,
     inputs: Inputs,
 }
@@ -375,16 +470,16 @@ impl Sources {
         let listen_queues = ListenQueueSampler::new(
             ListenQueueOptions {
                 interval: args.listen_queue_interval,
-                peak_window: args.pools_interval,
-                procfs: args.procfs.clone(),
+                peak_window: args.listen_queue_peak_window,
+                procfs: args.paths.procfs.clone(),
             },
             sinks.clone(),
             pools.index(),
         );
         let counters = CounterReader::new(
             CounterOptions {
-                procfs: args.procfs.clone(),
-                sysfs: args.sysfs.clone(),
+                procfs: args.paths.procfs.clone(),
+                sysfs: args.paths.sysfs.clone(),
                 interval: args.kernel_interval,
             },
             sinks.clone(),
@@ -409,6 +504,11 @@ impl Sources {
             },
             sinks.clone(),
         );
+        let process = SelfUsageSource::new(
+            &args.paths.procfs,
+            self_usage::DEFAULT_INTERVAL,
+            sinks.clone(),
+        );
         let judge = Judge::new(JudgeOptions::default(), sinks.clone(), pools.index());
         let inputs = Inputs {
             sinks,
@@ -421,6 +521,7 @@ impl Sources {
             exits: judge.exits(),
             failures: judge.failures(),
             app_log: app_logs.published(),
+            process: process.published(),
         };
         Ok(Sources {
             pools,
@@ -430,6 +531,7 @@ impl Sources {
             kmsg,
             nginx,
             app_logs,
+            process,
             judge,
             inputs,
         })
@@ -447,8 +549,8 @@ const MAX_POLLS: usize = 4096;
 /// Run every source once, from the start of the logs and the kernel's ring
 /// buffer, judge what they found, and print the diagnosis.
 fn diagnose(args: &Args, d: &DiagnoseArgs) -> anyhow::Result<i32> {
-    init_logging_to(args, tracing::Level::ERROR);
-    let cfg = checked_config(args)?;
+    init_logging_to(&args.log, tracing::Level::ERROR);
+    let cfg = checked_config(&args.config)?;
     let mut s = Sources::build(args, &cfg, DIAGNOSE_TIMELINE_CAP, StartAt::Beginning, false)?;
     // PSS comes from the smaps sampler: read it, then the pools again.
     s.pools.collect(std::time::Instant::now());
@@ -506,15 +608,19 @@ fn diagnose(args: &Args, d: &DiagnoseArgs) -> anyhow::Result<i32> {
 }
 
 fn serve(args: Args) -> anyhow::Result<()> {
-    init_logging(&args);
-    let addr = parse_listen_address(&args.listen_address)?;
+    init_logging(&args.log);
+    let listen = if args.systemd_socket {
+        crate::web::Listen::SystemdSocket
+    } else {
+        crate::web::Listen::Addresses(args.web.addresses()?)
+    };
     if !args.telemetry_path.starts_with('/') || args.telemetry_path == "/" {
         anyhow::bail!(
             "--web.telemetry-path {:?}: must start with / and not be /",
             args.telemetry_path
         );
     }
-    let cfg = checked_config(&args)?;
+    let cfg = checked_config(&args.config)?;
     let rt = runtime()?;
     // Before any thread starts: SIGHUP's default action ends the process.
     let mut hangup = {
@@ -532,6 +638,7 @@ fn serve(args: Args) -> anyhow::Result<()> {
         mut kmsg,
         mut nginx,
         mut app_logs,
+        process,
         judge,
         inputs,
     } = s;
@@ -552,13 +659,15 @@ fn serve(args: Args) -> anyhow::Result<()> {
     spawn("smaps", move || smaps.run())?;
     spawn("listen_queue", move || listen_queues.run())?;
     spawn("kernel", move || counters.run())?;
+    spawn("process", move || process.run())?;
     // A source with nothing to read waits idle until a reload gives it work.
     reload.idle.kmsg = Some(kmsg);
     reload.idle.nginx = Some(nginx);
     reload.idle.app_logs = Some(app_logs);
     reload.start_idle(&cfg)?;
     spawn("rules", move || judge.run())?;
-    let (renderer, out) = (Renderer::new(inputs), snapshot.clone());
+    let renderer = Renderer::new(inputs).telemetry_path(&args.telemetry_path);
+    let out = snapshot.clone();
     spawn("render", move || {
         renderer.run(out, Duration::from_millis(200))
     })?;
@@ -571,8 +680,8 @@ fn serve(args: Args) -> anyhow::Result<()> {
     });
     rt.block_on(crate::web::serve(
         crate::server::app(snapshot, &args.telemetry_path),
-        addr,
-        args.web_config_file.as_deref(),
+        &listen,
+        args.web.web_config_file.as_deref(),
         shutdown_signal(),
     ))?;
     tracing::info!("shut down");
@@ -618,7 +727,7 @@ struct Reload {
 
 impl Reload {
     fn reload(&mut self) {
-        let cfg = match checked_config(&self.args) {
+        let cfg = match checked_config(&self.args.config) {
             Ok(cfg) => cfg,
             Err(e) => {
                 let e = format!("{e:#}");
@@ -721,7 +830,7 @@ fn warn_unread_log_files(cfg: &Config) {
 /// The pool source's options, from the flags and the config.
 fn pool_options(args: &Args, cfg: &Config) -> PoolOptions {
     PoolOptions {
-        procfs: args.procfs.clone(),
+        procfs: args.paths.procfs.clone(),
         pools: cfg.pools.clone(),
         discover_gunicorn: cfg.discover.contains(&Discover::Gunicorn),
         interval: args.pools_interval,
@@ -789,6 +898,6 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(a.pools_interval, Duration::from_secs(1));
-        assert!(matches!(a.log_format, LogFormat::Json));
+        assert!(matches!(a.log.log_format, LogFormat::Json));
     }
 }

@@ -1,7 +1,7 @@
-//! The diagnosis: the seeds' checklist for a 502 from an OOM-killed worker,
-//! run over what the sources published and what the timeline holds, ending
-//! in a verdict that names the recovery options in order, each with the
-//! numbers behind it. `badgateway_exporter diagnose` builds it from the
+//! The diagnosis: the checklist of docs/runbook.md for a 502 from an
+//! OOM-killed worker, run over what the sources published and what the
+//! timeline holds, ending in a verdict that names the runbook's recovery
+//! options in order, each with the numbers behind it. `badgateway_exporter diagnose` builds it from the
 //! sources' one-shot steps; the running exporter serves it at /diagnose
 //! from its live state.
 //!
@@ -468,7 +468,8 @@ fn findings(r: &Report) -> Vec<Finding> {
     out
 }
 
-/// The seeds' recovery options, in their order, each with its numbers.
+/// The recovery options of docs/runbook.md, in its order, each with its
+/// numbers.
 fn recovery(r: &Report, ev: &Evidence<'_>) -> Vec<RecoveryOption> {
     let pool_kills: Vec<&KillRow> = r
         .oom_kills
@@ -856,11 +857,11 @@ pub fn worker_lives(pools: &PoolsView, tl: &Timeline, now: SystemTime) -> Vec<Wo
 }
 
 /// A pool's whole ledger since its master booted its workers, when every
-/// worker booted since is alive or was OOM-killed (the seeds' case: no
-/// --max-requests yet, workers killed one after another): what the
-/// workers weigh now and weighed at their kills, less what each weighed
-/// fresh, is what they kept of every request nginx sent the pool
-/// meanwhile. Unlike a fit per worker, it needs no guess of how the
+/// worker booted since is alive or was OOM-killed (the case this exporter
+/// was built for: no --max-requests yet, workers killed one after
+/// another): what the workers weigh now and weighed at their kills, less
+/// what each weighed fresh, is what they kept of every request nginx sent
+/// the pool meanwhile. Unlike a fit per worker, it needs no guess of how the
 /// requests were spread over the workers (Gunicorn's sync workers take
 /// them unevenly).
 #[derive(Debug, Clone)]

@@ -11,7 +11,8 @@
 //!    one-shot step, publishing its state and putting events on the
 //!    timeline;
 //! 4. rules over the timeline;
-//! 5. outputs: `metrics` (one file per source) and `snapshot`;
+//! 5. outputs: `metrics` (one file per source), `snapshot`, `diagnose`
+//!    and `status` (the page at `/` and `/api/v1/timeline`);
 //! 6. edges: `server` (HTTP) and `cli`, the only place that reads flags
 //!    and starts threads.
 
@@ -30,5 +31,6 @@ pub mod rules;
 pub mod server;
 pub mod snapshot;
 pub mod state;
+pub mod status;
 pub mod upstream_failure;
 pub mod web;

@@ -1,4 +1,5 @@
-//! HTTP: the landing page, /healthz and the metrics endpoint.
+//! HTTP: the status page, /healthz, /diagnose, /api/v1/timeline and the
+//! metrics endpoint.
 //!
 //! Every handler reads the latest snapshot and nothing else; a scrape never
 //! walks /proc or parses a log.
@@ -8,7 +9,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY};
 use axum::http::HeaderMap;
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
@@ -81,18 +82,25 @@ pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
 
 pub fn app(snapshot: Arc<Published<Snapshot>>, telemetry_path: &str) -> Router {
     let path = telemetry_path.to_string();
-    Router::new()
+    let router = Router::new()
         .route("/", get(landing))
         .route("/healthz", get(healthz))
         .route("/diagnose", get(diagnosis))
+        .route("/api/v1/timeline", get(timeline));
+    let router = DOCS.iter().fold(router, |r, (path, text)| {
+        r.route(
+            path,
+            get(move || async move { ([(CONTENT_TYPE, "text/markdown; charset=utf-8")], *text) }),
+        )
+    });
+    router
         .route(&path, get(metrics))
-        .with_state(AppState { snapshot, path })
+        .with_state(AppState { snapshot })
 }
 
 #[derive(Clone)]
 struct AppState {
     snapshot: Arc<Published<Snapshot>>,
-    path: String,
 }
 
 /// The snapshot in the negotiated format, gzipped when allowed (the gzip is
@@ -161,61 +169,43 @@ async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
     }
 }
 
-fn escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '&' => o.push_str("&amp;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
+/// The status page, rendered with the snapshot; gzipped when allowed (a
+/// busy hour is a few hundred kB of SVG).
+async fn landing(State(s): State<AppState>, headers: HeaderMap) -> axum::response::Response {
+    let snap = s.snapshot.get();
+    let html = (CONTENT_TYPE, "text/html; charset=utf-8");
+    let vary = (VARY, "Accept-Encoding");
+    let ae = headers.get(ACCEPT_ENCODING).and_then(|v| v.to_str().ok());
+    if accepts_gzip(ae) {
+        (
+            [html, (CONTENT_ENCODING, "gzip"), vary],
+            snap.status_html.gzip(),
+        )
+            .into_response()
+    } else {
+        ([html, vary], snap.status_html.plain.clone()).into_response()
     }
-    o
 }
 
-async fn landing(State(s): State<AppState>) -> Html<String> {
+/// The status page's hour as JSON (docs/status-page.md).
+async fn timeline(State(s): State<AppState>) -> impl IntoResponse {
     let snap = s.snapshot.get();
-    let mut rows = String::new();
-    for p in &snap.pools {
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-            escape(&p.name),
-            p.server,
-            if p.up { "up" } else { "<b>down</b>" },
-            p.master_pid
-                .map(|p| p.to_string())
-                .unwrap_or_else(|| "-".into()),
-            p.workers
-        ));
-    }
-    if snap.pools.is_empty() {
-        rows.push_str("<tr><td colspan=5>no pools configured or discovered yet</td></tr>\n");
-    }
-    let mut sources = String::new();
-    for (name, state) in &snap.sources {
-        sources.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td></tr>\n",
-            escape(name),
-            escape(state)
-        ));
-    }
-    Html(format!(
-        "<!doctype html><html><head><title>badgateway_exporter</title></head><body>\n\
-         <h1>badgateway_exporter {version}</h1>\n\
-         <p><a href=\"{path}\">Metrics</a> &middot; <a href=\"/diagnose\">Diagnosis</a> &middot; <a href=\"/healthz\">Health</a></p>\n\
-         <p>Config: {origin}</p>\n\
-         <h2>Pools</h2>\n<table border=1 cellpadding=4>\n\
-         <tr><th>pool</th><th>server</th><th>state</th><th>master pid</th><th>workers</th></tr>\n\
-         {rows}</table>\n\
-         <h2>Sources</h2>\n<table border=1 cellpadding=4>\n{sources}</table>\n</body></html>\n",
-        version = env!("CARGO_PKG_VERSION"),
-        path = escape(&s.path),
-        origin = escape(&snap.config_origin),
-    ))
+    (
+        [(CONTENT_TYPE, "application/json")],
+        snap.timeline_json.clone(),
+    )
 }
+
+/// The docs the status page links to, built in: the page must work on a
+/// host with no way out.
+const DOCS: &[(&str, &str)] = &[
+    (
+        "/docs/status-page.md",
+        include_str!("../docs/status-page.md"),
+    ),
+    ("/docs/metrics.md", include_str!("../docs/metrics.md")),
+    ("/docs/runbook.md", include_str!("../docs/runbook.md")),
+];
 
 #[cfg(test)]
 mod tests {
@@ -272,6 +262,10 @@ mod tests {
             sources: vec![("kmsg".into(), "NOT READABLE".into())],
             diagnosis_text: bytes::Bytes::from_static(b"== Verdict: OK\n"),
             diagnosis_json: bytes::Bytes::from_static(b"{\"severity\":\"ok\"}"),
+            status_html: crate::snapshot::Body::new(bytes::Bytes::from_static(
+                b"<!doctype html><p>the page</p>",
+            )),
+            timeline_json: bytes::Bytes::from_static(b"{\"schema\":1}"),
         });
         let (st, ct, body) = get_body(app(snap.clone(), "/metrics"), "/metrics").await;
         assert_eq!(st, StatusCode::OK);
@@ -287,15 +281,37 @@ mod tests {
         .await;
         assert_eq!(ct, OPENMETRICS_CONTENT_TYPE);
         assert!(body.ends_with("# EOF\n"));
-        let (st, _, page) = get_body(app(snap.clone(), "/metrics"), "/").await;
-        assert_eq!(st, StatusCode::OK);
-        assert!(page.contains("href=\"/metrics\""));
-        assert!(
-            page.contains("a&lt;b&gt;"),
-            "pool names are escaped: {page}"
+        let (st, ct, page) = get_body(app(snap.clone(), "/metrics"), "/").await;
+        assert_eq!(
+            (st, ct.as_str(), page.as_str()),
+            (
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                "<!doctype html><p>the page</p>"
+            )
         );
-        assert!(page.contains("<td>42</td><td>3</td>"));
-        assert!(page.contains("<td>kmsg</td><td>NOT READABLE"), "{page}");
+        let resp = app(snap.clone(), "/metrics")
+            .oneshot(
+                Request::builder()
+                    .uri("/")
+                    .header("accept-encoding", "gzip")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.headers()["content-encoding"], "gzip");
+        let (st, ct, json) = get_body(app(snap.clone(), "/metrics"), "/api/v1/timeline").await;
+        assert_eq!(
+            (st, ct.as_str(), json.as_str()),
+            (StatusCode::OK, "application/json", "{\"schema\":1}")
+        );
+        let (st, ct, doc) = get_body(app(snap.clone(), "/metrics"), "/docs/status-page.md").await;
+        assert_eq!(
+            (st, ct.as_str()),
+            (StatusCode::OK, "text/markdown; charset=utf-8")
+        );
+        assert!(doc.contains("/api/v1/timeline"));
         let (st, _, _) = get_body(app(snap.clone(), "/m"), "/healthz").await;
         assert_eq!(st, StatusCode::OK);
         let (st, ct, text) = get_body(app(snap.clone(), "/m"), "/diagnose").await;

@@ -12,8 +12,10 @@ use crate::kernel::{KillCounts, MemoryCounters};
 use crate::metrics;
 use crate::nginx::NginxView;
 use crate::pools::listen_queue::ListenQueues;
+use crate::pools::self_usage::ProcessUsage;
 use crate::pools::PoolsView;
 use crate::rules::{ExitCounts, FailureCounts};
+use crate::state::history::History;
 use crate::state::{Published, Sinks};
 
 /// Every published state the outputs read.
@@ -30,6 +32,8 @@ pub struct Inputs {
     pub exits: Arc<Published<ExitCounts>>,
     pub failures: Arc<Published<FailureCounts>>,
     pub app_log: Arc<Published<AppLogCounts>>,
+    /// The exporter's own process.
+    pub process: Arc<Published<ProcessUsage>>,
 }
 
 impl fmt::Debug for Inputs {
@@ -87,6 +91,7 @@ impl Inputs {
             exits: Published::new(ExitCounts::default()),
             failures: Published::new(FailureCounts::default()),
             app_log: Published::new(AppLogCounts::default()),
+            process: Published::new(ProcessUsage::default()),
         }
     }
 }
@@ -141,6 +146,10 @@ pub struct Snapshot {
     /// as JSON.
     pub diagnosis_text: bytes::Bytes,
     pub diagnosis_json: bytes::Bytes,
+    /// The status page at `/` and its hour as JSON at `/api/v1/timeline`,
+    /// rebuilt with the diagnosis.
+    pub status_html: Body,
+    pub timeline_json: bytes::Bytes,
 }
 
 /// What the running exporter's /diagnose looks back over.
@@ -158,6 +167,10 @@ impl Snapshot {
             sources: Vec::new(),
             diagnosis_text: bytes::Bytes::from_static(b"starting\n"),
             diagnosis_json: bytes::Bytes::from_static(b"{}"),
+            status_html: Body::new(bytes::Bytes::from_static(
+                b"<!doctype html><html><head><meta http-equiv=\"refresh\" content=\"1\"><title>badgateway_exporter</title></head><body><p>starting</p></body></html>\n",
+            )),
+            timeline_json: bytes::Bytes::from_static(b"{}"),
         }
     }
 }
@@ -174,14 +187,15 @@ pub struct PoolSummary {
 
 impl Inputs {
     /// Every source's families, in both formats.
-    fn encode(&self, me: &SelfUsage) -> (String, String) {
+    fn encode(&self) -> (String, String) {
         let mut enc = metrics::Encoder::with_capacity(32 * 1024);
         // Writing to a String cannot fail.
-        let _ = self.encode_into(&mut enc, me);
+        let _ = self.encode_into(&mut enc);
         enc.finish()
     }
 
-    fn encode_into(&self, enc: &mut metrics::Encoder, me: &SelfUsage) -> fmt::Result {
+    fn encode_into(&self, enc: &mut metrics::Encoder) -> fmt::Result {
+        let me = self.process.get();
         let (collectors, sources) = (self.sinks.collectors.all(), self.sinks.health.all());
         let timeline_dropped = self.sinks.timeline.read(|t| t.dropped());
         metrics::exporter::encode(
@@ -210,61 +224,110 @@ impl Inputs {
             enc,
         )?;
         metrics::nginx::encode(&self.nginx.get(), enc)?;
-        metrics::app_log::encode(&self.app_log.get(), enc)
+        metrics::app_log::encode(&self.app_log.get(), enc)?;
+        metrics::process::encode(&me, enc)
     }
 }
 
-/// The exporter's own memory and CPU, read from /proc/self when a
-/// snapshot is built (never by a request).
-#[derive(Debug, Clone, Copy, Default)]
-struct SelfUsage {
-    resident_bytes: Option<u64>,
-    cpu_seconds: Option<f64>,
-}
-
-impl SelfUsage {
-    fn read(root: &crate::pools::proc::ProcRoot) -> SelfUsage {
-        let pid = std::process::id() as i32;
-        SelfUsage {
-            resident_bytes: root.status_memory(pid).ok().map(|m| m.rss_bytes),
-            cpu_seconds: root
-                .stat(pid)
-                .ok()
-                .map(|s| root.ticks_to_seconds(s.utime + s.stime)),
-        }
-    }
+/// What is rebuilt with the diagnosis: its text and JSON, the status page
+/// and its timeline JSON.
+#[derive(Clone)]
+struct Rendered {
+    at: std::time::Instant,
+    text: bytes::Bytes,
+    json: bytes::Bytes,
+    html: bytes::Bytes,
+    timeline: bytes::Bytes,
 }
 
 /// Builds snapshots; keeps the history the diagnosis measures memory
-/// growth from.
+/// growth from, and the status page's hour.
 pub struct Renderer {
     inputs: Inputs,
-    /// The exporter's own /proc, for its memory and CPU.
-    own: crate::pools::proc::ProcRoot,
     growth: GrowthHistory,
+    /// The status page's last hour.
+    history: History,
+    /// Where /metrics is served, for the page's link.
+    telemetry_path: String,
     /// The pool view's version at the last growth sample.
     sampled: u64,
     /// The last diagnosis and when it was made: it is rebuilt at most once
     /// a second.
-    diagnosis: Option<(std::time::Instant, bytes::Bytes, bytes::Bytes)>,
+    diagnosis: Option<Rendered>,
 }
 
 impl Renderer {
     pub fn new(inputs: Inputs) -> Renderer {
         Renderer {
             inputs,
-            own: crate::pools::proc::ProcRoot::new("/proc"),
             growth: GrowthHistory::default(),
+            history: History::new(),
+            telemetry_path: "/metrics".into(),
             sampled: 0,
             diagnosis: None,
         }
     }
 
+    /// Where /metrics is served, for the status page's link.
+    pub fn telemetry_path(mut self, path: &str) -> Renderer {
+        self.telemetry_path = path.to_string();
+        self
+    }
+
+    /// Take what the timeline got since the last look, and this pool
+    /// cycle's memory, into the hour.
+    fn fill_history(&mut self, now: SystemTime, new_cycle: bool) {
+        let h = &mut self.history;
+        h.advance(now);
+        self.inputs
+            .sinks
+            .timeline
+            .read(|t| h.read_timeline(t.since(h.last_seq()), t.next_seq()));
+        if new_cycle {
+            let pools = self.inputs.pools.get();
+            for p in &pools.pools {
+                for w in &p.workers {
+                    h.sample(&p.name, w.slot, w.memory.pss.unwrap_or(w.memory.rss), now);
+                }
+            }
+            h.retain_pools(|name| pools.pools.iter().any(|p| p.name == name));
+        }
+    }
+
+    /// The status page and its JSON over `report`.
+    fn status(&self, report: &diagnose::Report, now: SystemTime) -> (String, String) {
+        let (pools, listen_queues, memory) = (
+            self.inputs.pools.get(),
+            self.inputs.listen_queues.get(),
+            self.inputs.memory.get(),
+        );
+        let sources = self.inputs.sinks.health.all();
+        let page = crate::status::Page {
+            report,
+            history: &self.history,
+            pools: &pools,
+            listen_queues: &listen_queues,
+            memory: &memory,
+            sources: &sources,
+            telemetry_path: &self.telemetry_path,
+            config_origin: &self.inputs.config_origin,
+            now,
+        };
+        (page.html(), page.json())
+    }
+
+    /// What the history holds, in bytes (bench/status_page.sh).
+    pub fn history_size_bytes(&self) -> usize {
+        self.history.size_bytes()
+    }
+
     /// Sample the growth history once per pool cycle, and rebuild the
-    /// diagnosis when it is a second old.
-    fn diagnosis(&mut self) -> (bytes::Bytes, bytes::Bytes) {
+    /// diagnosis and the status page after a pool cycle or when they are a
+    /// second old.
+    fn diagnosis(&mut self) -> Rendered {
         let version = self.inputs.pools.version();
-        if version != self.sampled {
+        let new_cycle = version != self.sampled;
+        if new_cycle {
             self.sampled = version;
             self.growth.observe(
                 &self.inputs.pools.get(),
@@ -272,9 +335,12 @@ impl Renderer {
                 SystemTime::now(),
             );
         }
-        if let Some((at, text, json)) = &self.diagnosis {
-            if at.elapsed() < Duration::from_secs(1) {
-                return (text.clone(), json.clone());
+        self.fill_history(SystemTime::now(), new_cycle);
+        // A new pool cycle shows at once on the page; otherwise once a
+        // second is enough.
+        if let Some(r) = &self.diagnosis {
+            if !new_cycle && r.at.elapsed() < Duration::from_secs(1) {
+                return r.clone();
             }
         }
         let now = SystemTime::now();
@@ -287,17 +353,21 @@ impl Renderer {
                 to: now,
             },
         );
-        let (text, json) = (
-            bytes::Bytes::from(report.text()),
-            bytes::Bytes::from(report.json()),
-        );
-        self.diagnosis = Some((std::time::Instant::now(), text.clone(), json.clone()));
-        (text, json)
+        let (html, timeline) = self.status(&report, now);
+        let r = Rendered {
+            at: std::time::Instant::now(),
+            text: bytes::Bytes::from(report.text()),
+            json: bytes::Bytes::from(report.json()),
+            html: bytes::Bytes::from(html),
+            timeline: bytes::Bytes::from(timeline),
+        };
+        self.diagnosis = Some(r.clone());
+        r
     }
 
     pub fn render(&mut self) -> Snapshot {
-        let (diagnosis_text, diagnosis_json) = self.diagnosis();
-        let (text, openmetrics) = self.inputs.encode(&SelfUsage::read(&self.own));
+        let d = self.diagnosis();
+        let (text, openmetrics) = self.inputs.encode();
         let pools = self
             .inputs
             .pools
@@ -334,8 +404,10 @@ impl Renderer {
             config_origin: self.inputs.config_origin.clone(),
             pools,
             sources,
-            diagnosis_text,
-            diagnosis_json,
+            diagnosis_text: d.text,
+            diagnosis_json: d.json,
+            status_html: Body::new(d.html),
+            timeline_json: d.timeline,
         }
     }
 

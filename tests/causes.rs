@@ -678,7 +678,7 @@ fn check_diagnosis(what: &str, json: &Value, text: &str, kills: &[(&str, KernelK
         "{what}"
     );
     assert!(text.contains("leak GET /leak x"), "{what}");
-    // The recovery options in the seeds' order.
+    // The recovery options in the runbook's order (docs/runbook.md).
     let names: Vec<&str> = json["recovery"]
         .as_array()
         .unwrap()

@@ -175,3 +175,194 @@ fn diagnose_reads_a_log_larger_than_one_poll() {
         .sum();
     assert_eq!(judged, failed, "every 502 of a {} MiB log", bytes >> 20);
 }
+
+/// The standard process families on a real scrape, on each of two listen
+/// addresses served at once.
+#[test]
+fn two_listen_addresses_serve_at_once_with_the_process_metrics() {
+    let second = format!("127.0.0.1:{}", free_port());
+    let e = Exporter::start(
+        Some("pools: []\n"),
+        &[&format!("--web.listen-address={second}")],
+    );
+    for addr in [&e.addr, &second] {
+        let (st, body) = http_get(addr, "/metrics", Duration::from_secs(5)).unwrap();
+        assert_eq!(st, 200, "{addr}: {body}");
+        assert!(body.contains("badgateway_exporter_build_info{"), "{addr}");
+    }
+    let s = e.wait_scrape(Duration::from_secs(10), "the process families", |s| {
+        s.get("process_resident_memory_bytes", &[]).is_some()
+    });
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let get = |n| {
+        s.get(n, &[])
+            .unwrap_or_else(|| panic!("no {n}\n{}", s.text))
+    };
+    let started = get("process_start_time_seconds");
+    assert!(started <= now + 1.0 && started > now - 60.0, "{started}");
+    let rss = get("process_resident_memory_bytes");
+    assert_eq!(rss, get("badgateway_exporter_resident_memory_bytes"));
+    assert!(rss > 0.0 && get("process_virtual_memory_bytes") >= rss);
+    assert_eq!(
+        get("process_cpu_seconds_total"),
+        get("badgateway_exporter_cpu_seconds_total")
+    );
+    // Two listening sockets at least, and the limit of the test's shell.
+    assert!(get("process_open_fds") >= 2.0);
+    assert!(get("process_max_fds") >= get("process_open_fds"));
+    // Read on the exporter's own tick, not by the scrape.
+    assert!(
+        s.get(
+            "badgateway_collector_cycles_total",
+            &[("collector", "process")]
+        )
+        .unwrap()
+            >= 1.0
+    );
+}
+
+/// systemd's socket activation, by systemd's own tool: it listens, and on
+/// the first connection starts the exporter with the socket as fd 3.
+#[test]
+fn serves_on_the_socket_systemd_passes() {
+    let dir = TempDir::new("socket-activation");
+    let config = dir.path().join("c.yml");
+    std::fs::write(&config, "pools: []\n").unwrap();
+    let log = dir.path().join("exporter.log");
+    let addr = format!("127.0.0.1:{}", free_port());
+    // A --web.listen-address beside the flag is not used.
+    let unused = format!("127.0.0.1:{}", free_port());
+    let _p = spawn(
+        "systemd-socket-activate",
+        Command::new("systemd-socket-activate")
+            .args(["--listen", &addr, env!("CARGO_BIN_EXE_badgateway_exporter")])
+            .arg("--web.systemd-socket")
+            .arg(format!("--web.listen-address={unused}"))
+            .arg(format!("--config.file={}", config.display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap()),
+    );
+    wait_for(Duration::from_secs(20), "/healthz on the socket", || {
+        matches!(
+            http_get(&addr, "/healthz", Duration::from_secs(2)),
+            Ok((200, _))
+        )
+    });
+    let (st, body) = http_get(&addr, "/metrics", Duration::from_secs(5)).unwrap();
+    assert_eq!(st, 200);
+    assert!(body.contains("badgateway_exporter_build_info{"), "{body}");
+    assert!(http_get(&unused, "/healthz", Duration::from_secs(2)).is_err());
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(said.contains(&format!("address={addr}")), "{said}");
+
+    // Without systemd, the flag says what is missing.
+    let (code, err) = run(&["--web.systemd-socket"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("LISTEN_PID and LISTEN_FDS are not set"),
+        "{err}"
+    );
+}
+
+fn help(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_badgateway_exporter"))
+        .args(args)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Each subcommand lists the flags it uses, and no other.
+#[test]
+fn subcommands_list_only_their_flags() {
+    let diagnose = help(&["diagnose"]);
+    for used in [
+        "--since",
+        "--config.file",
+        "--path.procfs",
+        "--nginx.access-log",
+    ] {
+        assert!(diagnose.contains(used), "diagnose --help lacks {used}");
+    }
+    for unused in ["--web.", "--collector."] {
+        assert!(!diagnose.contains(unused), "diagnose --help lists {unused}");
+    }
+    let probe = help(&["healthcheck"]);
+    assert!(probe.contains("--web.listen-address") && probe.contains("--web.config.file"));
+    for unused in ["--config.file", "--path.", "--nginx.", "--log."] {
+        assert!(!probe.contains(unused), "healthcheck --help lists {unused}");
+    }
+    let check = help(&["check-config"]);
+    assert!(check.contains("--config.file") && check.contains("--web.config.file"));
+    assert!(!check.contains("--path.") && !check.contains("--collector."));
+    let serve = help(&[]);
+    for flag in [
+        "--web.systemd-socket",
+        "--collector.pools.interval",
+        "--version",
+    ] {
+        assert!(serve.contains(flag), "--help lacks {flag}");
+    }
+    // A server flag given to a subcommand is refused, not silently dropped.
+    let (code, err) = run(&["--config.file=/x.yml", "diagnose"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("cannot be used with"), "{err}");
+}
+
+/// `--version` as the Go exporters print it, with the revision this test
+/// was built from.
+#[test]
+fn version_names_the_revision_and_toolchain() {
+    let out = Command::new(env!("CARGO_BIN_EXE_badgateway_exporter"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let git = |args: &[&str]| {
+        let o = Command::new("git")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("git (scripts/test.sh builds from a clone)");
+        String::from_utf8(o.stdout).unwrap().trim().to_string()
+    };
+    let (revision, branch) = (
+        git(&["rev-parse", "HEAD"]),
+        git(&["rev-parse", "--abbrev-ref", "HEAD"]),
+    );
+    assert_eq!(revision.len(), 40, "{revision}");
+    let first = format!(
+        "badgateway_exporter, version {} (branch: {branch}, revision: {revision})",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(text.lines().next(), Some(first.as_str()), "{text}");
+    let rustc = Command::new("rustc").arg("--version").output().unwrap();
+    let rustc = String::from_utf8(rustc.stdout).unwrap();
+    let rustc = rustc.split_whitespace().nth(1).unwrap();
+    assert!(
+        text.contains(&format!("  rust version:     {rustc}\n")),
+        "{text}"
+    );
+    assert!(text.contains("  build date:       2"), "{text}");
+    // The same in the build_info series.
+    let e = Exporter::start(Some("pools: []\n"), &[]);
+    let s = e.scrape();
+    let want = [
+        ("version", env!("CARGO_PKG_VERSION")),
+        ("revision", revision.as_str()),
+        ("branch", branch.as_str()),
+        ("rustversion", rustc),
+    ];
+    assert_eq!(
+        s.get("badgateway_exporter_build_info", &want),
+        Some(1.0),
+        "{}",
+        s.text
+    );
+}

@@ -62,12 +62,23 @@ fn text_by_default_openmetrics_when_asked_gzip_when_allowed() {
         access.display()
     );
     let e = Exporter::start(Some(&yaml), &[]);
-    e.wait_scrape(T, "the pool's workers", |s| {
-        s.get(
-            "badgateway_worker_memory_bytes",
-            &[("pool", "api"), ("slot", "1"), ("type", "rss")],
-        )
-        .is_some()
+    // Every series that comes a moment after the first cycle (PSS from
+    // the smaps sampler, heartbeats from the control socket, the
+    // exporter's own process figures) is there, so that the two scrapes
+    // below list the same ones.
+    e.wait_scrape(T, "the pool's workers with all their series", |s| {
+        ["0", "1"].iter().all(|slot| {
+            s.get(
+                "badgateway_worker_memory_bytes",
+                &[("pool", "api"), ("slot", slot), ("type", "pss")],
+            )
+            .is_some()
+                && s.get(
+                    "badgateway_worker_heartbeat_age_seconds",
+                    &[("pool", "api"), ("slot", slot)],
+                )
+                .is_some()
+        }) && s.get("process_resident_memory_bytes", &[]).is_some()
     });
 
     // No Accept: the text format, which promtool finds nothing to say about.

@@ -65,7 +65,8 @@ fn a_burst_shows_the_backlog_and_a_peak_on_unix_and_tcp_sockets() {
         "pools:\n  - name: api\n    server: gunicorn\n    pidfile: {}\n",
         g.pidfile.display()
     );
-    let e = Exporter::start(Some(&config), &[]);
+    // A short peak window, so that the peak falls back soon after the burst.
+    let e = Exporter::start(Some(&config), &["--collector.listen-queue.peak-window=1s"]);
     let q = |s: &Scrape, what: &str, listener: &str| {
         s.get(
             &format!("badgateway_pool_listen_queue_{what}"),

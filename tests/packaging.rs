@@ -99,7 +99,7 @@ fn systemd_unit_verifies_and_is_hardened() {
     std::fs::write(
         &unit,
         text.replace(
-            "/usr/local/bin/badgateway_exporter",
+            "/usr/bin/badgateway_exporter",
             env!("CARGO_BIN_EXE_badgateway_exporter"),
         ),
     )

@@ -769,6 +769,15 @@ fn oom_kills_and_502s_reach_alertmanager_and_every_dashboard_query_answers() {
         );
     }
 
+    // Heartbeat ages, as Prometheus stored them over the whole run: some,
+    // and never a negative one (a worker still importing its app has a
+    // tmp file whose mtime is wall-clock time, which Gunicorn subtracts
+    // from its monotonic clock).
+    let hb = "badgateway_worker_heartbeat_age_seconds";
+    assert!(!prom.query_range(hb, t_start, t_end, 1.0).is_empty());
+    let negative = prom.query_range(&format!("{hb} < 0"), t_start, t_end, 1.0);
+    assert!(negative.is_empty(), "negative heartbeat ages: {negative:?}");
+
     // The picture of the main dashboard at the end of the scenario.
     let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pipeline");
     std::fs::create_dir_all(&out_dir).unwrap();

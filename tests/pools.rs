@@ -387,3 +387,191 @@ fn unprivileged_exporter_degrades_and_counts_errors() {
         s.text
     );
 }
+
+/// The seeds' fix, `--max-requests` with jitter, recycles workers all the
+/// time; the view must keep up with the host at every scrape, not only at
+/// each /proc cycle: a fork is applied as it happens, beside the exit it
+/// replaces.
+#[test]
+fn a_recycling_pool_is_never_shown_emptier_than_the_host() {
+    let dir = TempDir::new("recycle");
+    let g = gunicorn(
+        &dir,
+        4,
+        &["--max-requests", "5", "--max-requests-jitter", "2"],
+    );
+    let e = Exporter::start(Some(&pool_config("api", &g.pidfile)), &[]);
+    let pool = [("pool", "api")];
+    e.wait_scrape(T, "the pool's four workers", |s| {
+        s.get("badgateway_pool_workers", &pool) == Some(4.0)
+    });
+
+    // Continuous load from two clients: every worker recycles about once a
+    // second.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, addr) = (stop.clone(), g.bind.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if matches!(http_get(&addr, "/", Duration::from_secs(5)), Ok((200, _))) {
+                        n += 1;
+                    }
+                }
+                n
+            })
+        })
+        .collect();
+
+    // The master's workers on the host, every 10 ms, on a thread of its
+    // own.
+    let host: std::sync::Arc<std::sync::Mutex<Vec<(std::time::Instant, usize)>>> =
+        Default::default();
+    let sampler = {
+        let (stop, host, master) = (stop.clone(), host.clone(), g.master_pid());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let n = live_children(master);
+                host.lock().unwrap().push((std::time::Instant::now(), n));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+
+    // Scrape every 100 ms, 50 times. A scrape serves the last snapshot:
+    // it shows the host as it was up to LAG before (the events gather for
+    // 100 ms, the snapshot is rendered at most every 200 ms), so each is
+    // compared with the host's counts over the LAG before it.
+    const LAG: Duration = Duration::from_millis(400);
+    let spawns_before = e
+        .scrape()
+        .get("badgateway_worker_spawns_total", &pool)
+        .unwrap_or(0.0);
+    let mut seen = Vec::new();
+    let started = std::time::Instant::now();
+    while seen.len() < 50 {
+        assert!(started.elapsed() < Duration::from_secs(60), "{seen:?}");
+        let s = e.scrape();
+        let at = std::time::Instant::now();
+        let shown = s.get("badgateway_pool_workers", &pool).unwrap() as usize;
+        let rss = slots(&s, "api").len();
+        let live: Vec<usize> = host
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            // Those within LAG, and the last one before: the host's state
+            // at the start of the window.
+            .scan(false, |past, (t, n)| {
+                if *past {
+                    return None;
+                }
+                *past = *t + LAG < at;
+                Some(*n)
+            })
+            .collect();
+        seen.push((shown, rss, live));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    sampler.join().unwrap();
+    let served: u64 = clients.into_iter().map(|c| c.join().unwrap()).sum();
+    let spawns = e
+        .scrape()
+        .get("badgateway_worker_spawns_total", &pool)
+        .unwrap()
+        - spawns_before;
+
+    // The scenario did what it says: workers recycled many times.
+    assert!(served > 100, "{served} requests served");
+    let took = started.elapsed();
+    assert!(spawns >= 20.0, "{spawns} spawns in {took:?}");
+    // Never 0 while the master has workers.
+    let empty: Vec<_> = seen
+        .iter()
+        .filter(|(n, _, live)| *n == 0 && live.iter().all(|&l| l > 0))
+        .collect();
+    assert!(
+        empty.is_empty(),
+        "shown 0 with workers alive: {empty:?} of {seen:?}"
+    );
+    // Every worker counted has its slot's RSS series.
+    assert!(seen.iter().all(|(n, rss, _)| n == rss), "{seen:?}");
+    // Within 1 of the host in at least 95% of scrapes.
+    let close = seen
+        .iter()
+        .filter(|(n, _, live)| live.iter().any(|l| n.abs_diff(*l) <= 1))
+        .count();
+    assert!(
+        close * 100 >= seen.len() * 95,
+        "{close} of {} scrapes within 1 of the host: {seen:?}",
+        seen.len()
+    );
+    eprintln!(
+        "{} scrapes in {took:?}, {close} within 1 of the host, {} equal to it; {served} requests, {spawns} spawns",
+        seen.len(),
+        seen.iter().filter(|(n, _, live)| live.contains(n)).count()
+    );
+}
+
+/// The live (not zombie) children of `pid`, from the kernel's children
+/// list: one file and a stat each, cheap enough to sample every 10 ms.
+fn live_children(pid: i32) -> usize {
+    let list =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    list.split_whitespace()
+        .filter(|c| {
+            std::fs::read_to_string(format!("/proc/{c}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(") ").map(|(_, r)| !r.starts_with('Z')))
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+/// Between two /proc cycles, a worker that replaces a killed one is in the
+/// view at once, with its RSS, and has its PSS and USS within about a
+/// second: the cycle here is 60 s away, so only the process events and the
+/// smaps sampler can bring them.
+#[test]
+fn a_replacement_has_its_rss_at_once_and_its_pss_within_a_second() {
+    let dir = TempDir::new("replace");
+    let g = gunicorn(&dir, 2, &[]);
+    let e = Exporter::start(
+        Some(&pool_config("api", &g.pidfile)),
+        &["--collector.pools.interval=60s"],
+    );
+    let pool = [("pool", "api")];
+    let pss = |s: &Scrape| {
+        s.find(
+            "badgateway_worker_memory_bytes",
+            &[("pool", "api"), ("type", "pss")],
+        )
+        .len()
+    };
+    e.wait_scrape(T, "both workers with their PSS", |s| {
+        s.get("badgateway_pool_workers", &pool) == Some(2.0) && pss(s) == 2
+    });
+    let victim = g.worker_pids()[0];
+    unsafe { libc::kill(victim, libc::SIGKILL) };
+    let killed = std::time::Instant::now();
+    wait_for(T, "the replacement", || {
+        let w = g.worker_pids();
+        w.len() == 2 && !w.contains(&victim)
+    });
+    let forked = killed.elapsed();
+    let s = e.wait_scrape(Duration::from_secs(2), "the replacement in the view", |s| {
+        s.get("badgateway_worker_spawns_total", &pool) == Some(1.0)
+            && s.get("badgateway_pool_workers", &pool) == Some(2.0)
+    });
+    let in_view = killed.elapsed();
+    assert_eq!(slots(&s, "api").len(), 2, "RSS of both slots");
+    e.wait_scrape(Duration::from_secs(3), "the replacement's PSS", |s| {
+        pss(s) == 2
+    });
+    let with_pss = killed.elapsed();
+    eprintln!(
+        "after the kill: forked {forked:?}, in the view {in_view:?}, with its PSS {with_pss:?}"
+    );
+}

@@ -9,6 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
+use common::kernel_policy::{proc_connector_open_to, Asker};
 use common::*;
 
 const T: Duration = Duration::from_secs(30);
@@ -135,13 +136,27 @@ fn as_nobody_it_serves_what_it_can_and_source_up_shows_the_rest() {
     // RSS and CPU from /proc/PID/stat, which anyone may read.
     for src in [
         "pool/app",
-        "proc_connector",
         "vmstat",
         "meminfo",
         "cgroup",
         "nginx/open/access",
     ] {
         assert_eq!(up(&s, src), Some(1.0), "{src}\n{}", s.text);
+    }
+    // The process events follow the kernel's policy: open to every user
+    // (6.6), or refused without CAP_NET_ADMIN, and then the pool is
+    // followed by polling /proc alone (its workers were found above), and
+    // the log says so once.
+    if proc_connector_open_to(Asker::Nobody) {
+        assert_eq!(up(&s, "proc_connector"), Some(1.0), "{}", s.text);
+    } else {
+        assert_eq!(up(&s, "proc_connector"), Some(0.0), "{}", s.text);
+        let log = e.log();
+        let said: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("source=proc_connector") && l.contains("polling alone"))
+            .collect();
+        assert_eq!(said.len(), 1, "{log}");
     }
     assert_eq!(
         s.get(
@@ -328,10 +343,23 @@ fn each_dropped_capability_turns_off_only_its_own_feature() {
         )
         .is_empty());
 
-    // The proc connector needs nothing on Linux 6.6+, and sock_diag is not
-    // read by any source yet: without CAP_NET_ADMIN nothing goes down.
+    // Without CAP_NET_ADMIN, the process events go down or stay up as the
+    // kernel's policy says (6.6 opened them to every user; 6.18.44 does
+    // not), and nothing else changes: the pool is polled instead.
     let s = scrape_as_root_without(&cfg, &[("net_admin", CAP_NET_ADMIN)]);
-    assert_eq!(states(&s), all_up, "without CAP_NET_ADMIN");
+    if proc_connector_open_to(Asker::RootWithoutNetAdmin) {
+        assert_eq!(
+            states(&s),
+            all_up,
+            "without CAP_NET_ADMIN, on an open kernel"
+        );
+    } else {
+        assert_eq!(
+            states(&s),
+            down(&["proc_connector"]),
+            "without CAP_NET_ADMIN, on a kernel that asks for it"
+        );
+    }
 
     // The shipped unit's way: a user of its own with the four ambient
     // capabilities, and nothing else, reads every source.

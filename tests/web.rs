@@ -337,8 +337,22 @@ fn basic_auth_right_wrong_and_missing_passwords() {
     }
     // Probes need no password.
     assert_eq!(plain_get(&e.addr, "/healthz", None).unwrap().status, 200);
-    let page = plain_get(&e.addr, "/", None).unwrap();
-    assert_eq!(page.status, 401);
+    // The status page, its JSON and its docs do.
+    for path in ["/", "/api/v1/timeline", "/docs/status-page.md", "/diagnose"] {
+        let r = plain_get(&e.addr, path, None).unwrap();
+        assert_eq!(r.status, 401, "{path} without a password");
+        assert!(!r.body.contains("badgateway"), "{path}: {}", r.body);
+        let r = plain_get(&e.addr, path, Some(("alice", "s3cret"))).unwrap();
+        assert_eq!(r.status, 200, "{path} with the password");
+    }
+    wait_for(
+        Duration::from_secs(20),
+        "the status page behind the password",
+        || {
+            plain_get(&e.addr, "/", Some(("alice", "s3cret")))
+                .is_ok_and(|r| r.body.contains("<section id=\"verdict\""))
+        },
+    );
 }
 
 #[test]

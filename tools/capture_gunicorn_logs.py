@@ -43,6 +43,10 @@ fixtures/gunicorn/VERSION/NAME.log:
                       socket answers to the same request: nothing until
                       the worker, stuck reading a request line, hits its
                       --timeout (2 s here) and answers 500
+  control_booting     (25.1.0 and later) show workers while the one worker
+                      is still importing a slow app (tests/apps/slow_boot.py)
+                      and has sent no heartbeat, with the wall and monotonic
+                      clocks at the moment of asking beside it
 
 Scenarios run under different TZ values, so the logs carry +0000, +0530 and
 -0400/-0500 offsets. Every process started here is in its own session and is
@@ -364,9 +368,40 @@ def control():
     m.finish()
 
 
+def control_booting():
+    """`show workers` while the only worker is still importing its app:
+    it has not sent a heartbeat yet, and the master reads the tmp file's
+    wall-clock creation time against its monotonic clock. The clocks at the
+    moment of asking go beside it, `wall monotonic`, in seconds."""
+    if not CONTROL_SOCKET:
+        return
+    import struct
+    import json
+    m = Master("control_booting", 1, ["--timeout", "30"], "UTC", app="slow_boot:app")
+    ctl = os.path.join(m.dir, "gunicorn.ctl")
+    wait_for("the control socket", lambda: os.path.exists(ctl))
+    payload = json.dumps({"id": 1, "command": "show workers", "args": []}).encode()
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(ctl)
+        clocks = "%.3f %.3f\n" % (time.time(), time.monotonic())
+        s.sendall(struct.pack(">I", len(payload)) + payload)
+        data = b""
+        while len(data) < 4 or len(data) < 4 + struct.unpack(">I", data[:4])[0]:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    with open(os.path.join(OUT, "control_show_workers_booting.frame"), "wb") as f:
+        f.write(data)
+    with open(os.path.join(OUT, "control_show_workers_booting.clocks"), "w") as f:
+        f.write(clocks)
+    m.finish()
+
+
 SCENARIOS = ["max_requests", "timeout_sigstop", "timeout_busy", "segv", "exit_code",
              "exit_code_3_boot", "exit_code_3_os", "hup_reload", "term_shutdown",
-             "term_shutdown_busy", "sigkill_external", "worker_signals", "master_signals", "control"]
+             "term_shutdown_busy", "sigkill_external", "worker_signals", "master_signals", "control", "control_booting"]
 
 
 def main():

@@ -255,5 +255,5 @@ for family, addr, name in [(socket.AF_INET, "127.0.0.1", "tcp4"), (socket.AF_INE
     write("sock_diag_%s_gone.bin" % name, ask(inet_req(family, addr, port)), addr=addr, port=port)
 
 with open(os.path.join(out_dir, "MANIFEST"), "w") as f:
-    f.write("# Written by tools/capture_netlink.py on Linux %s: file, then what it holds.\n" % os.uname().release)
+    f.write("# Written by tools/capture_netlink.py (proc_pool_*: tools/capture_pool_events.py) on Linux %s: file, then what it holds.\n" % os.uname().release)
     f.write("\n".join(manifest) + "\n")

@@ -13,6 +13,15 @@ import pathlib
 import sys
 
 DS = {"type": "prometheus", "uid": "$datasource"}
+DS_DESCRIPTION = "The Prometheus that scrapes the exporters and loads the rules in alerts/."
+# The panel plugins' names, for __requires.
+PANEL_NAMES = {
+    "bargauge": "Bar gauge",
+    "heatmap": "Heatmap",
+    "stat": "Stat",
+    "table": "Table",
+    "timeseries": "Time series",
+}
 JI = 'job=~"$job", instance=~"$instance"'
 JIP = JI + ', pool=~"$pool"'
 # The pool behind each nginx upstream (a recording rule of alerts/, kept for
@@ -159,6 +168,29 @@ class Board:
             }
 
         return {
+            # For import (Dashboards > Import, or grafana.com): Grafana asks
+            # for a Prometheus and writes its uid where ${DS_PROMETHEUS} is,
+            # the datasource variable's default. Provisioned from files the
+            # name stays unresolved and the variable starts on the default
+            # Prometheus; panels always query $datasource.
+            "__inputs": [
+                {
+                    "name": "DS_PROMETHEUS",
+                    "label": "Prometheus",
+                    "description": DS_DESCRIPTION,
+                    "type": "datasource",
+                    "pluginId": "prometheus",
+                    "pluginName": "Prometheus",
+                }
+            ],
+            "__requires": [
+                {"type": "grafana", "id": "grafana", "name": "Grafana", "version": "10.4.0"},
+                {"type": "datasource", "id": "prometheus", "name": "Prometheus", "version": "1.0.0"},
+            ]
+            + [
+                {"type": "panel", "id": t, "name": PANEL_NAMES[t], "version": ""}
+                for t in sorted({p["type"] for p in self.panels if p["type"] != "row"})
+            ],
             "uid": self.uid,
             "title": self.title,
             "description": self.description,
@@ -177,10 +209,10 @@ class Board:
                     {
                         "name": "datasource",
                         "label": "Data source",
-                        "description": "The Prometheus that scrapes the exporters and loads the rules in alerts/.",
+                        "description": DS_DESCRIPTION,
                         "type": "datasource",
                         "query": "prometheus",
-                        "current": {},
+                        "current": {"selected": False, "text": "${DS_PROMETHEUS}", "value": "${DS_PROMETHEUS}"},
                         "options": [],
                         "regex": "",
                         "refresh": 1,

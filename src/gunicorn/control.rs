@@ -72,6 +72,33 @@ pub struct Worker {
     pub last_heartbeat: Option<f64>,
 }
 
+/// Seconds since a worker's last heartbeat, from `show workers`'
+/// `last_heartbeat`, never negative; `None` when unknown.
+///
+/// The master answers with its monotonic clock minus the mtime of the
+/// worker's tmp file. Each heartbeat sets that mtime from the worker's
+/// monotonic clock (`WorkerTmp.notify`), but until the first one, while the
+/// worker still imports its app, the mtime is the wall-clock time at which
+/// the master created the file: the answer is then about minus the time
+/// from 1970 to the boot. `monotonic_epoch` (seconds since 1970 at which
+/// CLOCK_MONOTONIC read 0) turns that back into the time since the file was
+/// made, which is the worker's age without a heartbeat. A value a hair
+/// below 0 (a heartbeat between the master's two clock reads, the
+/// rounding) is 0.
+pub fn heartbeat_age(last_heartbeat: Option<f64>, monotonic_epoch: f64) -> Option<f64> {
+    /// Below this, a negative value is not a race but the two clocks mixed.
+    const RACE: f64 = -1.0;
+    let v = last_heartbeat.filter(|v| v.is_finite())?;
+    if v >= RACE {
+        return Some(v.max(0.0));
+    }
+    // The mixed clocks put it near minus the epoch; anything else negative
+    // is no age at all.
+    let since_created = v + monotonic_epoch;
+    let mixed = v < -monotonic_epoch / 2.0 && since_created >= RACE;
+    mixed.then_some(since_created.max(0.0))
+}
+
 #[derive(Deserialize)]
 struct WorkerList {
     workers: Vec<Worker>,
@@ -164,6 +191,45 @@ impl ControlError {
     }
 }
 
+/// The longest path a unix socket address holds (sun_path less its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// A path to connect to, with the directory it goes through kept open.
+enum ShortPath<'a> {
+    AsIs(&'a Path),
+    Through { path: PathBuf, _dir: std::fs::File },
+}
+
+impl ShortPath<'_> {
+    fn path(&self) -> &Path {
+        match self {
+            ShortPath::AsIs(p) => p,
+            ShortPath::Through { path, .. } => path,
+        }
+    }
+}
+
+/// `path`, or when it is too long for a socket address, the same socket
+/// as /proc/self/fd/N/NAME through an O_PATH descriptor N of its directory.
+fn short_path(path: &Path) -> io::Result<ShortPath<'_>> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.as_os_str().as_bytes().len() <= MAX_SOCKET_PATH {
+        return Ok(ShortPath::AsIs(path));
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Ok(ShortPath::AsIs(path));
+    };
+    let dir_fd = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)?;
+    let path = Path::new("/proc/self/fd")
+        .join(dir_fd.as_raw_fd().to_string())
+        .join(name);
+    Ok(ShortPath::Through { path, _dir: dir_fd })
+}
+
 /// A connection to one master's control socket.
 #[derive(Debug)]
 pub struct ControlClient {
@@ -183,7 +249,10 @@ impl ControlClient {
         // A unix connect waits while the listener's backlog is full, for as
         // long as the send timeout allows.
         sock.set_write_timeout(Some(opts.timeout)).map_err(io_err)?;
-        let addr = socket2::SockAddr::unix(path).map_err(io_err)?;
+        // A path longer than sun_path (108 bytes; /host/proc/PID/root/...
+        // can be) is reached through an O_PATH descriptor of its directory.
+        let short = short_path(path).map_err(io_err)?;
+        let addr = socket2::SockAddr::unix(short.path()).map_err(io_err)?;
         sock.connect(&addr).map_err(io_err)?;
         let stream = UnixStream::from(std::os::fd::OwnedFd::from(sock));
         let peer_pid = peer_pid(&stream);
@@ -574,6 +643,27 @@ mod tests {
     }
 
     #[test]
+    fn a_socket_path_longer_than_an_address_holds_is_reached() {
+        // As /host/proc/PID/root/... can be: deeper than sun_path's 108.
+        let dir = tempfile::tempdir().unwrap();
+        let mut deep = dir.path().to_path_buf();
+        while deep.as_os_str().len() <= MAX_SOCKET_PATH {
+            deep.push("a-directory-of-thirty-characters");
+        }
+        std::fs::create_dir_all(&deep).unwrap();
+        let path = deep.join("gunicorn.ctl");
+        assert!(
+            socket2::SockAddr::unix(&path).is_err(),
+            "too long to bind as is"
+        );
+        let bound = short_path(&path).unwrap();
+        let _l = UnixListener::bind(bound.path()).unwrap();
+        let c = ControlClient::connect(&path, &ControlOptions::default()).unwrap();
+        assert_eq!(c.path(), path);
+        assert_eq!(c.peer_pid(), Some(std::process::id()));
+    }
+
+    #[test]
     fn captured_show_workers() {
         let w: WorkerList = decode(fixture!("control_show_workers.frame"), "show workers").unwrap();
         assert_eq!(w.workers.len(), 2);
@@ -602,6 +692,49 @@ mod tests {
             s.workers.iter().map(|w| w.pid).collect::<Vec<_>>(),
             w.workers.iter().map(|w| w.pid).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn a_worker_before_its_first_heartbeat_has_its_age_since_the_fork() {
+        // Captured while the worker imported tests/apps/slow_boot.py.
+        let w: WorkerList = decode(
+            fixture!("control_show_workers_booting.frame"),
+            "show workers",
+        )
+        .unwrap();
+        let raw = w.workers[0].last_heartbeat.unwrap();
+        assert!(raw < -1.0e9, "the master mixed its clocks: {raw}");
+        let clocks = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/gunicorn/27.0.1/control_show_workers_booting.clocks"
+        ));
+        let (wall, mono) = clocks.trim().split_once(' ').unwrap();
+        let epoch = wall.parse::<f64>().unwrap() - mono.parse::<f64>().unwrap();
+        let age = heartbeat_age(Some(raw), epoch).unwrap();
+        // Asked once the boot line and the control socket were there.
+        assert!((0.0..2.0).contains(&age), "{age}");
+
+        // The same worker's value with a host booted at another time
+        // cannot be placed: no age rather than a wrong one.
+        assert_eq!(heartbeat_age(Some(raw), epoch - 3600.0), None);
+        let later = heartbeat_age(Some(raw), epoch + 3600.0).unwrap();
+        assert!((later - 3600.0 - age).abs() < 1e-3, "{later}");
+    }
+
+    #[test]
+    fn heartbeat_ages_are_never_negative() {
+        let epoch = 1.796e9;
+        assert_eq!(heartbeat_age(Some(2.5), epoch), Some(2.5));
+        assert_eq!(heartbeat_age(Some(-0.01), epoch), Some(0.0));
+        assert_eq!(heartbeat_age(None, epoch), None);
+        assert_eq!(heartbeat_age(Some(f64::NAN), epoch), None);
+        assert_eq!(heartbeat_age(Some(-50.0), epoch), None);
+        for v in [-1.0e12, -epoch - 5.0, -epoch + 0.5, -3.0, 0.0, 1e6] {
+            assert!(
+                heartbeat_age(Some(v), epoch).is_none_or(|a| a >= 0.0),
+                "{v}"
+            );
+        }
     }
 
     #[test]

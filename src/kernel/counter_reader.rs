@@ -137,10 +137,19 @@ impl CounterReader {
                 }
                 Some(Found::Root) => {}
                 None => {
+                    let relative = [&procs.v2, &procs.v1_memory]
+                        .into_iter()
+                        .flatten()
+                        .any(|p| p.starts_with("/.."));
                     result = result.and(Err(format!(
-                        "pool {pool}: no memory cgroup directory for {} under {}",
+                        "pool {pool}: no memory cgroup directory for {} under {}{}",
                         path.display(),
-                        cgroup_root.display()
+                        cgroup_root.display(),
+                        if relative {
+                            "; its cgroup path is relative to the exporter's cgroup namespace: run in the host's (docker run --cgroupns=host)"
+                        } else {
+                            "; in a container, mount the host's /sys and pass its path as --path.sysfs"
+                        }
                     )))
                 }
             }
@@ -173,6 +182,10 @@ pub fn memory_cgroup(
     exists: impl Fn(&Path) -> bool,
 ) -> Option<Found> {
     let base = sysfs.join("fs/cgroup");
+    let c = &ProcCgroups {
+        v2: c.v2.as_deref().map(host_view),
+        v1_memory: c.v1_memory.as_deref().map(host_view),
+    };
     if let Some(path) = &c.v2 {
         for root in [base.clone(), base.join("unified")] {
             let dir = root.join(path.trim_start_matches('/'));
@@ -196,6 +209,28 @@ pub fn memory_cgroup(
         }
         _ => None,
     }
+}
+
+/// A cgroup path of /proc/PID/cgroup as seen from the host's root cgroup.
+/// The kernel writes it relative to the reader's cgroup namespace: an
+/// exporter in a container with its own (Docker and Kubernetes on cgroup
+/// v2) reads a host process's cgroup as `/../../system.slice/app.service`,
+/// climbing from its namespace's root. The climb ends at the host's root,
+/// which the host's /sys (at --path.sysfs) shows, so the `..` are dropped
+/// there. That is exact when the process is outside the subtree of the
+/// exporter's own ancestors (a host service); for one beside the exporter
+/// in a shared parent it is not, and the directory is then not found: the
+/// source says so and names --cgroupns=host.
+pub fn host_view(path: &str) -> String {
+    let mut rest = path.trim_start_matches('/');
+    while let Some(r) = rest.strip_prefix("..") {
+        if r.is_empty() || r.starts_with('/') {
+            rest = r.trim_start_matches('/');
+        } else {
+            break;
+        }
+    }
+    format!("/{rest}")
 }
 
 /// Reads what it can; the first file that fails is the error.
@@ -284,6 +319,37 @@ mod tests {
             v1_memory: v1.map(str::to_string),
             v2: v2.map(str::to_string),
         }
+    }
+
+    #[test]
+    fn a_path_relative_to_a_cgroup_namespace_is_taken_from_the_host_root() {
+        assert_eq!(
+            host_view("/system.slice/app.service"),
+            "/system.slice/app.service"
+        );
+        assert_eq!(
+            host_view("/../../system.slice/app.service"),
+            "/system.slice/app.service"
+        );
+        assert_eq!(host_view("/.."), "/");
+        assert_eq!(host_view("/"), "/");
+        assert_eq!(host_view("/..app/x"), "/..app/x");
+        // Found under the host's /sys as a container mounts it.
+        let here = |p: &Path| {
+            p == Path::new("/host/sys/fs/cgroup/system.slice/app.service/memory.current")
+        };
+        assert_eq!(
+            memory_cgroup(
+                Path::new("/host/sys"),
+                &cg(None, Some("/../../../system.slice/app.service")),
+                here
+            ),
+            Some(Found::Dir(
+                PathBuf::from("/host/sys/fs/cgroup/system.slice/app.service"),
+                CgroupVersion::V2,
+                "/system.slice/app.service".into()
+            ))
+        );
     }
 
     #[test]

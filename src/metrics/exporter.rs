@@ -11,7 +11,7 @@ use crate::state::health::SourceStatus;
 use crate::state::CollectorStats;
 
 define_metrics! { METRICS;
-    BUILD_INFO: Gauge, "badgateway_exporter_build_info", ["version"], "Build of the exporter; always 1.";
+    BUILD_INFO: Gauge, "badgateway_exporter_build_info", ["version", "revision", "branch", "rustversion"], "Build of the exporter: version, git revision and branch, and the Rust compiler's version; always 1.";
     COLLECTOR_DURATION: Gauge, "badgateway_collector_duration_seconds", ["collector"], "Wall time of the collector's last cycle.";
     COLLECTOR_CPU: Counter, "badgateway_collector_cpu_seconds", ["collector"], "CPU time the collector has used.";
     COLLECTOR_CYCLES: Counter, "badgateway_collector_cycles", ["collector"], "Cycles the collector has run.";
@@ -22,6 +22,41 @@ define_metrics! { METRICS;
     RESIDENT: Gauge, "badgateway_exporter_resident_memory_bytes", [], "The exporter's own resident memory (VmRSS).";
     CPU: Counter, "badgateway_exporter_cpu_seconds", [], "CPU time the exporter has used, user plus system.";
     TIMELINE_DROPPED: Counter, "badgateway_timeline_events_dropped", [], "Events dropped from the bounded timeline of worker exits, OOM kills and upstream failures because it was full.";
+}
+
+/// The build, as build.rs found it: what `--version` prints and
+/// `badgateway_exporter_build_info` says.
+#[derive(Debug, Clone, Copy)]
+pub struct Build {
+    pub version: &'static str,
+    pub revision: &'static str,
+    pub branch: &'static str,
+    pub date: &'static str,
+    pub rustc: &'static str,
+}
+
+pub const BUILD: Build = Build {
+    version: env!("CARGO_PKG_VERSION"),
+    revision: env!("BADGATEWAY_BUILD_REVISION"),
+    branch: env!("BADGATEWAY_BUILD_BRANCH"),
+    date: env!("BADGATEWAY_BUILD_DATE"),
+    rustc: env!("BADGATEWAY_BUILD_RUSTC"),
+};
+
+impl Build {
+    /// `--version`, laid out as Prometheus' Go exporters print theirs.
+    pub fn version_text(&self) -> String {
+        format!(
+            "badgateway_exporter, version {} (branch: {}, revision: {})\n  build date:       {}\n  rust version:     {}\n  platform:         {}/{}\n",
+            self.version,
+            self.branch,
+            self.revision,
+            self.date,
+            self.rustc,
+            std::env::consts::OS,
+            std::env::consts::ARCH,
+        )
+    }
 }
 
 /// What the exporter knows of itself.
@@ -35,7 +70,10 @@ pub struct SelfState<'a> {
 
 pub fn encode(s: &SelfState<'_>, enc: &mut Encoder) -> fmt::Result {
     family(enc, &BUILD_INFO, |f| {
-        f.gauge(&[env!("CARGO_PKG_VERSION")], 1)
+        f.gauge(
+            &[BUILD.version, BUILD.revision, BUILD.branch, BUILD.rustc],
+            1,
+        )
     })?;
     if let Some(v) = s.resident_bytes {
         family(enc, &RESIDENT, |f| f.gauge(&[], v))?;

@@ -17,6 +17,7 @@ pub mod exporter;
 pub mod kernel;
 pub mod nginx;
 pub mod pools;
+pub mod process;
 pub mod rules;
 
 use std::fmt::{self, Write as _};
@@ -69,6 +70,7 @@ pub fn all() -> impl Iterator<Item = &'static MetricDef> {
         .chain(nginx::METRICS)
         .chain(rules::METRICS)
         .chain(app_log::METRICS)
+        .chain(process::METRICS)
         .copied()
 }
 

@@ -6,6 +6,12 @@
 pub mod proc_connector;
 pub mod sock_diag;
 
+/// What a source that needs the host's network namespace (the proc
+/// connector, sock_diag on the pools' sockets) says when run in another:
+/// the fix, in the words of the two usual ways of running it.
+pub const NEEDS_HOST_NETWORK: &str =
+    "needs the host network namespace: hostNetwork: true in Kubernetes, --network host in Docker";
+
 use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;

@@ -34,12 +34,13 @@
 //! - A signal whose default action dumps core (SIGSEGV, SIGABRT) sends a
 //!   `PROC_EVENT_COREDUMP` before the exit even when no core file is written;
 //!   the exit's wait status says whether one was.
-//! - Anyone may subscribe: neither binding the group nor PROC_CN_MCAST_LISTEN
-//!   needs CAP_NET_ADMIN (a `nobody` subscriber with no capabilities gets an
-//!   ack with err 0 and every event). The 2023 cn_proc changes (Linux 6.6)
-//!   opened it; older kernels answer EPERM. Events carry pids of the initial
-//!   pid namespace. The
-//!   connector lives only in the initial network namespace (elsewhere the
+//! - Who may subscribe depends on the kernel's build: the 2023 cn_proc
+//!   changes (Linux 6.6) let a `nobody` subscriber with no capabilities bind
+//!   the group and get every event, while older kernels, and some later
+//!   ones (6.18.44 here), refuse binding the group without CAP_NET_ADMIN
+//!   with EPERM ([`ProcConnectorError::PermissionDenied`]). The tests probe
+//!   which policy the running kernel has. Events carry pids of the initial
+//!   pid namespace. The connector lives only in the initial network namespace (elsewhere the
 //!   subscription is refused with ECONNREFUSED), and the kernel silently
 //!   ignores a subscription from outside the initial user or pid namespace:
 //!   no ack ever comes. Each is a [`ProcConnectorError`] variant.
@@ -376,9 +377,9 @@ pub fn monotonic_ns() -> u64 {
 pub enum ProcConnectorError {
     #[error("proc connector: {op}: permission denied (this kernel wants CAP_NET_ADMIN)")]
     PermissionDenied { op: &'static str },
-    #[error("proc connector: not reachable from this network namespace (it exists only in the initial one)")]
+    #[error("proc connector: not reachable from this network namespace (it exists only in the initial one); {}", super::NEEDS_HOST_NETWORK)]
     OtherNetworkNamespace,
-    #[error("proc connector: no acknowledgment of the subscription within {0:?} (the kernel ignores subscribers outside the initial user and pid namespaces)")]
+    #[error("proc connector: no acknowledgment of the subscription within {0:?} (the kernel ignores subscribers outside the initial user and pid namespaces); needs the host PID namespace: hostPID: true in Kubernetes, --pid host in Docker")]
     NoAck(Duration),
     #[error("proc connector: not in this kernel (CONFIG_PROC_EVENTS)")]
     Unsupported,

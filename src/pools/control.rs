@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::gunicorn::control::{
-    find_control_socket, ControlClient, ControlError, ControlOptions, ControlSocketSearch,
-    Listener, Stats, Worker,
+    find_control_socket, heartbeat_age, ControlClient, ControlError, ControlOptions,
+    ControlSocketSearch, Listener, Stats, Worker,
 };
 
 use super::listen::{self, ListenAddr, ListenSocket};
@@ -214,9 +214,12 @@ impl Control {
     /// ages go to the workers of `state` (by pid; a worker without a slot
     /// gets none); `show stats` always. `retry`: once more after a
     /// transient failure (the cycle; between cycles the next check is the
-    /// retry).
+    /// retry). `procfs` is where the master's /proc is: the socket is
+    /// reached through it when the master is in another mount namespace
+    /// (see [`reachable_path`]).
     pub fn poll(
         &mut self,
+        procfs: &Path,
         state: &mut PoolState,
         opts: &ControlOptions,
         workers: bool,
@@ -237,6 +240,7 @@ impl Control {
             };
         };
         let pid = master.pid as u32;
+        let path = reachable_path(procfs, master.pid, &path);
         let mut answer = ask(&path, pid, opts, workers, self.settings_at);
         if retry && matches!(&answer, Err(e) if e.is_transient()) {
             std::thread::sleep(RETRY_AFTER);
@@ -270,6 +274,25 @@ impl Control {
                 Poll::Failed(e.to_string())
             }
         }
+    }
+}
+
+/// Where the exporter finds `path`, a path as `master` sees it: the path
+/// itself when both are in one mount namespace, else the same path under
+/// the master's root, PROCFS/MASTER/root/PATH. A container with the host's
+/// /proc at `--path.procfs` thus reaches the socket of a master on the host
+/// or in another container, with no mount of its directory (opening
+/// /proc/PID/root takes the ptrace access the exporter already has for
+/// smaps). When either namespace cannot be read, the path is taken as is.
+pub fn reachable_path(procfs: &Path, master: i32, path: &Path) -> PathBuf {
+    let master_dir = procfs.join(master.to_string());
+    let ours = std::fs::read_link("/proc/self/ns/mnt");
+    let theirs = std::fs::read_link(master_dir.join("ns/mnt"));
+    match (ours, theirs) {
+        (Ok(ours), Ok(theirs)) if ours != theirs => master_dir
+            .join("root")
+            .join(path.strip_prefix("/").unwrap_or(path)),
+        _ => path.to_owned(),
     }
 }
 
@@ -309,9 +332,12 @@ fn ask(
 }
 
 fn set_heartbeats(state: &mut PoolState, listed: &[Worker]) {
+    let epoch = crate::state::boot_time()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
     let by_pid: HashMap<i32, Option<f64>> = listed
         .iter()
-        .map(|w| (w.pid as i32, w.last_heartbeat))
+        .map(|w| (w.pid as i32, heartbeat_age(w.last_heartbeat, epoch)))
         .collect();
     for w in &mut state.workers {
         w.heartbeat_age = by_pid.get(&w.id.pid).copied().flatten();
@@ -399,6 +425,24 @@ mod tests {
     }
 
     #[test]
+    fn a_master_in_another_mount_namespace_is_reached_through_its_root() {
+        let sock = Path::new("/run/app/gunicorn.ctl");
+        // This process: one namespace, the path as is.
+        let me = std::process::id() as i32;
+        assert_eq!(reachable_path(Path::new("/proc"), me, sock), sock);
+        // A master whose ns/mnt link names another namespace.
+        let procfs = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(procfs.path().join("4242/ns")).unwrap();
+        std::os::unix::fs::symlink("mnt:[1]", procfs.path().join("4242/ns/mnt")).unwrap();
+        assert_eq!(
+            reachable_path(procfs.path(), 4242, sock),
+            procfs.path().join("4242/root/run/app/gunicorn.ctl")
+        );
+        // Its namespace unreadable (gone, or no access): as is.
+        assert_eq!(reachable_path(procfs.path(), 4243, sock), sock);
+    }
+
+    #[test]
     fn a_configured_socket_needs_no_search_and_is_not_a_listener() {
         let mut c = Control::new(Some(PathBuf::from("/run/api/ctl.sock")));
         let ls = vec![
@@ -436,7 +480,7 @@ mod tests {
         assert_eq!(c.socket(), None);
         let mut state = pool_with_workers(&[]);
         assert!(
-            matches!(c.poll(&mut state, &ControlOptions::default(), true, true), Poll::Failed(w) if w.contains("no worker's sockets"))
+            matches!(c.poll(Path::new("/proc"), &mut state, &ControlOptions::default(), true, true), Poll::Failed(w) if w.contains("no worker's sockets"))
         );
     }
 
@@ -460,17 +504,20 @@ mod tests {
         ));
         let mut state = pool_with_workers(&[]);
         let opts = ControlOptions::default();
-        assert_eq!(c.poll(&mut state, &opts, true, true), Poll::Nothing);
+        assert_eq!(
+            c.poll(Path::new("/proc"), &mut state, &opts, true, true),
+            Poll::Nothing
+        );
         assert!(!c.locate(&root, MASTER(), &ls, [worker].into_iter(), BIND_GRACE));
         assert!(
-            matches!(c.poll(&mut state, &opts, true, true), Poll::Failed(w) if w.contains("before 25.1")),
+            matches!(c.poll(Path::new("/proc"), &mut state, &opts, true, true), Poll::Failed(w) if w.contains("before 25.1")),
         );
         // Two candidates no worker holds, neither with the default name.
         let mut c = Control::new(None);
         let ls = Ok(vec![sock("unix:/a/x.sock", 1), sock("unix:/b/y.sock", 2)]);
         c.locate(&root, MASTER(), &ls, [worker].into_iter(), BIND_GRACE);
         assert!(
-            matches!(c.poll(&mut state, &opts, true, true), Poll::Failed(w) if w.contains("/a/x.sock, /b/y.sock") && w.contains("control_socket:")),
+            matches!(c.poll(Path::new("/proc"), &mut state, &opts, true, true), Poll::Failed(w) if w.contains("/a/x.sock, /b/y.sock") && w.contains("control_socket:")),
         );
     }
 
@@ -516,7 +563,7 @@ mod tests {
         let mut state = pool_with_workers(&[41, 42]);
         let opts = ControlOptions::default();
         assert_eq!(
-            c.poll(&mut state, &opts, true, true),
+            c.poll(Path::new("/proc"), &mut state, &opts, true, true),
             Poll::Answered { reload: false }
         );
         let hb: Vec<Option<f64>> = state.workers.iter().map(|w| w.heartbeat_age).collect();
@@ -532,16 +579,16 @@ mod tests {
             })
         );
         assert_eq!(
-            c.poll(&mut state, &opts, true, true),
+            c.poll(Path::new("/proc"), &mut state, &opts, true, true),
             Poll::Answered { reload: false }
         );
         assert_eq!(
-            c.poll(&mut state, &opts, true, true),
+            c.poll(Path::new("/proc"), &mut state, &opts, true, true),
             Poll::Answered { reload: true }
         );
         assert_eq!(state.gunicorn.unwrap().worker_timeout, Some(20));
         assert_eq!(
-            c.poll(&mut state, &opts, true, true),
+            c.poll(Path::new("/proc"), &mut state, &opts, true, true),
             Poll::Answered { reload: false }
         );
         // Asked once for the first master's settings, once after the
@@ -549,13 +596,16 @@ mod tests {
         assert_eq!(t.join().unwrap(), [0, 1]);
         // Gone: heartbeats go, the counts stay for this master.
         assert!(matches!(
-            c.poll(&mut state, &opts, true, true),
+            c.poll(Path::new("/proc"), &mut state, &opts, true, true),
             Poll::Failed(_)
         ));
         assert!(state.workers.iter().all(|w| w.heartbeat_age.is_none()));
         assert!(state.gunicorn.is_some());
         state.master = None;
-        assert_eq!(c.poll(&mut state, &opts, true, true), Poll::Nothing);
+        assert_eq!(
+            c.poll(Path::new("/proc"), &mut state, &opts, true, true),
+            Poll::Nothing
+        );
         assert!(state.gunicorn.is_none());
     }
 

@@ -12,7 +12,8 @@
 //! left out.
 //!
 //! The peak of a socket is the highest length among the samples taken in
-//! the last `peak_window` (the pool source's interval): a sliding window,
+//! the last `peak_window` (`--collector.listen-queue.peak-window`): a
+//! sliding window,
 //! kept as a queue of samples whose lengths decrease from the oldest, so
 //! that it holds at most one entry per distinct length.
 
@@ -27,6 +28,12 @@ use crate::state::{PoolIndex, Published, Sinks};
 
 /// The health `source` label of the sampler.
 pub const SOURCE: &str = "listen_queue";
+
+/// The shipped scrape interval (deploy/prometheus/scrape*.yml,
+/// deploy/kubernetes/servicemonitor.yaml: 15 s) and a second more, the
+/// most a snapshot lags the last sample: then every burst is in the window
+/// of some scrape.
+pub const DEFAULT_PEAK_WINDOW: Duration = Duration::from_secs(16);
 
 #[derive(Debug, Clone)]
 pub struct ListenQueueOptions {
@@ -43,7 +50,7 @@ impl Default for ListenQueueOptions {
     fn default() -> Self {
         ListenQueueOptions {
             interval: Duration::from_millis(100),
-            peak_window: Duration::from_secs(5),
+            peak_window: DEFAULT_PEAK_WINDOW,
             procfs: PathBuf::from("/proc"),
         }
     }
@@ -201,8 +208,9 @@ impl ListenQueueSampler {
         let health = match self.elsewhere.as_slice() {
             [] => Ok(()),
             pools => Err(format!(
-                "the master of pool {} is in another network namespace, whose sockets sock_diag cannot see",
-                pools.iter().map(|p| &**p).collect::<Vec<_>>().join(", ")
+                "the master of pool {} is in another network namespace, whose sockets sock_diag cannot see; {}",
+                pools.iter().map(|p| &**p).collect::<Vec<_>>().join(", "),
+                crate::netlink::NEEDS_HOST_NETWORK
             )),
         };
         self.sinks.health.report(SOURCE, health);
@@ -341,6 +349,60 @@ mod tests {
         }
     }
 
+    /// How many one-sample bursts, one at each sampling tick of a scrape
+    /// interval, no scrape sees: the sampler every `interval` with the
+    /// default options' tick, a scrape every `scrape` reading the peak as
+    /// published up to `lag` ticks earlier (the snapshot catching up),
+    /// the lag varying from scrape to scrape.
+    fn missed_bursts(window: Duration, scrape: Duration, max_lag: u32) -> usize {
+        let tick = ListenQueueOptions::default().interval;
+        let per_scrape = (scrape.as_millis() / tick.as_millis()) as u32;
+        let t0 = Instant::now();
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut lag = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % (max_lag as u64 + 1)) as u32
+        };
+        let mut missed = 0;
+        // The burst lies between the scrapes at 2 and 3 intervals, after
+        // the window filled; each position is tried with 8 draws of the
+        // four scrapes' lags.
+        for burst in 2 * per_scrape + 1..=3 * per_scrape {
+            for _ in 0..8 {
+                let mut w = PeakWindow::default();
+                let mut peaks = Vec::with_capacity(5 * per_scrape as usize);
+                for i in 0..5 * per_scrape {
+                    let v = u32::from(i == burst);
+                    peaks.push(w.push(t0 + tick * i, v, window));
+                }
+                let seen = (1..5)
+                    .map(|k| k * per_scrape - lag())
+                    .any(|read| peaks[read as usize] == 1);
+                missed += usize::from(!seen);
+            }
+        }
+        missed
+    }
+
+    #[test]
+    fn a_burst_anywhere_between_two_scrapes_is_seen() {
+        let scrape = Duration::from_secs(15);
+        // The default window: every burst seen, even with the snapshot a
+        // second behind the last sample.
+        assert_eq!(
+            missed_bursts(ListenQueueOptions::default().peak_window, scrape, 10),
+            0
+        );
+        // The window the scrape interval exactly: seen when the snapshot
+        // keeps pace.
+        assert_eq!(missed_bursts(scrape, scrape, 0), 0);
+        // The old 5 s window missed two bursts of every three (8 draws for
+        // each of the 150 positions).
+        assert_eq!(missed_bursts(Duration::from_secs(5), scrape, 0), 100 * 8);
+    }
+
     fn index(listeners: Vec<PoolListener>) -> Arc<Published<PoolIndex>> {
         let idx = Published::new(PoolIndex::default());
         idx.publish(PoolIndex {
@@ -414,14 +476,16 @@ mod tests {
         s.sample(t0 + Duration::from_millis(200));
         let q = &s.published().get().queues[0];
         assert_eq!((q.length, q.peak), (0, 3), "the peak outlives the burst");
-        s.sample(t0 + Duration::from_secs(6));
+        s.sample(t0 + Duration::from_secs(15));
+        assert_eq!(s.published().get().queues[0].peak, 3, "15 s on: still in");
+        s.sample(t0 + Duration::from_secs(17));
         assert_eq!(s.published().get().queues[0].peak, 0, "past the window");
         assert_eq!(sinks.health.get(SOURCE).map(|h| h.up), Some(true));
         // Nothing changes, nothing is published.
-        assert_eq!(s.sample(t0 + Duration::from_secs(7)), (0, false));
+        assert_eq!(s.sample(t0 + Duration::from_secs(18)), (0, false));
         // The socket closes: no series for it.
         drop(_listener);
-        s.sample(t0 + Duration::from_secs(8));
+        s.sample(t0 + Duration::from_secs(19));
         assert!(s.published().get().queues.is_empty());
     }
 }

@@ -9,6 +9,8 @@
 //!   counts, and its reloads on the timeline;
 //! - [`listen_queue`]: the listen queues of the pools' sockets, sampled on
 //!   a loop of their own between cycles;
+//! - [`self_usage`]: the exporter's own process, for the `process_*`
+//!   families, on a loop of its own;
 //! - [`proc`], [`discover`], [`listen`], [`slots`]: the readers and pure
 //!   rules underneath.
 //!
@@ -25,27 +27,27 @@
 
 pub mod control;
 pub mod discover;
+pub mod events;
 pub mod gone;
 pub mod listen;
 pub mod listen_queue;
 pub mod observe;
 pub mod proc;
 pub mod process_table;
+pub mod self_usage;
 pub mod slots;
 pub mod smaps;
 pub mod view;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{PoolConfig, Server, DEFAULT_MAX_SLOTS};
 use crate::gunicorn::control::ControlOptions;
-use crate::netlink::proc_connector::{
-    EventKind as ProcEventKind, ExitOutcome, ProcConnector, ProcConnectorOptions, ProcEvent,
-};
+use crate::netlink::proc_connector::{ProcConnector, ProcConnectorOptions, ProcEvent};
 use crate::state::pool_index::{PoolListener, PoolMembers};
-use crate::state::timeline::{AppLog, EventKind, ExitStatus, Process, WorkerExit};
+use crate::state::timeline::{AppLog, EventKind, Process, WorkerExit};
 use crate::state::{thread_cpu_seconds, PoolIndex, Published, Sinks};
 use control::Poll;
 use listen::ListenAddr;
@@ -116,6 +118,19 @@ pub const PROC_EVENTS_SOURCE: &str = "proc_connector";
 /// keep the worker sets: a safety net, not the way workers are found.
 pub const RECONCILE_EVERY: u32 = 60;
 
+/// How long an exit waits for the fork that replaces it before the view
+/// is published without it.
+const REPLACEMENT_WAIT: Duration = Duration::from_millis(50);
+
+/// How often, while a new worker has no PSS yet, the smaps sampler's
+/// figures are looked for between events (it reads new processes every
+/// second)...
+const SMAPS_CHECK: Duration = Duration::from_millis(250);
+
+/// ...and for how long: a process whose smaps cannot be read (another
+/// user's, without CAP_SYS_PTRACE) has none to wait for.
+const PSS_WAIT: Duration = Duration::from_secs(3);
+
 /// The proc connector's receive buffer: about 2,000 events between two
 /// reads.
 const EVENTS_BUFFER_BYTES: usize = 2 << 20;
@@ -140,6 +155,11 @@ pub struct PoolSource {
     index: Arc<Published<PoolIndex>>,
     /// PSS and USS, read on the smaps sampler's thread.
     smaps: Arc<Published<SmapsView>>,
+    /// The version of `smaps` whose figures the workers have.
+    smaps_seen: u64,
+    /// Until when a worker without PSS (new, or first seen by a cycle)
+    /// has it looked for between events, in the smaps sampler's figures.
+    pss_wanted_until: Option<Instant>,
     /// New options (a reloaded config), taken at the start of a cycle.
     updates: Option<(Arc<Published<PoolOptions>>, u64)>,
 }
@@ -180,6 +200,8 @@ impl PoolSource {
             view: Published::new(PoolsView::default()),
             index: Published::new(PoolIndex::default()),
             smaps: Published::new(SmapsView::default()),
+            smaps_seen: 0,
+            pss_wanted_until: None,
             updates: None,
         }
     }
@@ -307,10 +329,17 @@ impl PoolSource {
             };
             self.sinks.health.report(&health_source(&t.name), result);
             put_on_timeline(&self.sinks, &self.root, &t.name, &mut changes);
-            poll_control(&self.sinks, &self.opts.control, t, true);
+            poll_control(&self.sinks, self.root.path(), &self.opts.control, t, true);
         }
         errors += lookup.scan_errors;
         self.forget_gone_discovered(now);
+        if self
+            .trackers
+            .iter()
+            .any(|t| t.state.workers.iter().any(|w| w.memory.pss.is_none()))
+        {
+            self.pss_wanted_until = Some(Instant::now() + PSS_WAIT);
+        }
         self.publish();
         errors
     }
@@ -356,55 +385,44 @@ impl PoolSource {
                 return false;
             }
         }
-        let mut changes = Vec::new();
-        let mut master_gone = false;
-        let mut changed = false;
-        let events = std::mem::take(&mut self.event_buf);
-        for ev in &events {
-            let at = self.boot + Duration::from_nanos(ev.timestamp_ns);
-            match ev.kind {
-                ProcEventKind::Fork { parent, child } if !child.is_thread() => {
-                    let Some(t) = self
-                        .trackers
-                        .iter_mut()
-                        .find(|t| t.state.master.is_some_and(|m| m.pid == parent.tgid))
-                    else {
-                        continue;
-                    };
-                    // The child's identity from its stat; if it is gone
-                    // already, from the event's clock.
-                    let id = self.root.identity(child.pid).unwrap_or(ProcId {
-                        pid: child.pid,
-                        starttime: self.root.ticks_since_boot(ev.timestamp_ns),
-                    });
-                    t.forked(id, at, &mut changes);
-                    if let Some(c) = &mut t.control {
-                        c.forked(Instant::now());
-                    }
-                    put_on_timeline(&self.sinks, &self.root, &t.name, &mut changes);
-                    changed = true;
-                }
-                ProcEventKind::Exit { task, status, .. } if !task.is_thread() => {
-                    let status = match status.outcome() {
-                        ExitOutcome::Exited(c) => ExitStatus::Exited(c),
-                        ExitOutcome::Signaled { signal, .. } => ExitStatus::Signaled(signal),
-                    };
-                    for t in &mut self.trackers {
-                        if t.state.master.is_some_and(|m| m.pid == task.pid) {
-                            master_gone = true;
-                        } else if t.exited(task.pid, Some(status), at, &mut changes) {
-                            put_on_timeline(&self.sinks, &self.root, &t.name, &mut changes);
-                            changed = true;
-                        }
-                    }
-                }
-                _ => {}
+        // The changes go on the timeline and into the index at once: the
+        // kernel source attributes an OOM kill of a worker forked a moment
+        // ago by them.
+        let mut applied = self.apply_batch();
+        self.record(&applied);
+        // An exit whose replacement has not come yet: wait a moment for
+        // its fork, so that a scrape sees the exit with the fork that
+        // replaces it, never a pool emptier than the host (Gunicorn forks
+        // the replacement within milliseconds).
+        let deadline = Instant::now() + REPLACEMENT_WAIT;
+        while self.awaits_replacement(&applied) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(conn) = self.events.as_mut() else {
+                break;
+            };
+            if left.is_zero() || !conn.wait(left).unwrap_or(false) {
+                break;
+            }
+            self.event_buf.clear();
+            match conn.read(Duration::ZERO, &mut self.event_buf) {
+                Ok(r) if r.lost > 0 || r.overruns > 0 => self.since_reconcile = RECONCILE_EVERY,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+            let more = self.apply_batch();
+            self.record(&more);
+            applied.master_gone |= more.master_gone;
+            applied.changes.extend(more.changes);
+        }
+        let master_gone = applied.master_gone;
+        let now = Instant::now();
+        for i in applied.forked() {
+            self.pss_wanted_until = Some(now + PSS_WAIT);
+            if let Some(c) = &mut self.trackers[i].control {
+                c.forked(now);
             }
         }
-        self.event_buf = events;
-        // Published at once: the kernel source attributes an OOM kill of a
-        // worker forked a moment ago by this index.
-        if changed {
+        if !applied.changes.is_empty() {
             self.publish();
             self.sinks.changed.notify();
         }
@@ -415,7 +433,7 @@ impl PoolSource {
         let mut asked = false;
         for t in &mut self.trackers {
             if t.control.as_mut().is_some_and(|c| c.check_due(now)) {
-                asked |= poll_control(&self.sinks, &self.opts.control, t, false);
+                asked |= poll_control(&self.sinks, self.root.path(), &self.opts.control, t, false);
             }
         }
         if asked {
@@ -423,6 +441,68 @@ impl PoolSource {
             self.sinks.changed.notify();
         }
         master_gone
+    }
+
+    /// Apply the events in `event_buf` to the trackers.
+    fn apply_batch(&mut self) -> events::Applied {
+        let root = &self.root;
+        events::apply(
+            &mut self.trackers,
+            &self.event_buf,
+            root,
+            self.boot,
+            |pid| root.stat(pid).ok(),
+        )
+    }
+
+    /// Put a batch's changes on the timeline, and publish the index.
+    fn record(&self, applied: &events::Applied) {
+        for (i, c) in &applied.changes {
+            put_change_on_timeline(&self.sinks, &self.root, &self.trackers[*i].name, *c);
+        }
+        if !applied.changes.is_empty() {
+            self.publish_index();
+        }
+    }
+
+    /// Whether a worker new since a moment has no PSS yet.
+    fn awaits_smaps(&self) -> bool {
+        self.pss_wanted_until.is_some_and(|t| Instant::now() < t)
+            && self
+                .trackers
+                .iter()
+                .any(|t| t.state.workers.iter().any(|w| w.memory.pss.is_none()))
+    }
+
+    /// Give the workers without PSS and USS the smaps sampler's figures,
+    /// when it has new ones (capped at RSS, as in a cycle). Returns
+    /// whether any worker got them.
+    fn take_smaps(&mut self) -> bool {
+        let Some(smaps) = self.smaps.newer(&mut self.smaps_seen) else {
+            return false;
+        };
+        let mut took = false;
+        for w in self
+            .trackers
+            .iter_mut()
+            .flat_map(|t| t.state.workers.iter_mut())
+        {
+            if let (None, Some(&(pss, uss, swap))) = (w.memory.pss, smaps.memory.get(&w.id)) {
+                w.memory.pss = Some(pss.min(w.memory.rss));
+                w.memory.uss = Some(uss.min(w.memory.rss));
+                w.memory.swap = swap;
+                took = true;
+            }
+        }
+        took
+    }
+
+    /// Whether a pool whose master lives lost more workers than it gained
+    /// in `applied`.
+    fn awaits_replacement(&self, applied: &events::Applied) -> bool {
+        !applied.master_gone
+            && (0..self.trackers.len())
+                .any(|i| self.trackers[i].state.master.is_some() && applied.net_workers(i) < 0)
     }
 
     fn configured(&self) -> usize {
@@ -453,6 +533,11 @@ impl PoolSource {
             pools,
             children_files: self.children_files,
         });
+        self.publish_index();
+    }
+
+    /// What the other sources read: each pool's members and listeners.
+    fn publish_index(&self) {
         let process = |id: ProcId, slot| Process {
             pid: id.pid,
             started: self.root.start_time(id.starttime),
@@ -514,8 +599,17 @@ impl PoolSource {
                         std::thread::sleep(left);
                         break;
                     }
+                    // A worker forked since the cycle waits for its PSS:
+                    // look for the sampler's figures now and then.
+                    Some(c) if self.awaits_smaps() => c.wait(left.min(SMAPS_CHECK)).unwrap_or(true),
                     Some(c) => c.wait(left).unwrap_or(true),
                 };
+                // On a busy host events come all the time: the sampler's
+                // figures are looked for after any wakeup.
+                if self.awaits_smaps() && self.take_smaps() {
+                    self.publish();
+                    sinks.changed.notify();
+                }
                 if !ready {
                     continue;
                 }
@@ -541,11 +635,17 @@ impl PoolSource {
 /// heartbeats and stats, with its health reported and one retry; between
 /// cycles for the stats alone. A reload goes on the timeline. Returns
 /// whether it answered.
-fn poll_control(sinks: &Sinks, opts: &ControlOptions, t: &mut Tracker, cycle: bool) -> bool {
+fn poll_control(
+    sinks: &Sinks,
+    procfs: &Path,
+    opts: &ControlOptions,
+    t: &mut Tracker,
+    cycle: bool,
+) -> bool {
     let Some(c) = t.control.as_mut() else {
         return false;
     };
-    match c.poll(&mut t.state, opts, cycle, cycle) {
+    match c.poll(procfs, &mut t.state, opts, cycle, cycle) {
         Poll::Nothing => false,
         Poll::Failed(why) => {
             if cycle {
@@ -571,22 +671,26 @@ fn poll_control(sinks: &Sinks, opts: &ControlOptions, t: &mut Tracker, cycle: bo
 /// Put a pool's changes on the timeline, in order, and clear them.
 fn put_on_timeline(sinks: &Sinks, root: &ProcRoot, pool: &Arc<str>, changes: &mut Vec<PoolChange>) {
     for c in changes.drain(..) {
-        let p = Process {
-            pid: c.id.pid,
-            started: root.start_time(c.id.starttime),
-            slot: c.slot,
-        };
-        let kind = match c.change {
-            Change::WorkerSpawn => EventKind::WorkerSpawn(p),
-            Change::WorkerExit(memory, status) => EventKind::WorkerExit(WorkerExit {
-                process: p,
-                status,
-                rss_bytes: memory.map(|m| m.rss),
-                pss_bytes: memory.and_then(|m| m.pss),
-            }),
-            Change::MasterStart => EventKind::MasterStart(p),
-            Change::MasterExit => EventKind::MasterExit(p),
-        };
-        sinks.timeline.push(c.at, Some(pool.clone()), kind);
+        put_change_on_timeline(sinks, root, pool, c);
     }
+}
+
+fn put_change_on_timeline(sinks: &Sinks, root: &ProcRoot, pool: &Arc<str>, c: PoolChange) {
+    let p = Process {
+        pid: c.id.pid,
+        started: root.start_time(c.id.starttime),
+        slot: c.slot,
+    };
+    let kind = match c.change {
+        Change::WorkerSpawn => EventKind::WorkerSpawn(p),
+        Change::WorkerExit(memory, status) => EventKind::WorkerExit(WorkerExit {
+            process: p,
+            status,
+            rss_bytes: memory.map(|m| m.rss),
+            pss_bytes: memory.and_then(|m| m.pss),
+        }),
+        Change::MasterStart => EventKind::MasterStart(p),
+        Change::MasterExit => EventKind::MasterExit(p),
+    };
+    sinks.timeline.push(c.at, Some(pool.clone()), kind);
 }

@@ -105,14 +105,42 @@ impl Tracker {
         self.slots.all()
     }
 
-    /// The master forked `id`, seen by the proc connector at `at`.
-    pub fn forked(&mut self, id: ProcId, at: SystemTime, changes: &mut Vec<PoolChange>) {
+    /// The master forked `id`, seen by the proc connector at `at`. With
+    /// the child's stat (`born`, one read at the event), the worker is in
+    /// the pool's state at once, with its slot, start time, RSS and CPU;
+    /// PSS and USS follow from the smaps sampler. Without it (the child is
+    /// gone already, its exit on its way), it is only on the timeline.
+    pub fn forked(
+        &mut self,
+        id: ProcId,
+        born: Option<&StatBrief>,
+        units: &ProcRoot,
+        at: SystemTime,
+        changes: &mut Vec<PoolChange>,
+    ) {
         if self.slots.contains(&id) {
             return;
         }
         let slot = self.slots.add(id);
         self.state.spawns += 1;
         self.state.unslotted_workers = self.slots.unslotted_count();
+        if let (Some(slot), Some(stat)) = (slot, born) {
+            let w = WorkerState {
+                id,
+                slot,
+                start_time: units.start_time_seconds(id.starttime),
+                memory: Memory {
+                    rss: units.pages_to_bytes(stat.rss_pages),
+                    ..Memory::default()
+                },
+                open_fds: None,
+                max_fds: None,
+                cpu_seconds: Some(units.ticks_to_seconds(stat.utime + stat.stime)),
+                heartbeat_age: None,
+            };
+            let at = self.state.workers.partition_point(|o| o.slot < slot);
+            self.state.workers.insert(at, w);
+        }
         changes.push(PoolChange {
             change: Change::WorkerSpawn,
             id,

@@ -300,6 +300,8 @@ pub struct StatBrief {
     pub utime: u64,
     pub stime: u64,
     pub starttime: u64,
+    /// Virtual memory size in bytes (field 23).
+    pub vsize_bytes: u64,
     /// Resident pages (field 24), the figure status shows as VmRSS.
     pub rss_pages: u64,
 }
@@ -330,14 +332,16 @@ pub fn parse_stat_brief(buf: &[u8]) -> Option<StatBrief> {
     let utime = num(fields.nth(14 - 5)?)?;
     let stime = num(fields.next()?)?;
     let starttime = num(fields.nth(22 - 16)?)?;
-    // rss is field 24, after vsize; absent from a line cut short.
-    let rss_pages = fields.nth(1).and_then(num).unwrap_or(0);
+    // vsize and rss are fields 23 and 24; absent from a line cut short.
+    let vsize_bytes = fields.next().and_then(num).unwrap_or(0);
+    let rss_pages = fields.next().and_then(num).unwrap_or(0);
     Some(StatBrief {
         state,
         ppid,
         utime,
         stime,
         starttime,
+        vsize_bytes,
         rss_pages,
     })
 }
@@ -453,6 +457,7 @@ mod tests {
             assert_eq!(b.ppid, full.ppid);
             assert_eq!((b.utime, b.stime), (full.utime, full.stime));
             assert_eq!(b.rss_pages, full.rss);
+            assert_eq!(b.vsize_bytes, full.vsize);
             assert_eq!(b.starttime, full.starttime);
             assert_eq!(b.state as char, full.state);
             n += 1;
@@ -471,6 +476,7 @@ mod tests {
                 utime: 0,
                 stime: 0,
                 starttime: 12345,
+                vsize_bytes: 1000,
                 rss_pages: 10,
             })
         );

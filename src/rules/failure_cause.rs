@@ -106,8 +106,9 @@ impl FailureEvidence {
     }
 }
 
-/// One row: when `applies`, `cause` decides (or `None`: ambiguous, go on
-/// to the next row).
+/// One row of [`RULES`]: `decide` gives the cause when the evidence fits
+/// the row, or `None` (it does not fit, or could mean two things) to leave
+/// it to the next row; `name` says in words what the row looks for.
 pub struct Rule {
     pub name: &'static str,
     pub decide: fn(&FailureEvidence) -> Option<FailureCause>,
@@ -213,44 +214,24 @@ pub fn gather(
     gather_in(&ByTime::new(tl), err, at, pool, master_down_now, claimed, w)
 }
 
-/// The timeline's events in time order (from its time index), and the
-/// masters' starts, exits and shutdowns apart: a judge that looks at
-/// many failures at once (a one-shot run judges tens of thousands over
-/// tens of thousands of events) finds each one's neighbours by a binary
-/// search, not a pass over everything.
+/// The timeline as the failure rules read it: each failure's neighbours,
+/// and the last master change before it, come from the timeline's time
+/// indexes (a lookup costs a logarithm plus what it returns), so a judge
+/// that looks at many failures at once (a one-shot run judges tens of
+/// thousands over tens of thousands of events) never passes over
+/// everything, nor copies it.
 pub struct ByTime<'a> {
     tl: &'a Timeline,
-    events: Vec<&'a Event>,
-    masters: Vec<&'a Event>,
 }
 
 impl<'a> ByTime<'a> {
     pub fn new(tl: &'a Timeline) -> ByTime<'a> {
-        let events: Vec<&Event> = tl.in_time_order().collect();
-        let masters = events
-            .iter()
-            .copied()
-            .filter(|e| {
-                matches!(
-                    e.kind,
-                    EventKind::MasterExit(_)
-                        | EventKind::MasterStart(_)
-                        | EventKind::AppLog(AppLog::Shutdown)
-                )
-            })
-            .collect();
-        ByTime {
-            tl,
-            events,
-            masters,
-        }
+        ByTime { tl }
     }
 
-    /// Events whose time lies in `[from, to]`.
-    pub fn window(&self, from: SystemTime, to: SystemTime) -> &[&'a Event] {
-        let i = self.events.partition_point(|e| e.at < from);
-        let j = self.events.partition_point(|e| e.at <= to);
-        &self.events[i..j.max(i)]
+    /// Events whose time lies in `[from, to]`, from the timeline's index.
+    pub fn window(&self, from: SystemTime, to: SystemTime) -> impl Iterator<Item = &'a Event> {
+        self.tl.window(from, to)
     }
 }
 
@@ -276,8 +257,6 @@ pub fn gather_in(
     // The events around the failure that may bear on it.
     let near: Vec<&Event> = bt
         .window(from, to)
-        .iter()
-        .copied()
         .filter(|ev| {
             (pool.is_some() && ev.pool.as_deref() == pool)
                 || matches!(
@@ -291,11 +270,9 @@ pub fn gather_in(
     // socket (or closes it) first, then waits up to its graceful timeout
     // for its workers before it exits: nginx finds nothing to connect to
     // all that while.
-    let master: Option<(SystemTime, bool)> = bt
-        .masters
-        .iter()
-        .rev()
-        .find(|ev| ev.at <= to && pool.is_some() && ev.pool.as_deref() == pool)
+    let master: Option<(SystemTime, bool)> = tl
+        .master_changes_until_rev(to)
+        .find(|ev| pool.is_some() && ev.pool.as_deref() == pool)
         .map(|ev| (ev.at, !matches!(ev.kind, EventKind::MasterStart(_))));
 
     // nginx's error line: by connection, else by upstream and time.
@@ -351,7 +328,6 @@ pub fn gather_in(
                 .unwrap_or(SystemTime::UNIX_EPOCH);
             e.oom_before_master_down = bt
                 .window(since, went + Duration::from_secs(1))
-                .iter()
                 .any(|k| matches!(k.kind, EventKind::OomKill(_)) && kill_pool(tl, k) == Some(pool));
         }
         Some((_, false)) => {}
@@ -1167,9 +1143,9 @@ mod tests {
             EventKind::AppLog(AppLog::WorkerBooted { pid: 2 }),
         );
         let bt = ByTime::new(&tl);
-        let times: Vec<SystemTime> = bt.window(t(4), t(20)).iter().map(|e| e.at).collect();
+        let times: Vec<SystemTime> = bt.window(t(4), t(20)).map(|e| e.at).collect();
         assert_eq!(times, [t(5), t(10), t(20)]);
-        assert!(bt.window(t(21), t(29)).is_empty());
+        assert!(bt.window(t(21), t(29)).next().is_none());
         // Down at 25 (its exit at 20 is its last word by then), up at 35.
         let down = |at| {
             gather_in(

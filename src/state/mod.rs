@@ -4,12 +4,14 @@
 //! - [`timeline`]: the one bounded timeline of events;
 //! - [`published`]: the value a source publishes after each step;
 //! - [`health`]: whether each source could be read;
+//! - [`history`]: the last hour, by minute, for the status page;
 //! - [`pool_index`]: the pool source's members and listeners, for the
 //!   other sources;
 //! - [`Sinks`]: where every source writes: the timeline, health, collector
 //!   stats and the change signal that wakes the renderer.
 
 pub mod health;
+pub mod history;
 pub mod pool_index;
 pub mod published;
 pub mod timeline;

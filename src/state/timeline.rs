@@ -6,8 +6,9 @@
 //! reader can ask for what arrived since it last looked. Their times come
 //! from several clocks (a kmsg timestamp, a log line's whole second, a
 //! pool cycle), so arrival order is only roughly time order: a window
-//! lookup checks every event's time. With the timeline bounded to a few
-//! thousand events that is a scan of microseconds.
+//! lookup goes through an index by (time, sequence number), so it costs a
+//! logarithm of the events held plus the events it returns, not a pass over
+//! all of them.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -306,6 +307,18 @@ impl EventKind {
     }
 }
 
+impl EventKind {
+    /// A master started or exited, or its log said it is shutting down.
+    pub fn is_master_change(&self) -> bool {
+        matches!(
+            self,
+            EventKind::MasterExit(_)
+                | EventKind::MasterStart(_)
+                | EventKind::AppLog(AppLog::Shutdown)
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     /// Assigned on push: later arrivals have higher numbers.
@@ -326,6 +339,11 @@ pub struct Timeline {
     events: VecDeque<Event>,
     /// (time, seq) of every event held.
     by_time: BTreeSet<(SystemTime, u64)>,
+    /// (time, seq) of the events that change a master's state (its start,
+    /// its exit, its log saying it shuts down): the rules ask for the last
+    /// one before a failure, which a walk of the whole timeline would find
+    /// only after every worker's and request's event.
+    master_changes: BTreeSet<(SystemTime, u64)>,
     cap: usize,
     next_seq: u64,
     dropped: u64,
@@ -336,6 +354,7 @@ impl Timeline {
         Timeline {
             events: VecDeque::with_capacity(cap.min(1024)),
             by_time: BTreeSet::new(),
+            master_changes: BTreeSet::new(),
             cap: cap.max(1),
             next_seq: 1,
             dropped: 0,
@@ -347,12 +366,16 @@ impl Timeline {
         if self.events.len() == self.cap {
             if let Some(old) = self.events.pop_front() {
                 self.by_time.remove(&(old.at, old.seq));
+                self.master_changes.remove(&(old.at, old.seq));
             }
             self.dropped += 1;
         }
         let seq = self.next_seq;
         self.next_seq += 1;
         self.by_time.insert((at, seq));
+        if kind.is_master_change() {
+            self.master_changes.insert((at, seq));
+        }
         self.events.push_back(Event {
             seq,
             at,
@@ -381,6 +404,15 @@ impl Timeline {
     /// Events at or before `to`, latest first.
     pub fn until_rev(&self, to: SystemTime) -> impl Iterator<Item = &Event> {
         self.by_time
+            .range(..=(to, u64::MAX))
+            .rev()
+            .map(|(_, seq)| self.get(*seq))
+    }
+
+    /// The events that change a master's state (see
+    /// [`EventKind::is_master_change`]) at or before `to`, latest first.
+    pub fn master_changes_until_rev(&self, to: SystemTime) -> impl Iterator<Item = &Event> {
+        self.master_changes
             .range(..=(to, u64::MAX))
             .rev()
             .map(|(_, seq)| self.get(*seq))

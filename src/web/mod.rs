@@ -13,11 +13,11 @@
 
 pub mod auth;
 pub mod config;
+pub mod listen;
 pub mod probe;
 pub mod tls;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -28,7 +28,8 @@ use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+
+pub use listen::Listen;
 
 pub use config::{WebConfig, WebConfigError};
 
@@ -152,68 +153,86 @@ impl Shared {
     }
 }
 
-/// Serve `router` on `addr` until `shutdown` resolves. Without a web config
-/// this is plain `axum::serve`; with one, TLS and the request rules of the
-/// file apply, and the file is reloaded when it changes. A bad file is an
-/// error here, before anything is served.
+/// Serve `router` on every socket of `listen` until `shutdown` resolves.
+/// With a web config, TLS and the request rules of the file apply, and the
+/// file is reloaded when it changes. A bad file is an error here, before
+/// anything is served, and so is a socket that cannot be opened.
 pub async fn serve(
     router: Router,
-    addr: SocketAddr,
+    listen: &Listen,
     web_config: Option<&Path>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let active = match web_config {
-        Some(p) => Some(Active::load(p)?),
+    let shared = match web_config {
+        Some(p) => Some(Arc::new(Shared::new(p, Active::load(p)?))),
         None => None,
     };
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("listening on {addr}"))?;
-    let (Some(path), Some(active)) = (web_config, active) else {
-        tracing::info!(address = %addr, tls = false, "listening");
-        return axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP");
-    };
-    tracing::info!(
-        address = %addr,
-        tls = active.tls.is_some(),
-        basic_auth = !active.config.users.is_empty(),
-        web_config = %path.display(),
-        "listening"
-    );
-    let shared = Arc::new(Shared::new(path, active));
-    let s = shared.clone();
-    let reloader = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(RELOAD_CHECK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            s.reload_if_changed();
+    let listeners = listen.open()?;
+    // Each socket's accept loop hands its connections to the one loop
+    // below, which serves them all alike.
+    let (conns, mut accepted) = tokio::sync::mpsc::channel(64);
+    let mut accepting = tokio::task::JoinSet::new();
+    for l in listeners {
+        let address = l.local_addr().context("a listening socket's address")?;
+        match &shared {
+            None => tracing::info!(address = %address, tls = false, "listening"),
+            Some(s) => {
+                let active = s.current();
+                tracing::info!(
+                    address = %address,
+                    tls = active.tls.is_some(),
+                    basic_auth = !active.config.users.is_empty(),
+                    web_config = %s.path.display(),
+                    "listening"
+                );
+            }
         }
+        l.set_nonblocking(true)
+            .with_context(|| format!("listening on {address}"))?;
+        let l = tokio::net::TcpListener::from_std(l)
+            .with_context(|| format!("listening on {address}"))?;
+        let conns = conns.clone();
+        accepting.spawn(async move {
+            loop {
+                match l.accept().await {
+                    Ok((tcp, _)) => {
+                        if conns.send(tcp).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        // Out of file descriptors, mostly: back off a little.
+                        tracing::warn!(error = %e, "accepting a connection");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        });
+    }
+    drop(conns);
+    let reloader = shared.clone().map(|s| {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RELOAD_CHECK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                s.reload_if_changed();
+            }
+        })
     });
-    let app = router.layer(axum::middleware::from_fn_with_state(
-        shared.clone(),
-        auth::guard,
-    ));
+    let app = match &shared {
+        Some(s) => router.layer(axum::middleware::from_fn_with_state(s.clone(), auth::guard)),
+        None => router,
+    };
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let tcp = tokio::select! {
-            r = listener.accept() => match r {
-                Ok((tcp, _)) => tcp,
-                Err(e) => {
-                    // Out of file descriptors, mostly: back off a little.
-                    tracing::warn!(error = %e, "accepting a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            Some(tcp) = accepted.recv() => tcp,
             _ = &mut shutdown => break,
         };
         let _ = tcp.set_nodelay(true);
-        let tls = shared.current().tls.clone();
+        let tls = shared.as_ref().and_then(|s| s.current().tls.clone());
         let svc = TowerToHyperService::new(app.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
@@ -251,8 +270,11 @@ pub async fn serve(
             }
         });
     }
-    drop(listener);
-    reloader.abort();
+    accepting.abort_all();
+    drop(accepted);
+    if let Some(r) = reloader {
+        r.abort();
+    }
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
         .await
         .is_err()

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cgroup;
+pub mod kernel_policy;
 pub mod kmsg;
 pub mod nginx;
 pub mod shipped;
