@@ -31,6 +31,8 @@ except ImportError as e:
 # text, which matches no data source, so the variable falls back to the
 # default one.
 DS_INPUT = "DS_PROMETHEUS"
+# The Grafana release whose dashboard schema the pinned SDK writes.
+GRAFANA_VERSION = "11.6.0"
 DS = dm.DataSourceRef(type_val="prometheus", uid="$datasource")
 JI = 'job=~"$job", instance=~"$instance"'
 JIP = JI + ', pool=~"$pool"'
@@ -149,7 +151,7 @@ class Board:
                 }
             ],
             "__requires": [
-                {"type": "grafana", "id": "grafana", "name": "Grafana", "version": "10.0.0"},
+                {"type": "grafana", "id": "grafana", "name": "Grafana", "version": GRAFANA_VERSION},
                 {"type": "datasource", "id": "prometheus", "name": "Prometheus", "version": "1.0.0"},
             ]
             + [
@@ -358,30 +360,37 @@ def overview():
     b.section("3. Memory per slot against the limit, and the trend to the next kill")
     limit = "instance_pool:badgateway_pool_memory_limit:bytes{" + JIP + "}"
     workers = "sum by (job, instance, pool) (" + sel("badgateway_pool_workers") + ")"
-    b.add(
-        lines(),
-        "Worker PSS per slot against its share of the limit",
-        "Proportional memory of each worker, and the pool's limit (its cgroup's, or its "
-        "memory plus the host's MemAvailable) divided by its live workers. A worker that "
-        "grows past its share gets the pool OOM-killed; recycling (max_requests) shows as "
-        "a sawtooth under it.",
-        "bytes",
-        [
-            ("max by (instance, pool, slot) (" + sel("badgateway_worker_memory_bytes", 'type="pss"') + ")", "{{pool}}/{{slot}} on {{instance}}"),
-            ("max by (job, instance, pool) (" + limit + ") / " + workers, "share of the limit {{pool}} on {{instance}}"),
-        ],
-    )
+    share = "(max by (job, instance, pool) (" + limit + ") / " + workers + ")"
     pss = "sum by (job, instance, pool) (" + sel("badgateway_pool_memory_bytes", 'type="pss"') + ")"
     b.add(
         lines(),
-        "Pool memory against the limit",
-        "Master plus workers (PSS), the memory charged to the pool's cgroup, and the limit "
-        "the alerts use (instance_pool:badgateway_pool_memory_limit:bytes).",
-        "bytes",
+        "Worker PSS per slot, share of its part of the limit",
+        "Proportional memory of each worker over its part of the pool's limit (the "
+        "cgroup's limit, or the pool's memory plus the host's MemAvailable, divided by "
+        "the live workers). Near 100% the pool is about to be OOM-killed; recycling "
+        "(max_requests) shows as a sawtooth under it, an OOM kill as a drop with a red "
+        "annotation.",
+        "percentunit",
+        [(
+            "max by (job, instance, pool, slot) (" + sel("badgateway_worker_memory_bytes", 'type="pss"') + ")"
+            " / on (job, instance, pool) group_left () " + share,
+            "{{pool}}/{{slot}} on {{instance}}",
+        )],
+    )
+    b.add(
+        lines(),
+        "Pool memory, share of the limit",
+        "Master plus workers (PSS) over the limit the alerts use "
+        "(instance_pool:badgateway_pool_memory_limit:bytes), and the memory charged to "
+        "the pool's cgroup over the cgroup's limit, which is what the kernel kills at.",
+        "percentunit",
         [
-            (pss, "PSS {{pool}} on {{instance}}"),
-            ("max by (instance, pool) (" + sel("badgateway_pool_cgroup_memory_bytes") + ")", "cgroup {{pool}} on {{instance}}"),
-            ("max by (instance, pool) (" + limit + ")", "limit {{pool}} on {{instance}}"),
+            (pss + " / on (job, instance, pool) max by (job, instance, pool) (" + limit + ")", "PSS {{pool}} on {{instance}}"),
+            (
+                "max by (job, instance, pool) (" + sel("badgateway_pool_cgroup_memory_bytes") + ")"
+                " / max by (job, instance, pool) (" + sel("badgateway_pool_cgroup_memory_limit_bytes") + ")",
+                "cgroup {{pool}} on {{instance}}",
+            ),
         ],
     )
     b.add(
