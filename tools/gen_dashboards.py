@@ -394,11 +394,13 @@ def overview():
         ],
     )
     b.add(
-        lines(),
+        # Logarithmic: a pool limited by the host is days away while one
+        # in a small cgroup is minutes away.
+        lines().scale_distribution(common.ScaleDistributionConfig().type(cm.ScaleDistribution.LOG).log(10)),
         "Time to the limit at the current growth",
         "How long until the pool's PSS reaches its limit if it keeps growing as over the "
-        "last rate interval; no line while it does not grow. Minutes here mean the next "
-        "OOM kill is minutes away.",
+        "last rate interval (a logarithmic axis); no line while it does not grow. Minutes "
+        "here mean the next OOM kill is minutes away.",
         "s",
         [(
             "(max by (job, instance, pool) (" + limit + ") - " + pss + ") / ("
