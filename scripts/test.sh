@@ -3,7 +3,8 @@
 # Debian's nginx-light, prometheus, prometheus-alertmanager, mtail,
 # systemd (for systemd-analyze), chromium (the status page test),
 # kubernetes-client (kubectl, for kustomize), util-linux (unshare) and
-# musl-tools; the musl target; cargo-deb from crates.io; kubernetes-validate
+# musl-tools; the musl target; cargo-deb from crates.io; kubernetes-validate,
+# grafana-foundation-sdk (tools/gen_dashboards.py)
 # and Gunicorn from PyPI into venvs under target/ (Gunicorn twice: one
 # without setproctitle, one with it, since Gunicorn names its processes
 # differently in each case). Builds the static tarball

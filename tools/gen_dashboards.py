@@ -33,6 +33,8 @@ except ImportError as e:
 DS_INPUT = "DS_PROMETHEUS"
 # The Grafana release whose dashboard schema the pinned SDK writes.
 GRAFANA_VERSION = "11.6.0"
+# The panel plugins' names, for __requires.
+PANEL_NAMES = {"bargauge": "Bar gauge", "stat": "Stat", "table": "Table", "timeseries": "Time series"}
 DS = dm.DataSourceRef(type_val="prometheus", uid="$datasource")
 JI = 'job=~"$job", instance=~"$instance"'
 JIP = JI + ', pool=~"$pool"'
@@ -155,7 +157,7 @@ class Board:
                 {"type": "datasource", "id": "prometheus", "name": "Prometheus", "version": "1.0.0"},
             ]
             + [
-                {"type": "panel", "id": k, "name": k, "version": ""}
+                {"type": "panel", "id": k, "name": PANEL_NAMES[k], "version": ""}
                 for k in sorted({p["type"] for p in board["panels"] if p["type"] != "row"})
             ],
         }
