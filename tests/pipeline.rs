@@ -43,10 +43,7 @@ const MIB: u64 = 1 << 20;
 /// Dashboard panels whose queries need not return data in this scenario,
 /// and why. Queries on NOT_YET_EXPORTED metrics need not either; they must
 /// still parse. Every other query must return data.
-const NEED_NOT_RETURN_DATA: &[(&str, &str)] = &[(
-    "cgroup memory events",
-    "memory.events is cgroup v2; this machine's memory controller is v1",
-)];
+const NEED_NOT_RETURN_DATA: &[(&str, &str)] = &[];
 
 /// `$__rate_interval` as Grafana would make it for a 1 s scrape interval
 /// on a few minutes' range, rounded up to keep the lines smooth.
