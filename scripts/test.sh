@@ -3,7 +3,8 @@
 # Debian's nginx-light, prometheus, prometheus-alertmanager, mtail,
 # systemd (for systemd-analyze), chromium (the status page test),
 # kubernetes-client (kubectl, for kustomize), util-linux (unshare) and
-# musl-tools; the musl target; cargo-deb from crates.io; kubernetes-validate
+# musl-tools; the musl target; cargo-deb from crates.io; kubernetes-validate,
+# grafana-foundation-sdk (tools/gen_dashboards.py)
 # and Gunicorn from PyPI into venvs under target/ (Gunicorn twice: one
 # without setproctitle, one with it, since Gunicorn names its processes
 # differently in each case). Builds the static tarball
@@ -65,6 +66,13 @@ if [ ! -x "$root/target/k8s-venv/bin/kubernetes-validate" ]; then
   "$root/target/k8s-venv/bin/pip" install -q --disable-pip-version-check 'kubernetes-validate==1.37.0'
 fi
 
+# tests/alerts.rs: tools/record_alert_series.py and runbook_urls.py read
+# YAML with the python3 on the PATH.
+if ! python3 -c 'import yaml' 2>/dev/null; then
+  echo "installing PyYAML for python3"
+  python3 -m pip install -q --disable-pip-version-check 'PyYAML==6.0.3'
+fi
+
 make_venv() { # dir, packages...
   local dir=$1; shift
   if [ ! -x "$dir/bin/gunicorn" ]; then
@@ -83,6 +91,17 @@ if [ ! -x "$root/target/plot-venv/bin/python" ] || ! "$root/target/plot-venv/bin
   "$root/target/plot-venv/bin/pip" install -q --disable-pip-version-check 'matplotlib==3.11.*'
 fi
 export BADGATEWAY_PLOT_PYTHON="$root/target/plot-venv/bin/python"
+# grafana-foundation-sdk, Grafana's typed dashboard builders: tools/gen_dashboards.py
+# writes dashboards/ with it and tests/lint.rs checks they are what it writes.
+# Pinned: a newer SDK may write other JSON for the same panels.
+dashboard_sdk='grafana-foundation-sdk==1769699379!11.6.0'
+if ! "$root/target/dashboard-venv/bin/python" -c 'import grafana_foundation_sdk' 2>/dev/null \
+  || [ "$("$root/target/dashboard-venv/bin/pip" show grafana-foundation-sdk 2>/dev/null | sed -n 's/^Version: //p')" != "${dashboard_sdk#*==}" ]; then
+  echo "installing $dashboard_sdk into $root/target/dashboard-venv"
+  python3 -m venv "$root/target/dashboard-venv"
+  "$root/target/dashboard-venv/bin/pip" install -q --disable-pip-version-check "$dashboard_sdk"
+fi
+export BADGATEWAY_DASHBOARD_PYTHON="$root/target/dashboard-venv/bin/python"
 export BADGATEWAY_TEST_VENV="$root/target/test-venv"
 export BADGATEWAY_TEST_VENV_SETPROCTITLE="$root/target/test-venv-spt"
 

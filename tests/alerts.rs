@@ -2,7 +2,10 @@
 //! on alerts/*.yml, `promtool test rules` on the unit tests in
 //! alerts/tests/, and `amtool check-config` on the example Alertmanager
 //! configuration. scripts/test.sh installs both (Debian's prometheus and
-//! prometheus-alertmanager); a missing tool fails the test.
+//! prometheus-alertmanager); a missing tool fails the test. And the two
+//! tools that write parts of alerts/: every runbook_url from one base
+//! (tools/runbook_urls.py), the promtool tests from recorded series
+//! (tools/record_alert_series.py).
 
 mod common;
 
@@ -68,4 +71,19 @@ fn amtool_accepts_the_example_alertmanager_config() {
         .arg("check-config")
         .arg("deploy/alertmanager/alertmanager.yml"));
     assert!(out.contains("SUCCESS"), "{out}");
+}
+
+fn python_check(args: &[&str]) {
+    let out = run(Command::new("python3").args(args));
+    assert!(!out.contains("Traceback"), "{out}");
+}
+
+#[test]
+fn every_runbook_url_comes_from_the_one_base() {
+    python_check(&["tools/runbook_urls.py", "--check"]);
+}
+
+#[test]
+fn the_promtool_tests_are_what_the_specs_and_recordings_give() {
+    python_check(&["tools/record_alert_series.py", "compose", "--check"]);
 }

@@ -84,6 +84,13 @@ fn a_stopped_workers_heartbeat_climbs_in_its_slot() {
         heartbeat(s, "0").is_some() && heartbeat(s, "1").is_some()
     });
     assert_eq!(source_up(&s, "control/api"), Some(1.0));
+    // The timeout the heartbeats are judged against, from `show config`.
+    assert_eq!(
+        s.get("badgateway_pool_worker_timeout_seconds", &POOL),
+        Some(8.0),
+        "{}",
+        s.text
+    );
     for slot in ["0", "1"] {
         let hb = heartbeat(&s, slot).unwrap();
         assert!((0.0..5.0).contains(&hb), "slot {slot}: {hb}");
@@ -362,9 +369,19 @@ fn a_non_root_exporter_degrades_through_source_up() {
             s.get("badgateway_pool_workers", &POOL) == Some(2.0)
                 && source_up(s, "control/api") == Some(0.0)
         });
+        // Never up: not available to this exporter by design, not broken,
+        // so BadGatewaySourceBroken stays quiet.
+        assert_eq!(
+            s.get("badgateway_source_ever_up", &[("source", "control/api")]),
+            Some(0.0),
+            "{}",
+            s.text
+        );
         assert!(
             s.find("badgateway_worker_heartbeat_age_seconds", &POOL)
                 .is_empty()
+                && s.find("badgateway_pool_worker_timeout_seconds", &POOL)
+                    .is_empty()
                 && s.find("badgateway_gunicorn_workers_spawned_total", &POOL)
                     .is_empty(),
             "{}",

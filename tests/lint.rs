@@ -71,7 +71,12 @@ fn untrue_selectors(expr: &str, recorded: &BTreeSet<String>) -> Vec<String> {
         if recorded.contains(&s.metric) {
             continue;
         }
-        let mut labels = exported_labels(&s.metric);
+        let mut labels = exported_labels(&s.metric).or_else(|| {
+            PROMETHEUS_OWN
+                .iter()
+                .find(|(m, _)| *m == s.metric)
+                .map(|(_, l)| l.iter().map(|l| l.to_string()).collect())
+        });
         if let Some(missing) = not_yet_exported(&s.metric) {
             let l = labels.get_or_insert_with(|| vec!["job".into(), "instance".into()]);
             l.extend(missing.iter().map(|m| m.to_string()));
@@ -110,8 +115,11 @@ fn alerts_follow_the_mixin_conventions() {
             err(format!("name is {} characters, over 40", name.len()));
         }
         match a.label("severity") {
-            Some("critical" | "warning" | "info") => {}
-            other => err(format!("severity {other:?}, not critical, warning or info")),
+            Some("critical" | "warning") => {}
+            other => err(format!("severity {other:?}, not critical or warning")),
+        }
+        if !name.starts_with("BadGateway") {
+            err("name does not start with the one prefix, BadGateway".into());
         }
         match a.annotation("summary") {
             None => err("no summary".into()),
@@ -128,10 +136,10 @@ fn alerts_follow_the_mixin_conventions() {
             }
         }
         match a.annotation("description") {
-            Some(d) if d.contains("{{ $value") || d.contains("{{ $labels") => {}
+            Some(d) if d.contains("$value") || d.contains("$labels") => {}
             other => err(format!("description not templated with values: {other:?}")),
         }
-        let want = format!("{RUNBOOK_URL}#{}", name.to_lowercase());
+        let want = format!("{}#{}", runbook_base(), name.to_lowercase());
         if a.annotation("runbook_url") != Some(want.as_str()) {
             err(format!(
                 "runbook_url {:?}, want {want}",
@@ -139,6 +147,173 @@ fn alerts_follow_the_mixin_conventions() {
             ));
         }
     }
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+}
+
+/// The critical alerts alerts/README.md lists under its severity rule:
+/// the lines `- CRITICAL: Name` of its "Severity" section.
+fn readme_critical_alerts() -> BTreeSet<String> {
+    let text = std::fs::read_to_string(repo_path("alerts/README.md")).unwrap();
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("- critical: "))
+        .map(|n| n.trim_matches('`').to_string())
+        .collect()
+}
+
+#[test]
+fn severities_follow_the_rule_in_alerts_readme() {
+    // Critical pages only for failed requests and pools down or stopped;
+    // everything else is a warning (a ticket).
+    let listed = readme_critical_alerts();
+    assert!(
+        !listed.is_empty(),
+        "alerts/README.md lists no `- critical: Name` lines"
+    );
+    let critical: BTreeSet<String> = alerts()
+        .into_iter()
+        .filter(|a| a.label("severity") == Some("critical"))
+        .map(|a| a.alert.unwrap())
+        .collect();
+    assert_eq!(
+        critical, listed,
+        "the critical alerts of alerts.yml and those alerts/README.md lists"
+    );
+    for a in alerts() {
+        let name = a.alert.clone().unwrap();
+        let sev = a.label("severity").unwrap_or("");
+        assert!(
+            sev == "warning" || listed.contains(&name),
+            "{name}: severity {sev}"
+        );
+        // What pages is about requests or whole pools, by its name.
+        if sev == "critical" {
+            assert!(
+                name.contains("Burst")
+                    || name.starts_with("BadGatewayPool") && !name.contains("Memory"),
+                "{name} is critical but neither a failed-request burst nor a pool down or stopped"
+            );
+        }
+    }
+}
+
+/// Each threshold's default in thresholds.yml: `vector(V)` without a
+/// `pool` label.
+fn threshold_defaults() -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    let re = regex::Regex::new(r"^vector\(([0-9.]+)\)$").unwrap();
+    for r in rules().into_iter().filter(|r| r.file == "thresholds.yml") {
+        if r.label("pool").is_some() {
+            continue;
+        }
+        let name = r.record.clone().unwrap();
+        let name = name
+            .strip_prefix("badgateway:threshold:")
+            .unwrap()
+            .to_string();
+        let v = re
+            .captures(r.expr.trim())
+            .unwrap_or_else(|| panic!("{name}: expr {:?} is not vector(NUMBER)", r.expr))[1]
+            .parse()
+            .unwrap();
+        out.insert(name, v);
+    }
+    out
+}
+
+#[test]
+fn every_default_agrees_in_thresholds_alerts_readmes_and_runbook() {
+    let defaults = threshold_defaults();
+    assert!(defaults.len() >= 8, "{defaults:?}");
+    let mut errors = Vec::new();
+
+    // alerts.yml: the fallback written after each threshold it reads.
+    let fallback = regex::Regex::new(
+        r"badgateway:threshold:([a-z_]+)(?:\{[^}]*\})?\s+or\s+on\s*\(\)\s+vector\(([0-9.]+)\)",
+    )
+    .unwrap();
+    let mut with_fallback = BTreeSet::new();
+    for a in alerts() {
+        let name = a.alert.clone().unwrap();
+        let reads: BTreeSet<String> = selectors(&parse(&a.expr).unwrap())
+            .iter()
+            .filter_map(|s| {
+                s.metric
+                    .strip_prefix("badgateway:threshold:")
+                    .map(str::to_string)
+            })
+            .collect();
+        let mut fell_back = BTreeSet::new();
+        for c in fallback.captures_iter(&a.expr) {
+            let (t, v): (&str, f64) = (&c[1], c[2].parse().unwrap());
+            match defaults.get(t) {
+                Some(d) if *d == v => {}
+                d => errors.push(format!(
+                    "{name}: {t} falls back to {v}, thresholds.yml has {d:?}"
+                )),
+            }
+            fell_back.insert(t.to_string());
+            with_fallback.insert(t.to_string());
+        }
+        for t in reads.difference(&fell_back) {
+            errors.push(format!(
+                "{name}: reads {t} without a default (`or on () vector(V)`)"
+            ));
+        }
+    }
+    for t in defaults.keys() {
+        if !with_fallback.contains(t) {
+            errors.push(format!("{t}: no alert falls back to it"));
+        }
+    }
+
+    // alerts/README.md and the runbook: "threshold `NAME`, default V".
+    let said = regex::Regex::new(r"threshold\s+`([a-z_]+)`,\s+default\s+([0-9.]+)").unwrap();
+    for doc in ["alerts/README.md", "docs/runbook.md"] {
+        let text = std::fs::read_to_string(repo_path(doc)).unwrap();
+        let mut seen = BTreeSet::new();
+        for c in said.captures_iter(&text) {
+            let (t, v): (&str, f64) = (&c[1], c[2].parse().unwrap());
+            match defaults.get(t) {
+                Some(d) if *d == v => {}
+                d => errors.push(format!("{doc}: {t} default {v}, thresholds.yml has {d:?}")),
+            }
+            seen.insert(t.to_string());
+        }
+        for t in defaults.keys().filter(|t| !seen.contains(*t)) {
+            errors.push(format!(
+                "{doc}: never gives threshold `{t}` with its default"
+            ));
+        }
+    }
+
+    // README.md: a `record:` of a threshold followed by its `expr:`, with
+    // no `labels:` (an override), shows the default.
+    let text = std::fs::read_to_string(repo_path("README.md")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let rec = regex::Regex::new(r"record: badgateway:threshold:([a-z_]+)").unwrap();
+    let expr = regex::Regex::new(r"expr: vector\(([0-9.]+)\)").unwrap();
+    let mut shown = 0;
+    for (i, l) in lines.iter().enumerate() {
+        let Some(c) = rec.captures(l) else { continue };
+        let override_ = lines[i + 1..].iter().take(3).any(|l| l.contains("labels:"));
+        let Some(v) = lines.get(i + 1).and_then(|n| expr.captures(n)) else {
+            continue;
+        };
+        if override_ {
+            continue;
+        }
+        let v: f64 = v[1].parse().unwrap();
+        shown += 1;
+        if defaults.get(&c[1]) != Some(&v) {
+            errors.push(format!(
+                "README.md line {}: {} shown as {v}, thresholds.yml has {:?}",
+                i + 2,
+                &c[1],
+                defaults.get(&c[1])
+            ));
+        }
+    }
+    assert!(shown > 0, "README.md shows no threshold's default");
     assert!(errors.is_empty(), "{}", errors.join("\n"));
 }
 
@@ -200,7 +375,7 @@ fn rules_parse_use_no_delta_and_select_what_the_code_exports() {
 fn every_threshold_is_defined_once_in_thresholds_yml_and_used() {
     let defined: Vec<String> = rules()
         .into_iter()
-        .filter(|r| r.file == "thresholds.yml")
+        .filter(|r| r.file == "thresholds.yml" && r.label("pool").is_none())
         .map(|r| r.record.expect("thresholds.yml holds recording rules only"))
         .collect();
     let set: BTreeSet<&String> = defined.iter().collect();
@@ -210,14 +385,6 @@ fn every_threshold_is_defined_once_in_thresholds_yml_and_used() {
         for s in selectors(&parse(&r.expr).unwrap()) {
             if s.metric.starts_with("badgateway:threshold:") {
                 used.insert(s.metric.clone());
-            }
-        }
-        // Alerts read a threshold directly, or through threshold_by_pool.
-        if r.alert.is_some() {
-            for s in selectors(&parse(&r.expr).unwrap()) {
-                if let Some(t) = s.metric.strip_prefix("badgateway:threshold_by_pool:") {
-                    used.insert(format!("badgateway:threshold:{t}"));
-                }
             }
         }
     }
@@ -233,8 +400,12 @@ fn every_threshold_is_defined_once_in_thresholds_yml_and_used() {
 fn every_alert_has_a_firing_and_a_quiet_promtool_test() {
     let mut firing = BTreeSet::new();
     let mut quiet = BTreeSet::new();
+    // Firing with alerts.yml loaded alone: no thresholds.yml, no
+    // recording.yml.
+    let mut firing_alone = BTreeSet::new();
     for path in files("alerts/tests", ".test.yml") {
         let doc = read_yaml(&path);
+        let alone = doc["rule_files"] == serde_json::json!(["../alerts.yml"]);
         for t in doc["tests"].as_array().unwrap() {
             for a in t["alert_rule_test"].as_array().into_iter().flatten() {
                 let name = a["alertname"].as_str().unwrap().to_string();
@@ -250,6 +421,9 @@ fn every_alert_has_a_firing_and_a_quiet_promtool_test() {
                             );
                         }
                     }
+                    if alone {
+                        firing_alone.insert(name.clone());
+                    }
                     firing.insert(name);
                 } else {
                     quiet.insert(name);
@@ -261,6 +435,13 @@ fn every_alert_has_a_firing_and_a_quiet_promtool_test() {
         let name = a.alert.unwrap();
         assert!(firing.contains(&name), "{name} has no firing promtool test");
         assert!(quiet.contains(&name), "{name} has no quiet promtool test");
+        let reads_threshold = selectors(&parse(&a.expr).unwrap())
+            .iter()
+            .any(|s| s.metric.starts_with("badgateway:threshold:"));
+        assert!(
+            !reads_threshold || firing_alone.contains(&name),
+            "{name} reads a threshold and has no firing test with alerts.yml loaded alone"
+        );
     }
 }
 
@@ -356,16 +537,31 @@ fn not_yet_exported_lists_only_what_the_code_lacks() {
 
 #[test]
 fn dashboards_are_what_the_generator_writes() {
-    let out = std::process::Command::new("python3")
+    let python = dashboard_python();
+    let out = std::process::Command::new(&python)
         .arg(repo_path("tools/gen_dashboards.py"))
         .arg("--check")
         .output()
-        .expect("running python3 tools/gen_dashboards.py --check");
+        .unwrap_or_else(|e| panic!("running {} tools/gen_dashboards.py: {e}", python.display()));
     assert!(
         out.status.success(),
         "{}run tools/gen_dashboards.py and commit its output",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The Python with grafana-foundation-sdk that scripts/test.sh installs
+/// under target/ and names in BADGATEWAY_DASHBOARD_PYTHON.
+fn dashboard_python() -> std::path::PathBuf {
+    let p = std::env::var_os("BADGATEWAY_DASHBOARD_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo_path("target/dashboard-venv/bin/python"));
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/test.sh, which installs grafana-foundation-sdk into target/dashboard-venv",
+        p.display()
+    );
+    p
 }
 
 fn lint_expr(expr: &str) -> String {
@@ -454,11 +650,12 @@ fn dashboards_follow_the_dashboard_linter_rules() {
             if title.is_empty() {
                 perr("no title".into());
             }
-            if p["description"].as_str().unwrap_or("").is_empty() {
-                perr("no description".into());
-            }
+            // Grafana's rows have no description; their title says it.
             if p["type"] == "row" {
                 continue;
+            }
+            if p["description"].as_str().unwrap_or("").is_empty() {
+                perr("no description".into());
             }
             if p["datasource"]["uid"] != "$datasource" {
                 perr("does not use $datasource".into());

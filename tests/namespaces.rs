@@ -43,7 +43,7 @@ struct Run {
 
 impl Run {
     /// `badgateway_source_up` and the reason of each down source, as the
-    /// landing page shows it.
+    /// status page's sources section shows it.
     fn sources(&self) -> (Scrape, BTreeMap<String, String>) {
         let (st, body) = http_get(&self.addr, "/metrics", Duration::from_secs(5)).unwrap();
         assert_eq!(st, 200, "{body}");
@@ -52,16 +52,17 @@ impl Run {
         assert_eq!(st, 200, "{page}");
         let mut states = BTreeMap::new();
         let sources = page
-            .split("<h2>Sources</h2>")
+            .split("<section id=\"sources\">")
             .nth(1)
-            .expect("a sources table");
-        for row in sources.split("<tr>").skip(1) {
+            .and_then(|s| s.split("</section>").next())
+            .expect("the status page's sources section");
+        for row in sources.split("<tr data-source=").skip(1) {
             let cells: Vec<&str> = row
                 .split("<td>")
                 .skip(1)
                 .map(|c| c.split("</td>").next().unwrap())
                 .collect();
-            if let [name, state] = cells[..] {
+            if let [name, state, ..] = cells[..] {
                 states.insert(unescape(name), unescape(state));
             }
         }

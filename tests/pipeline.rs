@@ -8,9 +8,17 @@
 //! target/pipeline/overview.png (Grafana cannot run here).
 //!
 //! Host A: pool "shop", one worker in a memory cgroup; a leaking endpoint
-//! gets it OOM-killed over and over. Host B: pool "api", whose master is
-//! stopped: AppPoolDown, and its 502 burst held back by the inhibition.
-//! Needs root (cgroup, /dev/kmsg).
+//! gets it OOM-killed over and over: the 502 burst pages with the cause,
+//! `cause="worker_oom_killed"`. Pool "batch" beside it has one worker
+//! OOM-killed by a request that did not come through nginx: no 502, so a
+//! warning (a ticket) and no page. Host B: pool "api", whose master is
+//! stopped: BadGatewayPoolDown, and its 502 burst held back by the
+//! inhibition. Needs root (cgroup, /dev/kmsg).
+//!
+//! With BADGATEWAY_RECORD_ALERT_SERIES=1 it also records what Prometheus
+//! scraped into alerts/tests/recorded/pipeline.series.yml
+//! (tools/record_alert_series.py), the series of the promtool tests in
+//! alerts/tests/pipeline.spec.yml.
 
 mod common;
 
@@ -27,7 +35,7 @@ use serde_json::{json, Value};
 
 use common::cgroup::{oom_protect_conf, Cgroup};
 use common::nginx::Nginx;
-use common::shipped::{self, RUNBOOK_URL};
+use common::shipped::{self, runbook_base};
 use common::*;
 
 const MIB: u64 = 1 << 20;
@@ -35,10 +43,7 @@ const MIB: u64 = 1 << 20;
 /// Dashboard panels whose queries need not return data in this scenario,
 /// and why. Queries on NOT_YET_EXPORTED metrics need not either; they must
 /// still parse. Every other query must return data.
-const NEED_NOT_RETURN_DATA: &[(&str, &str)] = &[(
-    "cgroup memory events",
-    "memory.events is cgroup v2; this machine's memory controller is v1",
-)];
+const NEED_NOT_RETURN_DATA: &[(&str, &str)] = &[];
 
 /// `$__rate_interval` as Grafana would make it for a 1 s scrape interval
 /// on a few minutes' range, rounded up to keep the lines smooth.
@@ -218,6 +223,19 @@ impl Alertmanager {
     }
 }
 
+/// GET `path` straight from a Gunicorn unix socket, bypassing nginx; the
+/// status, or None when the connection ended without an answer (the
+/// worker was killed).
+fn get_unix(sock: &Path, path: &str) -> Option<u16> {
+    let mut s = std::os::unix::net::UnixStream::connect(sock).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split(' ').nth(1)?.parse().ok()
+}
+
 /// The notifications Alertmanager sent: (receiver path, alert).
 type Received = Arc<Mutex<Vec<(String, Value)>>>;
 
@@ -354,6 +372,23 @@ fn oom_kills_and_502s_reach_alertmanager_and_every_dashboard_query_answers() {
     // The pool's own cgroup (the master's) has a limit too, for the
     // dashboard's memory-against-limit panels.
     master_cg.set_limit(master_cg.usage() + 64 * MIB);
+    // Pool "batch" on host A, set up the same way with a cgroup of its
+    // own; nginx does not know it.
+    let batch_master_cg = cg.child("batch-master");
+    let batch_workers_cg = cg.child("batch-workers");
+    let batch = Gunicorn::start(GunicornOpts {
+        workers: 1,
+        bind: format!("unix:{}/batch.sock", dir_a.display()),
+        pidfile: dir_a.join("batch.pid"),
+        extra: &["--timeout", "30", "--config", &conf],
+        pre_exec: Some(format!(
+            "{}; export BGW_WORKER_CGROUP={}",
+            batch_master_cg.enter_protected(),
+            batch_workers_cg.file("cgroup.procs").display()
+        )),
+        venv: None,
+    });
+    batch_workers_cg.set_limit(batch_workers_cg.usage() + 60 * MIB);
     let sock_a = format!("unix:{}/shop.sock", dir_a.display());
     let nginx_a = Nginx::start(
         &dir_a,
@@ -364,8 +399,9 @@ fn oom_kills_and_502s_reach_alertmanager_and_every_dashboard_query_answers() {
     );
     let exporter_a = Exporter::start(
         Some(&format!(
-            "pools:\n  - name: shop\n    server: gunicorn\n    pidfile: {}\n{}",
+            "pools:\n  - name: shop\n    server: gunicorn\n    pidfile: {}\n  - name: batch\n    server: gunicorn\n    pidfile: {}\n{}",
             shop.pidfile.display(),
+            batch.pidfile.display(),
             nginx_a.config("edge")
         )),
         &[],
@@ -420,7 +456,25 @@ fn oom_kills_and_502s_reach_alertmanager_and_every_dashboard_query_answers() {
         },
     );
 
-    // Host B's master goes away: AppPoolDown after its minute.
+    // Batch's worker is OOM-killed by requests sent straight to its
+    // socket: no request through nginx fails.
+    let batch_sock = dir_a.join("batch.sock");
+    let batch_worker = batch.worker_pids();
+    for _ in 0..20 {
+        if get_unix(&batch_sock, "/leak?mb=20").is_none() {
+            break;
+        }
+    }
+    wait_for(
+        Duration::from_secs(30),
+        "batch's worker killed and replaced",
+        || {
+            let now = batch.worker_pids();
+            !now.is_empty() && now != batch_worker
+        },
+    );
+
+    // Host B's master goes away: BadGatewayPoolDown after its minute.
     drop(api);
     let stop = Arc::new(AtomicBool::new(false));
     // Host A: a leaking request every 200 ms gets the worker OOM-killed
@@ -473,6 +527,7 @@ fn oom_kills_and_502s_reach_alertmanager_and_every_dashboard_query_answers() {
             std::thread::sleep(Duration::from_millis(200));
         }
     };
+    let base = runbook_base();
     let check = |a: &Value, name: &str, severity: &str, pool: &str, instance: &str| {
         assert_eq!(a["labels"]["severity"], severity, "{a:#}");
         assert_eq!(a["labels"]["job"], "badgateway", "{a:#}");
@@ -480,7 +535,7 @@ fn oom_kills_and_502s_reach_alertmanager_and_every_dashboard_query_answers() {
         assert_eq!(a["labels"]["instance"], instance, "{a:#}");
         assert_eq!(
             a["annotations"]["runbook_url"],
-            format!("{RUNBOOK_URL}#{}", name.to_lowercase()),
+            format!("{base}#{}", name.to_lowercase()),
             "{a:#}"
         );
         assert!(
@@ -491,29 +546,43 @@ fn oom_kills_and_502s_reach_alertmanager_and_every_dashboard_query_answers() {
         );
     };
 
-    // The OOM kill pages at once, for host A's pool only.
-    let oom = wait_alert(
-        "/page",
-        &[("alertname", "AppWorkerOOMKilled"), ("pool", "shop")],
+    // An OOM kill is a cause, not a symptom: a ticket at once, for host
+    // A's pools only. Batch's kill failed no request and pages nobody.
+    let batch_oom = wait_alert(
+        "/ticket",
+        &[
+            ("alertname", "BadGatewayWorkerOOMKilled"),
+            ("pool", "batch"),
+        ],
         Duration::from_secs(60),
     );
-    check(&oom, "AppWorkerOOMKilled", "critical", "shop", &inst_a);
-    // Host B's exporter saw the same kills, of no pool of its own: a
-    // host-wide warning, routed to the ticket receiver.
-    let host_b = wait_alert(
-        "/ticket",
-        &[("alertname", "HostOOMKill"), ("instance", &inst_b)],
-        Duration::from_secs(30),
+    check(
+        &batch_oom,
+        "BadGatewayWorkerOOMKilled",
+        "warning",
+        "batch",
+        &inst_a,
     );
-    assert_eq!(host_b["labels"]["severity"], "warning");
+    let oom = wait_alert(
+        "/ticket",
+        &[("alertname", "BadGatewayWorkerOOMKilled"), ("pool", "shop")],
+        Duration::from_secs(60),
+    );
+    check(
+        &oom,
+        "BadGatewayWorkerOOMKilled",
+        "warning",
+        "shop",
+        &inst_a,
+    );
 
     // The pool down pages; only then does traffic reach host B's dead pool.
     let down = wait_alert(
         "/page",
-        &[("alertname", "AppPoolDown"), ("pool", "api")],
+        &[("alertname", "BadGatewayPoolDown"), ("pool", "api")],
         Duration::from_secs(100),
     );
-    check(&down, "AppPoolDown", "critical", "api", &inst_b);
+    check(&down, "BadGatewayPoolDown", "critical", "api", &inst_b);
     let dead = load(
         nginx_b.addr.clone(),
         "/api/",
@@ -521,15 +590,26 @@ fn oom_kills_and_502s_reach_alertmanager_and_every_dashboard_query_answers() {
         stop.clone(),
     );
 
-    // Host A's 502s page after the burst's minute.
+    // Host A's 502s page after the burst's minute, naming their cause.
     let burst = wait_alert(
         "/page",
-        &[("alertname", "NginxBadGatewayBurst"), ("pool", "shop")],
+        &[("alertname", "BadGateway502Burst"), ("pool", "shop")],
         Duration::from_secs(120),
     );
-    check(&burst, "NginxBadGatewayBurst", "critical", "shop", &inst_a);
+    check(&burst, "BadGateway502Burst", "critical", "shop", &inst_a);
+    assert_eq!(burst["labels"]["cause"], "worker_oom_killed", "{burst:#}");
     assert!(
-        got("/page", &[("alertname", "AppPoolDown"), ("pool", "shop")]).is_none(),
+        burst["annotations"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("the leading cause is worker_oom_killed")),
+        "{burst:#}"
+    );
+    assert!(
+        got(
+            "/page",
+            &[("alertname", "BadGatewayPoolDown"), ("pool", "shop")]
+        )
+        .is_none(),
         "host A's master was killed too: {}",
         dump()
     );
@@ -541,7 +621,7 @@ fn oom_kills_and_502s_reach_alertmanager_and_every_dashboard_query_answers() {
         let am_alerts = am.alerts();
         if let Some(a) = am_alerts
             .iter()
-            .find(|a| labels_match(a, &[("alertname", "NginxBadGatewayBurst"), ("pool", "api")]))
+            .find(|a| labels_match(a, &[("alertname", "BadGateway502Burst"), ("pool", "api")]))
         {
             break a.clone();
         }
@@ -569,15 +649,26 @@ fn oom_kills_and_502s_reach_alertmanager_and_every_dashboard_query_answers() {
     std::thread::sleep(Duration::from_secs(6));
     for (path, a) in received.lock().unwrap().iter() {
         assert!(
-            !labels_match(a, &[("alertname", "NginxBadGatewayBurst"), ("pool", "api")]),
+            !labels_match(a, &[("alertname", "BadGateway502Burst"), ("pool", "api")]),
             "the inhibited burst reached {path}: {a:#}"
         );
         assert!(
             !labels_match(
                 a,
-                &[("alertname", "AppWorkerOOMKilled"), ("instance", &inst_b)]
+                &[
+                    ("alertname", "BadGatewayWorkerOOMKilled"),
+                    ("instance", &inst_b)
+                ]
             ),
             "host B has no pool that was OOM-killed: {a:#}"
+        );
+        assert!(
+            !(path == "/page" && labels_match(a, &[("pool", "batch")])),
+            "batch's OOM kill failed no request, yet it paged: {a:#}"
+        );
+        assert!(
+            a["labels"]["severity"] == "critical" || path == "/ticket",
+            "a warning reached {path}: {a:#}"
         );
     }
 
@@ -586,6 +677,30 @@ fn oom_kills_and_502s_reach_alertmanager_and_every_dashboard_query_answers() {
     let ok = ok.join().unwrap();
     let dead = dead.join().unwrap();
     eprintln!("statuses: leak {leak:?}, ok {ok:?}, dead pool {dead:?}");
+    if std::env::var_os("BADGATEWAY_RECORD_ALERT_SERIES").is_some() {
+        let out = Command::new("python3")
+            .arg(shipped::repo_path("tools/record_alert_series.py"))
+            .args(["record", "--prometheus"])
+            .arg(format!("http://{}", prom.addr))
+            .arg("--start")
+            .arg(format!("{t_start:.0}"))
+            .arg("--end")
+            .arg(format!("{:.0}", now()))
+            .args(["--step", "1", "--out"])
+            .arg(shipped::repo_path("alerts/tests/recorded/pipeline.series.yml"))
+            .arg("--note")
+            .arg(format!(
+                "tests/pipeline.rs with BADGATEWAY_RECORD_ALERT_SERIES=1: host a = {inst_a} (pools shop, batch), host b = {inst_b} (pool api)"
+            ))
+            .output()
+            .expect("running tools/record_alert_series.py");
+        assert!(
+            out.status.success(),
+            "recording failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+    }
     assert!(leak.get(&502).copied().unwrap_or(0) >= 3, "{leak:?}");
     assert!(dead.get(&502).copied().unwrap_or(0) >= 10, "{dead:?}");
     let alerts_done = started.elapsed();
@@ -702,6 +817,7 @@ fn oom_kills_and_502s_reach_alertmanager_and_every_dashboard_query_answers() {
     drop(nginx_a);
     drop(nginx_b);
     drop(shop);
+    drop(batch);
     stop_hook.store(true, Ordering::SeqCst);
 }
 

@@ -37,15 +37,31 @@ def number(v):
     return f
 
 
+def points(s):
+    return s.get("values") or ([s["value"]] if "value" in s else [])
+
+
+def busiest(targets):
+    """The series to draw, at most MAX_SERIES: those with the highest peak
+    first (a panel of every cause for every pool is mostly zeros, which
+    Grafana draws too but a picture has no room for)."""
+    pairs = [(t, s) for t in targets for s in t["series"]]
+
+    def peak(pair):
+        vals = [v for v in (number(p[1]) for p in points(pair[1])) if not math.isnan(v)]
+        return max((abs(v) for v in vals), default=0.0)
+
+    return sorted(pairs, key=peak, reverse=True)[:MAX_SERIES]
+
+
 def draw_lines(ax, targets):
     n = 0
-    for t in targets:
-        for s in t["series"][:MAX_SERIES]:
-            pts = s.get("values") or ([s["value"]] if "value" in s else [])
-            xs = [datetime.fromtimestamp(float(p[0])) for p in pts]
-            ys = [number(p[1]) for p in pts]
-            ax.plot(xs, ys, label=legend(t["legend"], s["metric"])[:40], linewidth=1.2)
-            n += 1
+    for t, s in busiest(targets):
+        pts = points(s)
+        xs = [datetime.fromtimestamp(float(p[0])) for p in pts]
+        ys = [number(p[1]) for p in pts]
+        ax.plot(xs, ys, label=legend(t["legend"], s["metric"])[:40], linewidth=1.2)
+        n += 1
     if n:
         ax.legend(fontsize=6, loc="upper left")
     ax.tick_params(axis="x", labelsize=6, rotation=30)
@@ -73,11 +89,11 @@ def draw_heatmap(ax, targets):
 
 def draw_bars(ax, targets):
     names, values = [], []
-    for t in targets:
-        for s in t["series"][:MAX_SERIES]:
-            v = s.get("value") or (s.get("values") or [[0, "nan"]])[-1]
-            names.append(legend(t["legend"], s["metric"])[:40])
-            values.append(number(v[1]))
+    # barh draws upwards: the largest last, at the top.
+    for t, s in reversed(busiest(targets)):
+        v = s.get("value") or (s.get("values") or [[0, "nan"]])[-1]
+        names.append(legend(t["legend"], s["metric"])[:40])
+        values.append(number(v[1]))
     if names:
         ax.barh(range(len(names)), values, color="tab:orange")
         ax.set_yticks(range(len(names)))

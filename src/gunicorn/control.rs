@@ -125,6 +125,15 @@ pub struct Stats {
     pub dirty_arbiter_pid: Option<u32>,
 }
 
+/// The part of `show config` the exporter uses.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct Settings {
+    /// `--timeout`: seconds a worker may go without a heartbeat before the
+    /// master kills it; 0 turns the timeout off.
+    #[serde(default)]
+    pub timeout: Option<f64>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
     #[error("Gunicorn control socket {path}: permission denied (it is mode 0600 by default, for the master's user)")]
@@ -294,6 +303,12 @@ impl ControlClient {
     /// `show stats`.
     pub fn show_stats(&mut self) -> Result<Stats, ControlError> {
         self.command("show stats")
+    }
+
+    /// `show config`: the master's effective settings (config file,
+    /// `GUNICORN_CMD_ARGS` and command line together).
+    pub fn show_config(&mut self) -> Result<Settings, ControlError> {
+        self.command("show config")
     }
 
     /// Sends `command` and decodes the `data` of the answer as `T`.

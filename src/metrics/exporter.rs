@@ -17,6 +17,7 @@ define_metrics! { METRICS;
     COLLECTOR_CYCLES: Counter, "badgateway_collector_cycles", ["collector"], "Cycles the collector has run.";
     COLLECTOR_ERRORS: Counter, "badgateway_collector_errors", ["collector"], "Values the collector could not read; each is skipped, never fatal.";
     SOURCE_UP: Gauge, "badgateway_source_up", ["source"], "1 if the source could be read on its last try, 0 if not: kernel files (kmsg, vmstat, meminfo, pressure, cgroup), the process events (proc_connector), the listen queues (listen_queue), each nginx log (nginx/NAME/access, nginx/NAME/error), and per pool its /proc reads (pool/NAME), its smaps_rollup reads (smaps/NAME), its log (app_log/NAME) and its control socket (control/NAME).";
+    SOURCE_EVER_UP: Gauge, "badgateway_source_ever_up", ["source"], "1 once the source has been read since the exporter started, 0 while it never has: a source up once and down now has broken, one never up is not available on this host.";
     SOURCE_ERRORS: Counter, "badgateway_source_errors", ["source"], "Tries that failed to read the source, by the same `source` values as badgateway_source_up.";
     RESIDENT: Gauge, "badgateway_exporter_resident_memory_bytes", [], "The exporter's own resident memory (VmRSS).";
     CPU: Counter, "badgateway_exporter_cpu_seconds", [], "CPU time the exporter has used, user plus system.";
@@ -99,6 +100,11 @@ pub fn encode(s: &SelfState<'_>, enc: &mut Encoder) -> fmt::Result {
         s.sources
             .iter()
             .try_for_each(|(k, st)| f.gauge(&[k], st.up as i64))
+    })?;
+    family(enc, &SOURCE_EVER_UP, |f| {
+        s.sources
+            .iter()
+            .try_for_each(|(k, st)| f.gauge(&[k], st.ever_up as i64))
     })?;
     family(enc, &SOURCE_ERRORS, |f| {
         s.sources

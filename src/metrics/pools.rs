@@ -25,6 +25,7 @@ define_metrics! { METRICS;
     READ_ERRORS: Counter, "badgateway_pool_read_errors", ["pool", "kind"], "Per-process values of the pool that could not be read, by kind (permission_denied, other).";
     UNSLOTTED: Gauge, "badgateway_pool_unslotted_workers", ["pool"], "Live workers beyond max_slots, counted without per-slot series.";
     WORKER_HEARTBEAT: Gauge, "badgateway_worker_heartbeat_age_seconds", ["pool", "slot"], "Seconds since the worker in the slot last sent its master a heartbeat, from Gunicorn's control socket (show workers).";
+    WORKER_TIMEOUT: Gauge, "badgateway_pool_worker_timeout_seconds", ["pool"], "Gunicorn's timeout for the pool (show config): the master kills a worker whose heartbeat is this old. Absent where it cannot be known or is 0 (off).";
     GUNICORN_SPAWNED: Counter, "badgateway_gunicorn_workers_spawned", ["pool"], "Workers Gunicorn's master forked since it started (show stats).";
     GUNICORN_KILLED: Counter, "badgateway_gunicorn_workers_killed", ["pool"], "SIGTERMs and SIGKILLs Gunicorn's master sent its workers since it started (show stats).";
     GUNICORN_RELOADS: Counter, "badgateway_gunicorn_reloads", ["pool"], "Reloads (SIGHUP) of Gunicorn's master since it started (show stats).";
@@ -144,6 +145,12 @@ pub fn encode(view: &PoolsView, enc: &mut Encoder) -> fmt::Result {
             .iter()
             .filter_map(|p| p.gunicorn.map(|g| (p.name.as_str(), g)))
     };
+    family(enc, &WORKER_TIMEOUT, |f| {
+        gunicorn().try_for_each(|(pool, g)| match g.worker_timeout {
+            Some(t) => f.gauge(&[pool], t as i64),
+            None => Ok(()),
+        })
+    })?;
     family(enc, &GUNICORN_SPAWNED, |f| {
         gunicorn().try_for_each(|(pool, g)| f.counter(&[pool], g.workers_spawned))
     })?;

@@ -65,6 +65,12 @@ pub struct Control {
     stats: Option<GunicornStats>,
     /// Until when `show stats` is tried between cycles (after a fork).
     check_until: Option<Instant>,
+    /// The master's `--timeout` (`show config`), None where it has none
+    /// (0) or did not say.
+    timeout: Option<u64>,
+    /// `reloads` when `show config` was last answered: a reload can change
+    /// the timeout, so it is asked again after one.
+    settings_at: Option<u64>,
 }
 
 /// What one poll of the control socket gave.
@@ -90,6 +96,8 @@ impl Control {
             reloads: None,
             stats: None,
             check_until: None,
+            timeout: None,
+            settings_at: None,
         }
     }
 
@@ -233,13 +241,17 @@ impl Control {
         };
         let pid = master.pid as u32;
         let path = reachable_path(procfs, master.pid, &path);
-        let mut answer = ask(&path, pid, opts, workers);
+        let mut answer = ask(&path, pid, opts, workers, self.settings_at);
         if retry && matches!(&answer, Err(e) if e.is_transient()) {
             std::thread::sleep(RETRY_AFTER);
-            answer = ask(&path, pid, opts, workers);
+            answer = ask(&path, pid, opts, workers, self.settings_at);
         }
         match answer {
-            Ok((listed, stats)) => {
+            Ok((listed, stats, settings)) => {
+                if let Some(timeout) = settings {
+                    self.timeout = timeout;
+                    self.settings_at = Some(stats.reloads);
+                }
                 if workers {
                     set_heartbeats(state, &listed);
                 }
@@ -250,6 +262,7 @@ impl Control {
                     workers_spawned: stats.workers_spawned,
                     workers_killed: stats.workers_killed,
                     reloads: stats.reloads,
+                    worker_timeout: self.timeout,
                 });
                 state.gunicorn = self.stats;
                 Poll::Answered { reload }
@@ -283,20 +296,39 @@ pub fn reachable_path(procfs: &Path, master: i32, path: &Path) -> PathBuf {
     }
 }
 
-/// One connection: `show workers` (when asked) and `show stats`.
+/// The timeout a `show config` answer gives, when it was asked: `None`
+/// when it was not (or failed on the way; asked again next time),
+/// `Some(None)` when the master has no timeout (0) or no `show config`.
+type SettingsRead = Option<Option<u64>>;
+
+/// One connection: `show workers` (when asked), `show stats`, and `show
+/// config` when it was not answered since the master's last reload
+/// (`settings_at` is the reload count it was answered at).
 fn ask(
     path: &Path,
     master: u32,
     opts: &ControlOptions,
     workers: bool,
-) -> Result<(Vec<Worker>, Stats), ControlError> {
+    settings_at: Option<u64>,
+) -> Result<(Vec<Worker>, Stats, SettingsRead), ControlError> {
     let mut c = ControlClient::connect_to(path, master, opts)?;
     let listed = if workers {
         c.show_workers()?
     } else {
         Vec::new()
     };
-    Ok((listed, c.show_stats()?))
+    let stats = c.show_stats()?;
+    let settings = if settings_at == Some(stats.reloads) {
+        None
+    } else {
+        match c.show_config() {
+            Ok(s) => Some(s.timeout.filter(|t| *t > 0.0).map(|t| t.ceil() as u64)),
+            // A Gunicorn without the command: no timeout to tell.
+            Err(ControlError::Command { .. }) => Some(None),
+            Err(_) => None,
+        }
+    };
+    Ok((listed, stats, settings))
 }
 
 fn set_heartbeats(state: &mut PoolState, listed: &[Worker]) {
@@ -497,12 +529,18 @@ mod tests {
         let path = dir.path().join("ctl.sock");
         let l = UnixListener::bind(&path).unwrap();
         let t = std::thread::spawn(move || {
+            let mut configs = Vec::new();
             for reloads in [0, 0, 1, 1] {
                 let (mut s, _) = l.accept().unwrap();
-                for _ in 0..2 {
-                    let req = crate::gunicorn::control::read_frame(&mut s, 1 << 20).unwrap();
+                // Requests until the client closes: `show config` comes
+                // only when the settings are not known for this reload.
+                while let Ok(req) = crate::gunicorn::control::read_frame(&mut s, 1 << 20) {
                     let v: serde_json::Value = serde_json::from_slice(&req).unwrap();
                     let data = match v["command"].as_str().unwrap() {
+                        "show config" => {
+                            configs.push(reloads);
+                            serde_json::json!({"workers": 2, "timeout": 30 - 10 * reloads})
+                        }
                         "show workers" => serde_json::json!({"workers": [
                             {"pid": 41, "age": 1, "booted": false, "last_heartbeat": 2.5},
                             {"pid": 99, "age": 2, "booted": false, "last_heartbeat": 0.5}]}),
@@ -519,6 +557,7 @@ mod tests {
                     s.write_all(&a).unwrap();
                 }
             }
+            configs
         });
         let mut c = Control::new(Some(path));
         let mut state = pool_with_workers(&[41, 42]);
@@ -535,7 +574,8 @@ mod tests {
             Some(GunicornStats {
                 workers_spawned: 5,
                 workers_killed: 1,
-                reloads: 0
+                reloads: 0,
+                worker_timeout: Some(30),
             })
         );
         assert_eq!(
@@ -546,11 +586,14 @@ mod tests {
             c.poll(Path::new("/proc"), &mut state, &opts, true, true),
             Poll::Answered { reload: true }
         );
+        assert_eq!(state.gunicorn.unwrap().worker_timeout, Some(20));
         assert_eq!(
             c.poll(Path::new("/proc"), &mut state, &opts, true, true),
             Poll::Answered { reload: false }
         );
-        t.join().unwrap();
+        // Asked once for the first master's settings, once after the
+        // reload.
+        assert_eq!(t.join().unwrap(), [0, 1]);
         // Gone: heartbeats go, the counts stay for this master.
         assert!(matches!(
             c.poll(Path::new("/proc"), &mut state, &opts, true, true),

@@ -28,6 +28,7 @@
 pub mod control;
 pub mod discover;
 pub mod events;
+pub mod gone;
 pub mod listen;
 pub mod listen_queue;
 pub mod observe;
@@ -145,6 +146,8 @@ pub struct PoolSource {
     sinks: Sinks,
     trackers: Vec<Tracker>,
     last_discovery: Option<Instant>,
+    /// Since when each discovered pool has been down.
+    gone: gone::GoneSince,
     /// Whether /proc/PID/task/TID/children exists; `None` until known.
     children_files: Option<bool>,
     events: Option<ProcConnector>,
@@ -193,6 +196,7 @@ impl PoolSource {
             opts,
             sinks,
             last_discovery: None,
+            gone: gone::GoneSince::default(),
             children_files: None,
             events,
             event_buf: Vec::new(),
@@ -346,6 +350,7 @@ impl PoolSource {
             poll_control(&self.sinks, self.root.path(), &self.opts.control, t, true);
         }
         errors += lookup.scan_errors;
+        self.forget_gone_discovered(now);
         if self
             .trackers
             .iter()
@@ -355,6 +360,23 @@ impl PoolSource {
         }
         self.publish();
         errors
+    }
+
+    /// Forget the discovered pools whose master has been gone for
+    /// [`gone::KEEP_GONE`]; until then they are exported as down.
+    fn forget_gone_discovered(&mut self, now: Instant) {
+        let discovered = self
+            .trackers
+            .iter()
+            .filter(|t| matches!(t.finder, Finder::Gunicorn))
+            .map(|t| (&t.name, t.state.up));
+        for name in self.gone.expired(discovered, now, gone::KEEP_GONE) {
+            tracing::info!(pool = %name, "discovered pool gone for {:?}: not exported any more", gone::KEEP_GONE);
+            self.trackers.retain(|t| t.name != name);
+            self.sinks.health.forget(&health_source(&name));
+            self.sinks.health.forget(&control_source(&name));
+            self.sinks.health.forget(&smaps::health_source(&name));
+        }
     }
 
     /// Apply the process events that are waiting: a fork of a master is a

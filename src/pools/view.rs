@@ -38,6 +38,10 @@ pub struct GunicornStats {
     /// Each SIGTERM and SIGKILL the master sent a worker.
     pub workers_killed: u64,
     pub reloads: u64,
+    /// The master's `--timeout` in seconds (`show config`): a worker
+    /// without a heartbeat for this long is killed. None where unknown or
+    /// off.
+    pub worker_timeout: Option<u64>,
 }
 
 /// Error counts by what could not be read; exported, never fatal.

@@ -1,5 +1,7 @@
 //! One way of degrading for every source: `badgateway_source_up{source}`,
-//! an error counter, a log line when a source goes down and one when it
+//! `badgateway_source_ever_up{source}` (whether it has been up since the
+//! exporter started, which tells a source this host does not offer from
+//! one that broke), an error counter, a log line when a source goes down and one when it
 //! comes back. A source that keeps failing logs nothing more; one that
 //! flaps logs at most once per [`LOG_EVERY`].
 
@@ -14,6 +16,11 @@ pub const LOG_EVERY: Duration = Duration::from_secs(600);
 pub struct SourceStatus {
     /// Whether the last try read the source.
     pub up: bool,
+    /// Whether any try has read it since the exporter started: a source
+    /// that was never up is not available on this host (Gunicorn before
+    /// 25.1 has no control socket, a kernel without PSI has no pressure
+    /// file), one that was up and is down now has broken.
+    pub ever_up: bool,
     /// Failed tries since the exporter started.
     pub errors: u64,
     /// The last failure, for the status page.
@@ -48,6 +55,7 @@ impl Health {
             None => all.entry(source.to_string()).or_insert(Entry {
                 status: SourceStatus {
                     up: true,
+                    ever_up: false,
                     errors: 0,
                     last_error: None,
                 },
@@ -62,6 +70,7 @@ impl Health {
                     tracing::info!(source, "source readable again");
                 }
                 e.status.up = true;
+                e.status.ever_up = true;
                 e.warned_down = false;
             }
             Err(err) => {
@@ -111,7 +120,7 @@ mod tests {
         h.report("kmsg", Err("opening /dev/kmsg: denied".into()));
         h.report("vmstat", Ok(()));
         let kmsg = h.get("kmsg").unwrap();
-        assert!(!kmsg.up);
+        assert!(!kmsg.up && !kmsg.ever_up);
         assert_eq!(kmsg.errors, 2);
         assert_eq!(
             kmsg.last_error.as_deref(),
@@ -119,7 +128,12 @@ mod tests {
         );
         h.report("kmsg", Ok(()));
         let kmsg = h.get("kmsg").unwrap();
-        assert!(kmsg.up && kmsg.errors == 2);
+        assert!(kmsg.up && kmsg.ever_up && kmsg.errors == 2);
+        // Down again: broken, not unavailable.
+        h.report("kmsg", Err("read: EIO".into()));
+        let kmsg = h.get("kmsg").unwrap();
+        assert!(!kmsg.up && kmsg.ever_up);
+        h.report("kmsg", Ok(()));
         assert_eq!(
             h.all().keys().cloned().collect::<Vec<_>>(),
             ["kmsg", "vmstat"]

@@ -199,6 +199,7 @@ fn hostile_names_and_paths_are_escaped_and_a_huge_path_is_cut() {
         format!("nginx/{HOSTILE}/access"),
         SourceStatus {
             up: false,
+            ever_up: false,
             errors: 1,
             last_error: Some(HOSTILE.into()),
         },

@@ -19,9 +19,20 @@ use serde_json::Value;
 /// pipeline test only parses the dashboard queries that use them.
 pub const NOT_YET_EXPORTED: &[(&str, &[&str])] = &[];
 
-/// Where each alert's `runbook_url` points, before `#anchor`.
-pub const RUNBOOK_URL: &str =
-    "https://github.com/badgateway-exporter/badgateway_exporter/blob/main/docs/runbook.md";
+/// Where each alert's `runbook_url` points, before `#anchor`: the one
+/// `# runbook_url base:` line of alerts/alerts.yml (tools/runbook_urls.py).
+pub fn runbook_base() -> String {
+    let text = std::fs::read_to_string(repo_path("alerts/alerts.yml")).unwrap();
+    let bases: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# runbook_url base: "))
+        .collect();
+    assert_eq!(bases.len(), 1, "alerts.yml: one '# runbook_url base:' line");
+    bases[0].trim().to_string()
+}
+
+/// Metrics the rules read that Prometheus itself writes, not the exporter.
+pub const PROMETHEUS_OWN: &[(&str, &[&str])] = &[("up", &["job", "instance"])];
 
 pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
