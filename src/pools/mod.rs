@@ -368,7 +368,7 @@ impl PoolSource {
         let discovered = self
             .trackers
             .iter()
-            .filter(|t| matches!(t.finder, Finder::Gunicorn))
+            .filter(|t| matches!(t.finder, Finder::Gunicorn | Finder::Preset(_)))
             .map(|t| (&t.name, t.state.up));
         for name in self.gone.expired(discovered, now, gone::KEEP_GONE) {
             tracing::info!(pool = %name, "discovered pool gone for {:?}: not exported any more", gone::KEEP_GONE);
