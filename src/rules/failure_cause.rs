@@ -214,24 +214,32 @@ pub fn gather(
     gather_in(&ByTime::new(tl), err, at, pool, master_down_now, claimed, w)
 }
 
-/// The timeline as the failure rules read it: each failure's neighbours,
-/// and the last master change before it, come from the timeline's time
-/// indexes (a lookup costs a logarithm plus what it returns), so a judge
-/// that looks at many failures at once (a one-shot run judges tens of
-/// thousands over tens of thousands of events) never passes over
-/// everything, nor copies it.
+/// The timeline as the failure rules read it, once per judge step: its
+/// events in time order, so that each failure's neighbours are a binary
+/// search and a slice away (a one-shot run judges tens of thousands of
+/// failures over tens of thousands of events), and the last master change
+/// before a failure from the timeline's own small index of them.
 pub struct ByTime<'a> {
     tl: &'a Timeline,
+    /// The events in time order, taken once per judge step: a burst of
+    /// failures each reads a dense window of them, which a slice serves
+    /// faster than the index.
+    events: Vec<&'a Event>,
 }
 
 impl<'a> ByTime<'a> {
     pub fn new(tl: &'a Timeline) -> ByTime<'a> {
-        ByTime { tl }
+        ByTime {
+            tl,
+            events: tl.in_time_order().collect(),
+        }
     }
 
-    /// Events whose time lies in `[from, to]`, from the timeline's index.
-    pub fn window(&self, from: SystemTime, to: SystemTime) -> impl Iterator<Item = &'a Event> {
-        self.tl.window(from, to)
+    /// Events whose time lies in `[from, to]`.
+    pub fn window(&self, from: SystemTime, to: SystemTime) -> impl Iterator<Item = &'a Event> + '_ {
+        let i = self.events.partition_point(|e| e.at < from);
+        let j = self.events.partition_point(|e| e.at <= to);
+        self.events[i..j.max(i)].iter().copied()
     }
 }
 
