@@ -204,22 +204,7 @@ fn the_deb_installs_a_verified_service_and_a_binary_that_knows_its_revision() {
         ),
     )
     .unwrap();
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&unit)
-        .output()
-        .expect("systemd-analyze (scripts/test.sh installs systemd)");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let ours: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.contains("badgateway_exporter"))
-        .collect();
-    assert!(
-        ours.is_empty(),
-        "systemd-analyze complains:\n{}",
-        ours.join("\n")
-    );
+    common::systemd_analyze_verify(&unit);
 
     // The installed binary runs, and says this checkout's revision.
     let said = run(Command::new(&installed_bin).arg("--version"));

@@ -104,22 +104,7 @@ fn systemd_unit_verifies_and_is_hardened() {
         ),
     )
     .unwrap();
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&unit)
-        .output()
-        .expect("systemd-analyze is not installed: run scripts/test.sh, which installs systemd");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let ours: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.contains("badgateway_exporter"))
-        .collect();
-    assert!(
-        ours.is_empty(),
-        "systemd-analyze complains:\n{}",
-        ours.join("\n")
-    );
+    common::systemd_analyze_verify(&unit);
 
     let k = unit_keys(&text);
     let get = |key: &str| {

@@ -34,13 +34,7 @@ fn setpriv() -> &'static str {
 
 /// The effective capabilities of a process.
 fn cap_eff(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let hex = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .unwrap()
-        .trim();
-    u64::from_str_radix(hex, 16).unwrap()
+    common::kernel_policy::cap_eff_of(&format!("/proc/{pid}/status"))
 }
 
 fn readable_by_all(p: &Path, mode: u32) {

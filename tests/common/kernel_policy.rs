@@ -59,8 +59,13 @@ pub fn proc_connector_open_to(who: Asker) -> bool {
 
 /// The calling thread's effective capabilities.
 pub fn thread_cap_eff() -> u64 {
-    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
-    let hex = status
+    cap_eff_of("/proc/thread-self/status")
+}
+
+/// The effective capabilities in a `/proc/.../status` file.
+pub fn cap_eff_of(status: &str) -> u64 {
+    let text = std::fs::read_to_string(status).unwrap_or_else(|e| panic!("{status}: {e}"));
+    let hex = text
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
         .unwrap()

@@ -507,3 +507,24 @@ fn parse_labels(s: &str) -> BTreeMap<String, String> {
     }
     out
 }
+
+/// `systemd-analyze verify` on a unit file: it must pass, and say nothing
+/// about our own unit (it may about the host's other units).
+pub fn systemd_analyze_verify(unit: &Path) {
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(unit)
+        .output()
+        .expect("systemd-analyze is not installed: run scripts/test.sh, which installs systemd");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let ours: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("badgateway_exporter"))
+        .collect();
+    assert!(
+        ours.is_empty(),
+        "systemd-analyze complains:\n{}",
+        ours.join("\n")
+    );
+}
