@@ -286,15 +286,18 @@ impl History {
                 let n = &mut self.buckets[i].failed[s][c];
                 *n = n.saturating_add(1);
                 if let (Some(w), Some(req)) = (&f.worker, &f.error.request) {
-                    // The request in flight on the worker that died: on its
-                    // mark, the latest of that pid in the pool.
-                    if let Some(m) = self.marks.iter_mut().rev().find(|m| {
+                    // The request in flight on the worker that died: on the
+                    // marks of its end (its kill and its exit) near the
+                    // failure. A mark made later, from evidence that came
+                    // after the 502, takes it from these (see `mark`).
+                    let req = cut(req);
+                    for m in self.marks.iter_mut().filter(|m| {
                         m.pid == w.pid
                             && m.pool == e.pool
-                            && matches!(m.kind, MarkKind::OomKill | MarkKind::WorkerExit(_))
+                            && ends_near(m, e.at)
                             && m.request.is_none()
                     }) {
-                        m.request = Some(cut(req));
+                        m.request = Some(req.clone());
                     }
                 }
             }
@@ -340,6 +343,14 @@ impl History {
             self.marks.pop_front();
             self.dropped.marks += 1;
         }
+        // The request in flight, when the 502 that names this worker came
+        // first and left it on the other mark of the same end.
+        let request = self
+            .marks
+            .iter()
+            .filter(|m| m.pid == pid && m.pool == e.pool && ends_near(m, e.at))
+            .find_map(|m| m.request.clone())
+            .filter(|_| matches!(kind, MarkKind::OomKill | MarkKind::WorkerExit(_)));
         let mark = Mark {
             at: e.at,
             kind,
@@ -347,7 +358,7 @@ impl History {
             pid,
             slot,
             memory_bytes,
-            request: None,
+            request,
         };
         // Kept in time order: sources deliver a little out of order.
         let at = self.marks.partition_point(|m| m.at <= mark.at);
@@ -459,6 +470,16 @@ impl History {
     }
 }
 
+/// Whether `m` marks a worker's end (its kill or its exit) within a
+/// minute of `at`: a pid is not reused that fast.
+fn ends_near(m: &Mark, at: SystemTime) -> bool {
+    let gap =
+        m.at.duration_since(at)
+            .or_else(|_| at.duration_since(m.at))
+            .unwrap_or_default();
+    matches!(m.kind, MarkKind::OomKill | MarkKind::WorkerExit(_)) && gap <= Duration::from_secs(60)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -504,6 +525,60 @@ mod tests {
                 pss_bytes: None,
             }),
         })
+    }
+
+    /// The 502 that names a dead worker may be judged, and land on the
+    /// timeline, before the kernel's kill of it is read: the kill's mark
+    /// still gets the request, from the exit's mark that took it.
+    #[test]
+    fn the_request_in_flight_reaches_a_kill_read_after_its_502() {
+        let mut tl = Timeline::new(64);
+        let api: Option<Arc<str>> = Some(Arc::from("api"));
+        let end = |pid| {
+            EventKind::WorkerEnd(WorkerEnd {
+                exit: WorkerExit {
+                    process: Process {
+                        pid,
+                        started: t(0),
+                        slot: Some(1),
+                    },
+                    status: None,
+                    rss_bytes: Some(90 << 20),
+                    pss_bytes: None,
+                },
+                reason: ExitReason::OomKilled,
+                lifetime: Duration::from_secs(30),
+            })
+        };
+        tl.push(t(120), api.clone(), end(42));
+        tl.push(
+            t(121),
+            api.clone(),
+            failed(42, 502, FailureCause::WorkerOomKilled),
+        );
+        tl.push(t(120), api.clone(), kill(42));
+        // Another worker with the same pid, much later: not its request.
+        tl.push(t(400), api.clone(), kill(42));
+        let mut h = History::new();
+        h.advance(t(420));
+        h.read_timeline(tl.since(h.last_seq()), tl.next_seq());
+        let marks: Vec<(MarkKind, SystemTime, Option<Request>)> = h
+            .marks()
+            .map(|m| (m.kind, m.at, m.request.clone()))
+            .collect();
+        let leak = Some(Request::new(b"GET", b"/leak"));
+        assert_eq!(
+            marks,
+            [
+                (
+                    MarkKind::WorkerExit(ExitReason::OomKilled),
+                    t(120),
+                    leak.clone()
+                ),
+                (MarkKind::OomKill, t(120), leak),
+                (MarkKind::OomKill, t(400), None),
+            ]
+        );
     }
 
     #[test]
