@@ -31,7 +31,7 @@ define_metrics! { METRICS;
     GUNICORN_RELOADS: Counter, "badgateway_gunicorn_reloads", ["pool"], "Reloads (SIGHUP) of Gunicorn's master since it started (show stats).";
     LISTEN_QUEUE_LENGTH: Gauge, "badgateway_pool_listen_queue_length", ["pool", "listener"], "Connections waiting in the listening socket's accept queue at the last sample.";
     LISTEN_QUEUE_LIMIT: Gauge, "badgateway_pool_listen_queue_limit", ["pool", "listener"], "The listening socket's backlog: the queue length past which connections are refused.";
-    LISTEN_QUEUE_PEAK: Gauge, "badgateway_pool_listen_queue_peak", ["pool", "listener"], "The highest accept-queue length sampled in the last pools interval.";
+    LISTEN_QUEUE_PEAK: Gauge, "badgateway_pool_listen_queue_peak", ["pool", "listener"], "The highest accept-queue length sampled over the last --collector.listen-queue.peak-window.";
 }
 
 pub fn encode(view: &PoolsView, enc: &mut Encoder) -> fmt::Result {
