@@ -258,13 +258,7 @@ fn in_own_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T
 #[test]
 fn without_privileges_the_connector_subscribes_or_says_permission_denied() {
     let (cap_eff, result, seen) = in_own_thread(|| {
-        // The raw syscalls change this thread only (glibc's wrappers would
-        // change every thread of the test process).
-        // SAFETY: setresgid/setresuid on the calling thread.
-        unsafe {
-            assert_eq!(libc::syscall(libc::SYS_setresgid, 65534, 65534, 65534), 0);
-            assert_eq!(libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534), 0);
-        }
+        common::kernel_policy::become_nobody();
         let cap_eff = common::kernel_policy::thread_cap_eff();
         let mut conn = match ProcConnector::open(&ProcConnectorOptions::default()) {
             Ok(c) => c,

@@ -70,12 +70,12 @@ pub fn apply(
                 };
                 // The child's identity from its stat; if it is gone
                 // already, from the event's clock.
-                let stat = born(child.pid);
-                let id = stat.and_then(|s| s.identity(child.pid)).unwrap_or(ProcId {
+                let stat = born(child.pid).filter(|s| s.identity(child.pid).is_some());
+                let id = ProcId {
                     pid: child.pid,
-                    starttime: units.ticks_since_boot(ev.timestamp_ns),
-                });
-                let stat = stat.filter(|s| s.identity(child.pid).is_some());
+                    starttime: stat
+                        .map_or_else(|| units.ticks_since_boot(ev.timestamp_ns), |s| s.starttime),
+                };
                 trackers[i].forked(id, stat.as_ref(), units, at, &mut changes);
                 out.changes.extend(changes.drain(..).map(|c| (i, c)));
             }

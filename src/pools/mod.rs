@@ -351,11 +351,7 @@ impl PoolSource {
         }
         errors += lookup.scan_errors;
         self.forget_gone_discovered(now);
-        if self
-            .trackers
-            .iter()
-            .any(|t| t.state.workers.iter().any(|w| w.memory.pss.is_none()))
-        {
+        if self.a_worker_lacks_pss() {
             self.pss_wanted_until = Some(Instant::now() + PSS_WAIT);
         }
         self.publish();
@@ -383,25 +379,8 @@ impl PoolSource {
     /// new worker, the exit of a worker or a master is that. Returns
     /// whether a master exited (the caller runs a cycle at once).
     pub fn drain_events(&mut self) -> bool {
-        let Some(conn) = self.events.as_mut() else {
+        if !self.read_events() {
             return false;
-        };
-        self.event_buf.clear();
-        match conn.read(Duration::ZERO, &mut self.event_buf) {
-            Ok(r) if r.lost > 0 || r.overruns > 0 => {
-                // Something may have been missed: look the children up.
-                tracing::debug!(lost = r.lost, overruns = r.overruns, "process events lost");
-                self.since_reconcile = RECONCILE_EVERY;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                self.sinks.health.report(
-                    PROC_EVENTS_SOURCE,
-                    Err(format!("{e}; following workers by /proc polling alone")),
-                );
-                self.events = None;
-                return false;
-            }
         }
         // The changes go on the timeline and into the index at once: the
         // kernel source attributes an OOM kill of a worker forked a moment
@@ -418,14 +397,8 @@ impl PoolSource {
             let Some(conn) = self.events.as_mut() else {
                 break;
             };
-            if left.is_zero() || !conn.wait(left).unwrap_or(false) {
+            if left.is_zero() || !conn.wait(left).unwrap_or(false) || !self.read_events() {
                 break;
-            }
-            self.event_buf.clear();
-            match conn.read(Duration::ZERO, &mut self.event_buf) {
-                Ok(r) if r.lost > 0 || r.overruns > 0 => self.since_reconcile = RECONCILE_EVERY,
-                Ok(_) => {}
-                Err(_) => break,
             }
             let more = self.apply_batch();
             self.record(&more);
@@ -461,6 +434,33 @@ impl PoolSource {
         master_gone
     }
 
+    /// Read the events that are waiting into `event_buf`. Returns false
+    /// without the connector, or when it failed: the pool is then followed
+    /// by /proc polling alone, and its health says so.
+    fn read_events(&mut self) -> bool {
+        let Some(conn) = self.events.as_mut() else {
+            return false;
+        };
+        self.event_buf.clear();
+        match conn.read(Duration::ZERO, &mut self.event_buf) {
+            Ok(r) if r.lost > 0 || r.overruns > 0 => {
+                // Something may have been missed: look the children up.
+                tracing::debug!(lost = r.lost, overruns = r.overruns, "process events lost");
+                self.since_reconcile = RECONCILE_EVERY;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                self.sinks.health.report(
+                    PROC_EVENTS_SOURCE,
+                    Err(format!("{e}; following workers by /proc polling alone")),
+                );
+                self.events = None;
+                return false;
+            }
+        }
+        true
+    }
+
     /// Apply the events in `event_buf` to the trackers.
     fn apply_batch(&mut self) -> events::Applied {
         let root = &self.root;
@@ -485,11 +485,13 @@ impl PoolSource {
 
     /// Whether a worker new since a moment has no PSS yet.
     fn awaits_smaps(&self) -> bool {
-        self.pss_wanted_until.is_some_and(|t| Instant::now() < t)
-            && self
-                .trackers
-                .iter()
-                .any(|t| t.state.workers.iter().any(|w| w.memory.pss.is_none()))
+        self.pss_wanted_until.is_some_and(|t| Instant::now() < t) && self.a_worker_lacks_pss()
+    }
+
+    fn a_worker_lacks_pss(&self) -> bool {
+        self.trackers
+            .iter()
+            .any(|t| t.state.workers.iter().any(|w| w.memory.pss.is_none()))
     }
 
     /// Give the workers without PSS and USS the smaps sampler's figures,
@@ -505,10 +507,8 @@ impl PoolSource {
             .iter_mut()
             .flat_map(|t| t.state.workers.iter_mut())
         {
-            if let (None, Some(&(pss, uss, swap))) = (w.memory.pss, smaps.memory.get(&w.id)) {
-                w.memory.pss = Some(pss.min(w.memory.rss));
-                w.memory.uss = Some(uss.min(w.memory.rss));
-                w.memory.swap = swap;
+            if let (None, Some(&figures)) = (w.memory.pss, smaps.memory.get(&w.id)) {
+                w.memory = Memory::with_smaps(w.memory.rss, figures);
                 took = true;
             }
         }

@@ -524,12 +524,7 @@ fn read_memory(
 ) -> Result<Memory, ReadFailure> {
     let rss = root.pages_to_bytes(stat.rss_pages);
     Ok(match smaps.memory.get(&id) {
-        Some((pss, uss, swap)) => Memory {
-            rss,
-            swap: *swap,
-            pss: Some((*pss).min(rss)),
-            uss: Some((*uss).min(rss)),
-        },
+        Some(&figures) => Memory::with_smaps(rss, figures),
         None => Memory {
             rss,
             swap: root.status_memory(id.pid)?.swap_bytes,

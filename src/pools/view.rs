@@ -15,6 +15,20 @@ pub struct Memory {
     pub swap: u64,
 }
 
+impl Memory {
+    /// RSS now, with the smaps sampler's (PSS, USS, swap) of the process:
+    /// PSS and USS capped at RSS, since they are older and can exceed it at
+    /// no instant.
+    pub fn with_smaps(rss: u64, (pss, uss, swap): (u64, u64, u64)) -> Memory {
+        Memory {
+            rss,
+            swap,
+            pss: Some(pss.min(rss)),
+            uss: Some(uss.min(rss)),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkerState {
     pub id: ProcId,

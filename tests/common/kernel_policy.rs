@@ -24,15 +24,9 @@ const CAP_NET_ADMIN: u32 = 12;
 /// the probe, and the test with it.
 pub fn proc_connector_open_to(who: Asker) -> bool {
     let result = std::thread::spawn(move || {
-        // Credentials are per thread in Linux, and the raw syscalls change
-        // this thread only (glibc's wrappers would change every thread).
         match who {
             Asker::Nobody => {
-                // SAFETY: setresgid/setresuid of the calling thread.
-                unsafe {
-                    assert_eq!(libc::syscall(libc::SYS_setresgid, 65534, 65534, 65534), 0);
-                    assert_eq!(libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534), 0);
-                }
+                become_nobody();
                 assert_eq!(thread_cap_eff(), 0, "nobody has no capabilities");
             }
             Asker::RootWithoutNetAdmin => {
@@ -54,6 +48,17 @@ pub fn proc_connector_open_to(who: Asker) -> bool {
         Ok(()) => true,
         Err(ProcConnectorError::PermissionDenied { .. }) => false,
         Err(e) => panic!("probing the proc connector's policy as {who:?}: {e}"),
+    }
+}
+
+/// Make the calling thread uid and gid 65534. Credentials are per thread
+/// in Linux, and the raw syscalls change this thread only (glibc's
+/// wrappers would change every thread of the test process).
+pub fn become_nobody() {
+    // SAFETY: setresgid/setresuid of the calling thread.
+    unsafe {
+        assert_eq!(libc::syscall(libc::SYS_setresgid, 65534, 65534, 65534), 0);
+        assert_eq!(libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534), 0);
     }
 }
 
