@@ -180,7 +180,7 @@ impl<'a> Lookup<'a> {
                 roles.insert(id.pid, role);
             }
         }
-        let mut masters: Vec<ProcId> = candidates
+        let masters: Vec<ProcId> = candidates
             .iter()
             .filter(|(id, ppid)| match roles.get(&id.pid) {
                 Some(GunicornRole::Master) => true,
@@ -191,22 +191,7 @@ impl<'a> Lookup<'a> {
             })
             .map(|(id, _)| *id)
             .collect();
-        masters.sort_by_key(|id| (id.starttime, id.pid));
-        let mut out: Vec<(String, ProcId)> = Vec::new();
-        for id in masters {
-            let Some(cmd) = self.cmdline(id.pid) else {
-                continue;
-            };
-            let base = discover::gunicorn_pool_name(&cmd);
-            let mut name = base.clone();
-            let mut n = 2;
-            while out.iter().any(|(o, _)| *o == name) {
-                name = format!("{base}#{n}");
-                n += 1;
-            }
-            out.push((name, id));
-        }
-        out
+        self.named(masters, discover::gunicorn_pool_name)
     }
 
     /// Masters of `server` on the host (by its preset's titles), keyed by
@@ -238,7 +223,7 @@ impl<'a> Lookup<'a> {
                 titles.insert(id.pid, t);
             }
         }
-        let mut masters: Vec<ProcId> = candidates
+        let masters: Vec<ProcId> = candidates
             .iter()
             .filter(|(id, ppid)| match titles.get(&id.pid) {
                 // A new master forked by a master (a hot restart) is not a
@@ -249,13 +234,25 @@ impl<'a> Lookup<'a> {
             })
             .map(|(id, _)| *id)
             .collect();
+        self.named(masters, preset.pool_name)
+    }
+
+    /// Masters by pool name, oldest first: the name `pool_name` derives
+    /// from the master's command line, then NAME#2, NAME#3 for later
+    /// masters of the same name. A master gone before its command line
+    /// was read is left out.
+    fn named(
+        &mut self,
+        mut masters: Vec<ProcId>,
+        pool_name: impl Fn(&str) -> String,
+    ) -> Vec<(String, ProcId)> {
         masters.sort_by_key(|id| (id.starttime, id.pid));
         let mut out: Vec<(String, ProcId)> = Vec::new();
         for id in masters {
             let Some(cmd) = self.cmdline(id.pid) else {
                 continue;
             };
-            let base = (preset.pool_name)(&cmd);
+            let base = pool_name(&cmd);
             let mut name = base.clone();
             let mut n = 2;
             while out.iter().any(|(o, _)| *o == name) {
