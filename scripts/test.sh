@@ -13,6 +13,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
+# A clean run builds everything once; incremental caches would only take
+# disk (GBs), and a CI machine's disk has been seen full.
+export CARGO_INCREMENTAL=0
+echo "disk before the build: $(df -h . | tail -1)"
+
 # Lint gates first: they fail in seconds, before the installs and the tests.
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
