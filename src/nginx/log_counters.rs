@@ -160,8 +160,86 @@ pub struct Counted<'a> {
     pub backend_sent: bool,
 }
 
-/// (upstream, status) -> count.
-pub type StatusCounts = HashMap<(u16, u16), u64>;
+/// (upstream, status) -> count. Stored by upstream id, which is dense and
+/// bounded (`Upstreams`' cap), with each upstream's few statuses in a short
+/// list: a line costs an index and a scan of a handful of entries, where a
+/// hash map cost a hash and a probe for each of the line's counts. Iterates
+/// as a map of the same keys does.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StatusCounts {
+    by_upstream: Vec<Vec<((u16, u16), u64)>>,
+}
+
+impl StatusCounts {
+    #[inline]
+    pub fn add(&mut self, upstream: u16, status: u16) {
+        let up = upstream as usize;
+        if up >= self.by_upstream.len() {
+            self.by_upstream.resize_with(up + 1, Vec::new);
+        }
+        let row = &mut self.by_upstream[up];
+        match row.iter_mut().find(|((_, s), _)| *s == status) {
+            Some((_, n)) => *n += 1,
+            None => row.push(((upstream, status), 1)),
+        }
+    }
+
+    pub fn get(&self, key: &(u16, u16)) -> Option<&u64> {
+        self.by_upstream
+            .get(key.0 as usize)?
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, n)| n)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&(u16, u16), &u64)> {
+        self.by_upstream.iter().flatten().map(|(k, n)| (k, n))
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &u64> {
+        self.iter().map(|(_, n)| n)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_upstream.iter().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A histogram per upstream id, stored by id as `StatusCounts` is.
+/// Iterates as a map from the id does.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UpstreamHistograms {
+    by_upstream: Vec<Option<(u16, Histogram)>>,
+}
+
+impl UpstreamHistograms {
+    #[inline]
+    pub fn observe_ms(&mut self, upstream: u16, ms: u64) {
+        let up = upstream as usize;
+        if up >= self.by_upstream.len() {
+            self.by_upstream.resize_with(up + 1, || None);
+        }
+        self.by_upstream[up]
+            .get_or_insert_with(|| (upstream, Histogram::default()))
+            .1
+            .observe_ms(ms);
+    }
+
+    pub fn get(&self, upstream: &u16) -> Option<&Histogram> {
+        self.by_upstream
+            .get(*upstream as usize)?
+            .as_ref()
+            .map(|(_, h)| h)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&u16, &Histogram)> {
+        self.by_upstream.iter().flatten().map(|(k, h)| (k, h))
+    }
+}
 
 /// Everything counted for one configured nginx (one access + error log).
 #[derive(Debug, Clone)]
@@ -176,8 +254,8 @@ pub struct LogCounters {
     pub backend_errors: StatusCounts,
     /// (upstream, reason, phase) -> failures from the error log.
     pub failures: HashMap<(u16, Reason, Phase), u64>,
-    pub response_seconds: HashMap<u16, Histogram>,
-    pub upstream_seconds: HashMap<u16, Histogram>,
+    pub response_seconds: UpstreamHistograms,
+    pub upstream_seconds: UpstreamHistograms,
     pub access_lines: u64,
     pub error_lines: u64,
     pub parse_errors: HashMap<ParseError, u64>,
@@ -191,12 +269,12 @@ impl LogCounters {
     pub fn new(max_upstreams: usize) -> LogCounters {
         LogCounters {
             upstreams: Upstreams::new(max_upstreams),
-            responses: HashMap::default(),
-            attempts: HashMap::default(),
-            backend_errors: HashMap::default(),
+            responses: StatusCounts::default(),
+            attempts: StatusCounts::default(),
+            backend_errors: StatusCounts::default(),
             failures: HashMap::default(),
-            response_seconds: HashMap::default(),
-            upstream_seconds: HashMap::default(),
+            response_seconds: UpstreamHistograms::default(),
+            upstream_seconds: UpstreamHistograms::default(),
             access_lines: 0,
             error_lines: 0,
             parse_errors: HashMap::default(),
@@ -264,22 +342,22 @@ impl LogCounters {
                     .and_then(access::parse_status)
                     .filter(|s| (100..600).contains(s))
                     .unwrap_or(NO_STATUS);
-                *self.attempts.entry((up, code)).or_default() += 1;
+                self.attempts.add(up, code);
                 // A header time means the backend answered: its 5xx is its
                 // own, not one nginx generated for a failed attempt.
                 backend_sent = code >= 500 && matches!(h, Some(Some(_)));
                 if backend_sent {
-                    *self.backend_errors.entry((up, code)).or_default() += 1;
+                    self.backend_errors.add(up, code);
                 }
                 if let Some(ms) = t.and_then(access::parse_seconds_millis) {
-                    self.upstream_seconds.entry(up).or_default().observe_ms(ms);
+                    self.upstream_seconds.observe_ms(up, ms);
                 }
             }
         }
         let up = last_upstream.unwrap_or(0);
-        *self.responses.entry((up, status)).or_default() += 1;
+        self.responses.add(up, status);
         if let Some(ms) = fields.request_time.and_then(access::parse_seconds_millis) {
-            self.response_seconds.entry(up).or_default().observe_ms(ms);
+            self.response_seconds.observe_ms(up, ms);
         }
         Some(Counted {
             status,
