@@ -338,3 +338,135 @@ fn epoch(t: SystemTime) -> f64 {
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixture::{t, Inputs, MB};
+    use super::*;
+    use crate::state::timeline::AppLog;
+
+    #[test]
+    fn a_kill_is_tied_by_its_rule_or_by_the_pool_log_of_its_boot() {
+        assert_eq!(
+            attributed_by(KillRule::Live, true),
+            "a live worker of the pool"
+        );
+        assert_eq!(
+            attributed_by(KillRule::Cgroup, true),
+            "the pool's memory cgroup"
+        );
+        assert_eq!(attributed_by(KillRule::Unknown, false), "no pool");
+        // No rule found its pool, but the pool's log had logged its boot.
+        let mut i = Inputs::new();
+        i.timeline.push(
+            t(10),
+            Some("api".into()),
+            EventKind::AppLog(AppLog::WorkerBooted { pid: 999 }),
+        );
+        i.oom_kill(None, 300);
+        let k = &i.report().oom_kills.kills[0];
+        assert_eq!(
+            (k.pool.as_str(), k.attributed_by),
+            ("api", "the pool's own log, which logged the victim's boot")
+        );
+    }
+
+    #[test]
+    fn only_the_window_is_reported() {
+        let mut i = Inputs::new();
+        i.pool("api", &[50]);
+        i.oom_kill(Some("api"), 300);
+        i.timeline.push(
+            t(3601),
+            Some("api".into()),
+            EventKind::FailedRequest(crate::state::timeline::FailedRequest {
+                error: crate::state::timeline::ServerError {
+                    log: "edge".into(),
+                    status: 502,
+                    upstream: None,
+                    conn: None,
+                    request: None,
+                    backend_sent: false,
+                },
+                cause: FailureCause::WorkerOomKilled,
+                worker: None,
+            }),
+        );
+        let r = i.report();
+        assert_eq!(r.oom_kills.kills.len(), 1);
+        assert!(r.failures.by_cause.is_empty(), "{:?}", r.failures);
+        assert_eq!(r.pools[0].workers[0].rss_bytes, 50 * MB);
+    }
+
+    #[test]
+    fn the_requests_on_dead_workers_most_frequent_first_and_bounded() {
+        let mut i = Inputs::new();
+        for k in 0..30 {
+            i.failed(
+                "api",
+                FailureCause::WorkerOomKilled,
+                Some(&format!("/r{k:02}")),
+            );
+        }
+        i.failed("api", FailureCause::WorkerOomKilled, Some("/r29"));
+        let rows = i.report().failures.in_flight_on_dead_workers;
+        assert_eq!(rows.len(), IN_FLIGHT_ROWS);
+        let first: Vec<(&str, u64)> = rows[..3]
+            .iter()
+            .map(|q| (q.path.as_str(), q.count))
+            .collect();
+        assert_eq!(first, [("/r29", 2), ("/r00", 1), ("/r01", 1)]);
+    }
+
+    #[test]
+    fn failed_requests_are_critical_only_for_an_oom_kill_or_a_pool_down() {
+        let severity = |causes: &[FailureCause]| {
+            let mut i = Inputs::new();
+            for c in causes {
+                i.failed("api", *c, None);
+            }
+            i.report().severity
+        };
+        assert_eq!(severity(&[]), Severity::Ok);
+        assert_eq!(
+            severity(&[FailureCause::BacklogFull, FailureCause::UpstreamTimeout]),
+            Severity::Warning
+        );
+        for c in [
+            FailureCause::WorkerOomKilled,
+            FailureCause::PoolDown,
+            FailureCause::PoolStoppedAfterOom,
+        ] {
+            assert_eq!(
+                severity(&[FailureCause::BacklogFull, c]),
+                Severity::Critical
+            );
+        }
+        let mut i = Inputs::new();
+        i.failed("api", FailureCause::BacklogFull, None);
+        i.failed("web", FailureCause::BacklogFull, None);
+        i.failed("web", FailureCause::Other, None);
+        assert_eq!(
+            i.report().findings[0].text,
+            "3 failed request(s) (502/504): backlog_full 2, other 1"
+        );
+    }
+
+    #[test]
+    fn little_memory_available_is_a_warning_at_any_size() {
+        let finding = |total: u64, available: u64| {
+            let mut i = Inputs::new();
+            i.memory.host.total = Some(total);
+            i.memory.host.available = Some(available);
+            i.report().findings
+        };
+        assert_eq!(
+            finding(4096 * MB, 300 * MB)[0].text,
+            "MemAvailable is 300 MiB, under 10% of 4096 MiB"
+        );
+        assert!(finding(4096 * MB, 410 * MB).is_empty());
+        // Sizes whose tenfold overflows.
+        assert!(finding(u64::MAX, u64::MAX / 2).is_empty());
+        assert_eq!(finding(u64::MAX, u64::MAX / 20).len(), 1);
+    }
+}

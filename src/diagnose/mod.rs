@@ -30,6 +30,8 @@ use crate::state::health::SourceStatus;
 use crate::state::timeline::Timeline;
 
 mod build;
+#[cfg(test)]
+mod fixture;
 mod growth;
 mod recovery;
 mod render;

@@ -474,9 +474,201 @@ pub(super) fn max_requests(share: f64, baseline: f64, per_request: f64) -> Optio
 
 #[cfg(test)]
 mod tests {
+    use super::super::fixture::{Inputs, MB};
     use super::*;
+    use crate::state::health::SourceStatus;
 
-    const MB: u64 = 1 << 20;
+    fn option<'r>(r: &'r Report, name: &str) -> &'r RecoveryOption {
+        r.recovery.iter().find(|o| o.name == name).unwrap()
+    }
+
+    fn applying(r: &Report) -> Vec<&'static str> {
+        r.recovery
+            .iter()
+            .filter(|o| o.applies)
+            .map(|o| o.name)
+            .collect()
+    }
+
+    fn number<'r>(o: &'r RecoveryOption, what: &str) -> Option<&'r str> {
+        o.numbers
+            .iter()
+            .find(|(k, _)| k == what)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn every_option_in_the_runbook_order_and_none_applies_to_nothing() {
+        let r = Inputs::new().report();
+        let names: Vec<&str> = r.recovery.iter().map(|o| o.name).collect();
+        assert_eq!(
+            names,
+            [
+                "reduce_request_scope",
+                "add_ram",
+                "recycle_workers",
+                "tune_backlog_or_timeout",
+                "escalate"
+            ]
+        );
+        assert_eq!(applying(&r), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn escalate_when_no_option_explains_a_finding_or_a_cause_is_unknown() {
+        // Only a source that could not be read: a warning no option
+        // explains.
+        let mut i = Inputs::new();
+        i.sources.insert(
+            "kernel/kmsg".into(),
+            SourceStatus {
+                up: false,
+                ever_up: false,
+                errors: 1,
+                last_error: Some("permission denied".into()),
+            },
+        );
+        assert_eq!(applying(&i.report()), ["escalate"]);
+        // A worker's OOM kill is explained by the first three.
+        let mut i = Inputs::new();
+        i.pool("api", &[50]);
+        i.oom_kill(Some("api"), 300);
+        assert_eq!(
+            applying(&i.report()),
+            ["reduce_request_scope", "add_ram", "recycle_workers"]
+        );
+        // A failure of no known cause escalates beside them.
+        i.failed("api", FailureCause::Other, None);
+        let r = i.report();
+        assert!(option(&r, "escalate").applies);
+        assert_eq!(
+            number(option(&r, "escalate"), "failed requests of no known cause"),
+            Some("1")
+        );
+        // A kill of a process of no pool is a warning the options leave.
+        let mut i = Inputs::new();
+        i.oom_kill(None, 300);
+        assert_eq!(applying(&i.report()), ["escalate"]);
+    }
+
+    #[test]
+    fn the_first_option_names_the_requests_in_flight_on_dying_workers() {
+        let mut i = Inputs::new();
+        i.pool("api", &[50]);
+        i.oom_kill(Some("api"), 300);
+        i.failed("api", FailureCause::WorkerOomKilled, None);
+        let o = option(&i.report(), "reduce_request_scope").clone();
+        assert!(o.advice.contains("no request was seen in flight"), "{o:?}");
+        assert!(o.numbers.is_empty());
+        for k in 0..7 {
+            i.failed(
+                "api",
+                FailureCause::WorkerOomKilled,
+                Some(&format!("/r{k}")),
+            );
+        }
+        let o = option(&i.report(), "reduce_request_scope").clone();
+        assert!(o.advice.contains("start with the requests"), "{o:?}");
+        assert_eq!(o.numbers.len(), IN_FLIGHT_NAMED);
+        assert_eq!(
+            o.numbers[0],
+            (
+                "in flight on a dying worker of api".to_string(),
+                "GET /r0 (1 time(s), worker at 300 MiB)".to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn add_ram_names_the_pool_short_of_memory() {
+        let mut i = Inputs::new();
+        i.pool("api", &[100, 100]);
+        i.cgroup_limit("api", 256);
+        i.oom_kill(Some("api"), 300);
+        // The 40 MiB master and 2 workers of 300 MiB: 640 MiB, 384 over.
+        let r = i.report();
+        let o = option(&r, "add_ram");
+        assert_eq!(
+            o.advice,
+            "Give pool api at least 384.0 MiB more (the master plus 2 workers the size of the largest victim), restart it, and check it holds."
+        );
+        assert_eq!(
+            number(o, "api needed for 2 workers that large"),
+            Some("640.0 MiB")
+        );
+        assert_eq!(number(o, "api cgroup limit"), Some("256.0 MiB"));
+        // A limit that holds them: the general advice.
+        i.cgroup_limit("api", 1024);
+        let r = i.report();
+        assert!(option(&r, "add_ram")
+            .advice
+            .starts_with("Give the pool more memory"));
+        // No cgroup limit: the host's RAM is the limit.
+        i.memory.cgroups.clear();
+        i.memory.host.total = Some(512 * MB);
+        let r = i.report();
+        let o = option(&r, "add_ram");
+        assert_eq!(
+            number(o, "api limit (no cgroup limit: the host's RAM)"),
+            Some("512.0 MiB")
+        );
+        assert!(o.advice.contains("at least 128.0 MiB more"), "{o:?}");
+    }
+
+    #[test]
+    fn recycling_names_the_pools_whose_workers_were_killed() {
+        let mut i = Inputs::new();
+        for pool in ["api", "bg"] {
+            i.pool(pool, &[30, 70]);
+            i.cgroup_limit(pool, 256);
+        }
+        i.growth(&["api", "bg"]);
+        // Each worker's share: (256 - 40) / 2 = 108 MiB; 80% of it is 86.4
+        // MiB, 66 requests of 1 MiB from a fresh 20 MiB; 6 of them jitter.
+        let both = "for pool api, --max-requests 60 --max-requests-jitter 6; for pool bg, --max-requests 60 --max-requests-jitter 6 keeps";
+        let r = i.report();
+        let o = option(&r, "recycle_workers");
+        assert!(o.applies, "growth alone");
+        assert!(o.advice.contains(both), "{o:?}");
+        assert_eq!(
+            number(o, "api share of the limit per worker"),
+            Some("108 MiB")
+        );
+        // Once bg's workers are killed, the advice names bg alone; api's
+        // figures stay in the numbers.
+        i.oom_kill(Some("bg"), 200);
+        let r = i.report();
+        let o = option(&r, "recycle_workers");
+        assert!(
+            o.advice
+                .contains(": for pool bg, --max-requests 60 --max-requests-jitter 6 keeps"),
+            "{o:?}"
+        );
+        assert_eq!(number(o, "api suggested --max-requests"), Some("60"));
+        // A limit below what the master uses: a share below nothing, and
+        // no suggestion.
+        i.cgroup_limit("bg", 30);
+        let r = i.report();
+        let o = option(&r, "recycle_workers");
+        assert_eq!(
+            number(o, "bg share of the limit per worker"),
+            Some("-5 MiB")
+        );
+        assert_eq!(number(o, "bg suggested --max-requests"), None);
+        assert!(o.advice.contains("for pool api,"), "{o:?}");
+    }
+
+    #[test]
+    fn recycling_without_growth_evidence_gives_no_numbers() {
+        let mut i = Inputs::new();
+        i.pool("api", &[30, 70]);
+        i.oom_kill(Some("api"), 200);
+        let r = i.report();
+        let o = option(&r, "recycle_workers");
+        assert!(o.applies);
+        assert!(o.numbers.is_empty());
+        assert!(o.advice.contains("These are estimates"), "{o:?}");
+    }
 
     #[test]
     fn ram_needed_is_the_master_and_every_worker_as_large_as_the_victim() {

@@ -230,7 +230,9 @@ pub fn rfc3339(t: SystemTime) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::fixture::{Inputs, MB};
     use super::*;
+    use crate::state::timeline::FailureCause;
     use std::time::Duration;
 
     fn t(s: u64) -> SystemTime {
@@ -243,6 +245,52 @@ mod tests {
         assert_eq!(rfc3339(t(1_795_407_601)), "2026-11-23T04:20:01Z");
         assert_eq!(rfc3339(t(951_782_400)), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(t(4_102_444_799)), "2099-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn the_text_has_its_sections_in_order() {
+        let mut i = Inputs::new();
+        i.pool("api", &[50]);
+        i.oom_kill(Some("api"), 300);
+        i.failed("api", FailureCause::WorkerOomKilled, Some("/export"));
+        let text = i.report().text();
+        let heads: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("== ") || l.starts_with("Recovery"))
+            .map(|l| l.split("   ").next().unwrap())
+            .collect();
+        assert_eq!(
+            heads,
+            [
+                "== 1. OOM kills",
+                "== 2. Memory",
+                "== 3. Pool api",
+                "== 4. nginx 502s and 504s",
+                "== Verdict: CRITICAL",
+                "Recovery options, in order:"
+            ]
+        );
+        assert!(text.contains("    api GET /export x1 (worker at 300.0 MiB)\n"));
+        assert!(text.contains("\n4. Fix the backlog or the timeout (not indicated)\n"));
+        assert!(text.ends_with("   - failed requests of no known cause: 0\n"));
+        // Nothing at all: each section says so.
+        let text = Inputs::new().report().text();
+        assert_eq!(text.matches("  none in the window\n").count(), 2);
+        assert!(text.contains("\n== Verdict: OK, nothing found\n"));
+        assert_eq!(text.matches(" (not indicated)\n").count(), 5);
+    }
+
+    #[test]
+    fn the_json_is_the_report_field_for_field() {
+        let mut i = Inputs::new();
+        i.pool("api", &[50]);
+        i.oom_kill(Some("api"), 300);
+        let v: serde_json::Value = serde_json::from_str(&i.report().json()).unwrap();
+        assert_eq!(v["severity"], "critical");
+        assert_eq!(v["oom_kills"]["kills"][0]["pool"], "api");
+        assert_eq!(v["pools"][0]["workers"][0]["rss_bytes"], 50 * MB);
+        assert_eq!(v["recovery"][1]["name"], "add_ram");
+        assert_eq!(v["recovery"][1]["numbers"][0][0], "api memory now (PSS)");
     }
 
     #[test]
