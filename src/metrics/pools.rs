@@ -8,7 +8,7 @@ use super::Encoder;
 
 use super::{define_metrics, family};
 use crate::pools::listen_queue::ListenQueues;
-use crate::pools::PoolsView;
+use crate::pools::{PoolState, PoolsView};
 
 define_metrics! { METRICS;
     POOL_UP: Gauge, "badgateway_pool_up", ["pool", "server"], "1 while the pool's master process is found, 0 while it is not.";
@@ -43,6 +43,21 @@ pub fn encode(view: &PoolsView, enc: &mut Encoder) -> fmt::Result {
         .unwrap_or(0))
         .map(|s| s.to_string())
         .collect();
+    encode_pool_state(pools, enc)?;
+    encode_workers(pools, &slot_names, enc)?;
+    encode_pool_counters(pools, enc)?;
+    encode_control(pools, &slot_names, enc)
+}
+
+/// Every pool's workers, with the pool's name.
+fn workers_of(pools: &[PoolState]) -> impl Iterator<Item = (&str, &crate::pools::WorkerState)> {
+    pools
+        .iter()
+        .flat_map(|p| p.workers.iter().map(move |w| (p.name.as_str(), w)))
+}
+
+/// Whether each pool is up, its workers and its memory.
+fn encode_pool_state(pools: &[PoolState], enc: &mut Encoder) -> fmt::Result {
     family(enc, &POOL_UP, |f| {
         pools
             .iter()
@@ -66,11 +81,12 @@ pub fn encode(view: &PoolsView, enc: &mut Encoder) -> fmt::Result {
             f.gauge(&[&p.name, "swap"], m.swap)
         })
     })?;
-    let workers = || {
-        pools
-            .iter()
-            .flat_map(|p| p.workers.iter().map(move |w| (p.name.as_str(), w)))
-    };
+    Ok(())
+}
+
+/// Each worker by slot: memory, start, fds and CPU.
+fn encode_workers(pools: &[PoolState], slot_names: &[String], enc: &mut Encoder) -> fmt::Result {
+    let workers = || workers_of(pools);
     family(enc, &WORKER_MEMORY, |f| {
         workers().try_for_each(|(pool, w)| {
             let slot = slot_names[w.slot].as_str();
@@ -104,7 +120,11 @@ pub fn encode(view: &PoolsView, enc: &mut Encoder) -> fmt::Result {
             Some(s) => f.counter(&[pool, &slot_names[w.slot]], s),
             None => Ok(()),
         })
-    })?;
+    })
+}
+
+/// Each pool's spawns, restarts, skipped and failed reads.
+fn encode_pool_counters(pools: &[PoolState], enc: &mut Encoder) -> fmt::Result {
     family(enc, &WORKER_SPAWNS, |f| {
         pools
             .iter()
@@ -133,7 +153,13 @@ pub fn encode(view: &PoolsView, enc: &mut Encoder) -> fmt::Result {
         pools
             .iter()
             .try_for_each(|p| f.gauge(&[&p.name], p.unslotted_workers as i64))
-    })?;
+    })
+}
+
+/// What the app server's control interface says: heartbeats, and
+/// Gunicorn's timeout and counts.
+fn encode_control(pools: &[PoolState], slot_names: &[String], enc: &mut Encoder) -> fmt::Result {
+    let workers = || workers_of(pools);
     family(enc, &WORKER_HEARTBEAT, |f| {
         workers().try_for_each(|(pool, w)| match w.heartbeat_age {
             Some(s) => f.gauge(&[pool, &slot_names[w.slot]], s),

@@ -153,6 +153,93 @@ impl Shared {
     }
 }
 
+/// Log what `l` serves, and start its accept loop in `accepting`: each
+/// connection goes to `conns`.
+fn accept_loop(
+    l: std::net::TcpListener,
+    shared: Option<&Shared>,
+    conns: tokio::sync::mpsc::Sender<tokio::net::TcpStream>,
+    accepting: &mut tokio::task::JoinSet<()>,
+) -> anyhow::Result<()> {
+    let address = l.local_addr().context("a listening socket's address")?;
+    match shared {
+        None => tracing::info!(address = %address, tls = false, "listening"),
+        Some(s) => {
+            let active = s.current();
+            tracing::info!(
+                address = %address,
+                tls = active.tls.is_some(),
+                basic_auth = !active.config.users.is_empty(),
+                web_config = %s.path.display(),
+                "listening"
+            );
+        }
+    }
+    l.set_nonblocking(true)
+        .with_context(|| format!("listening on {address}"))?;
+    let l =
+        tokio::net::TcpListener::from_std(l).with_context(|| format!("listening on {address}"))?;
+    accepting.spawn(async move {
+        loop {
+            match l.accept().await {
+                Ok((tcp, _)) => {
+                    if conns.send(tcp).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    // Out of file descriptors, mostly: back off a little.
+                    tracing::warn!(error = %e, "accepting a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// One connection, plain or TLS (with the handshake bounded), until it
+/// closes or the shutdown's drain ends it.
+async fn serve_connection(
+    tcp: tokio::net::TcpStream,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    svc: TowerToHyperService<Router>,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    let result = match tls {
+        None => {
+            watcher
+                .watch(http.serve_connection(TokioIo::new(tcp), svc))
+                .await
+        }
+        Some(cfg) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => {
+                    watcher
+                        .watch(http.serve_connection(TokioIo::new(stream), svc))
+                        .await
+                }
+                // The peer's address stays out of the log.
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!("TLS handshake timed out");
+                    return;
+                }
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "HTTP connection");
+    }
+}
+
 /// Serve `router` on every socket of `listen` until `shutdown` resolves.
 /// With a web config, TLS and the request rules of the file apply, and the
 /// file is reloaded when it changes. A bad file is an error here, before
@@ -173,41 +260,7 @@ pub async fn serve(
     let (conns, mut accepted) = tokio::sync::mpsc::channel(64);
     let mut accepting = tokio::task::JoinSet::new();
     for l in listeners {
-        let address = l.local_addr().context("a listening socket's address")?;
-        match &shared {
-            None => tracing::info!(address = %address, tls = false, "listening"),
-            Some(s) => {
-                let active = s.current();
-                tracing::info!(
-                    address = %address,
-                    tls = active.tls.is_some(),
-                    basic_auth = !active.config.users.is_empty(),
-                    web_config = %s.path.display(),
-                    "listening"
-                );
-            }
-        }
-        l.set_nonblocking(true)
-            .with_context(|| format!("listening on {address}"))?;
-        let l = tokio::net::TcpListener::from_std(l)
-            .with_context(|| format!("listening on {address}"))?;
-        let conns = conns.clone();
-        accepting.spawn(async move {
-            loop {
-                match l.accept().await {
-                    Ok((tcp, _)) => {
-                        if conns.send(tcp).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        // Out of file descriptors, mostly: back off a little.
-                        tracing::warn!(error = %e, "accepting a connection");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
-        });
+        accept_loop(l, shared.as_deref(), conns.clone(), &mut accepting)?;
     }
     drop(conns);
     let reloader = shared.clone().map(|s| {
@@ -235,40 +288,7 @@ pub async fn serve(
         let tls = shared.as_ref().and_then(|s| s.current().tls.clone());
         let svc = TowerToHyperService::new(app.clone());
         let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT);
-            let result = match tls {
-                None => {
-                    watcher
-                        .watch(http.serve_connection(TokioIo::new(tcp), svc))
-                        .await
-                }
-                Some(cfg) => {
-                    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => {
-                            watcher
-                                .watch(http.serve_connection(TokioIo::new(stream), svc))
-                                .await
-                        }
-                        // The peer's address stays out of the log.
-                        Ok(Err(e)) => {
-                            tracing::debug!(error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!("TLS handshake timed out");
-                            return;
-                        }
-                    }
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "HTTP connection");
-            }
-        });
+        tokio::spawn(serve_connection(tcp, tls, svc, watcher));
     }
     accepting.abort_all();
     drop(accepted);
