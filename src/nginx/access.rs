@@ -669,21 +669,32 @@ fn find_byte(b: u8, hay: &[u8]) -> Option<usize> {
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     const SHORT: usize = 32;
     let pattern = ONES * b as u64;
-    let mut at = 0;
-    while at + 8 <= hay.len() {
-        if at == SHORT {
-            return memchr(b, &hay[at..]).map(|i| at + i);
-        }
-        let w = u64::from_le_bytes(hay[at..at + 8].try_into().unwrap()) ^ pattern;
-        // The lowest flagged byte is the first zero of `w` (flags above it
-        // may be false, from the borrow), so the first `b`.
+    // The lowest flagged byte of a word is its first zero once xored with
+    // `pattern` (flags above it may be false, from the borrow): the first `b`.
+    let first = |w: u64| {
+        let w = w ^ pattern;
         let zero = w.wrapping_sub(ONES) & !w & HIGHS;
-        if zero != 0 {
-            return Some(at + (zero.trailing_zeros() / 8) as usize);
+        (zero != 0).then(|| (zero.trailing_zeros() / 8) as usize)
+    };
+    if let Some(head) = hay.first_chunk::<SHORT>() {
+        // The common case: the rest of a line. Four fixed words, then
+        // memchr, with no bounds to check in between.
+        for k in 0..SHORT / 8 {
+            let w = u64::from_le_bytes(head[k * 8..k * 8 + 8].try_into().unwrap());
+            if let Some(i) = first(w) {
+                return Some(k * 8 + i);
+            }
         }
-        at += 8;
+        return memchr(b, &hay[SHORT..]).map(|i| SHORT + i);
     }
-    hay[at..].iter().position(|&c| c == b).map(|i| at + i)
+    let mut words = hay.chunks_exact(8);
+    for (k, w) in words.by_ref().enumerate() {
+        if let Some(i) = first(u64::from_le_bytes(w.try_into().unwrap())) {
+            return Some(k * 8 + i);
+        }
+    }
+    let at = hay.len() - words.remainder().len();
+    words.remainder().iter().position(|&c| c == b).map(|i| at + i)
 }
 
 /// Whether `s` holds a space. It runs on every list value of every line,
