@@ -7,13 +7,15 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::Server;
 use crate::follow::{FollowConfig, Follower, StartAt};
 use crate::gunicorn::log::{self, Event, MasterSignal};
+use crate::state::health::SourceLabel;
+use crate::state::source::pace;
 use crate::state::timeline::{AppLog, EventKind};
-use crate::state::{Published, Sinks};
+use crate::state::{Published, Sinks, Source, Stepped};
 
 pub mod php_fpm;
 pub mod puma;
@@ -69,10 +71,8 @@ pub fn upstream_spelling(address: &str) -> Option<String> {
     (!hostport.is_empty()).then(|| hostport.trim_end_matches('/').to_string())
 }
 
-/// The health `source` label of a pool's log.
-pub fn health_source(pool: &str) -> String {
-    format!("app_log/{pool}")
-}
+/// The health `source` label of a pool's log: `app_log/NAME`.
+pub const HEALTH: SourceLabel = SourceLabel("app_log");
 
 struct PoolLog {
     pool: Arc<str>,
@@ -160,7 +160,7 @@ impl AppLogSource {
         }
         for gone in old.into_iter().flatten() {
             if !self.logs.iter().any(|l| l.pool == gone.pool) {
-                self.sinks.health.forget(&health_source(&gone.pool));
+                self.sinks.health.forget(&HEALTH.of(&gone.pool));
             }
         }
         self.interval = opts.interval;
@@ -236,7 +236,7 @@ impl AppLogSource {
                 .map(|_| ())
                 .map_err(|e| format!("reading {}: {e}", l.follower.path().display()));
             errors += r.is_err() as u64;
-            self.sinks.health.report(&health_source(&l.pool), r);
+            self.sinks.health.report(&HEALTH.of(&l.pool), r);
             changed |= l.lines != before;
         }
         if changed {
@@ -247,8 +247,23 @@ impl AppLogSource {
 
     /// Run forever on the calling thread.
     pub fn run(mut self) -> ! {
-        let (sinks, interval) = (self.sinks.clone(), self.interval);
-        sinks.run_loop("app_log", interval, || self.poll())
+        let sinks = self.sinks.clone();
+        crate::state::source::drive(&sinks, &mut self)
+    }
+}
+
+impl Source for AppLogSource {
+    fn collector(&self) -> &'static str {
+        "app_log"
+    }
+
+    fn step(&mut self, _now: Instant) -> Stepped {
+        let (errors, changed) = self.poll();
+        Stepped::cycle(errors, changed)
+    }
+
+    fn wait(&mut self, started: Instant) {
+        pace(self.interval, started);
     }
 }
 

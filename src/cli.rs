@@ -9,19 +9,20 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::app_log::{AppLogOptions, AppLogSource};
+use crate::app_log::AppLogOptions;
 use crate::config::{Config, Discover, Server};
 use crate::follow::StartAt;
-use crate::kernel::counter_reader::{CounterOptions, CounterReader};
-use crate::kernel::kmsg_reader::{KmsgOptions, KmsgReader};
+use crate::kernel::counter_reader::CounterOptions;
+use crate::kernel::kmsg_reader::KmsgOptions;
 use crate::metrics::exporter::BUILD;
-use crate::nginx::{NginxOptions, NginxSource};
-use crate::pools::listen_queue::{ListenQueueOptions, ListenQueueSampler};
-use crate::pools::self_usage::{self, SelfUsageSource};
-use crate::pools::smaps::SmapsSampler;
-use crate::pools::{PoolOptions, PoolSource};
-use crate::rules::{Judge, JudgeOptions};
-use crate::snapshot::{Inputs, Renderer, Snapshot};
+use crate::nginx::NginxOptions;
+use crate::pools::listen_queue::ListenQueueOptions;
+use crate::pools::self_usage;
+use crate::pools::PoolOptions;
+use crate::rules::JudgeOptions;
+use crate::snapshot::{Renderer, Snapshot};
+use crate::sources::{Entry, Options, Sources};
+use crate::state::source::drive;
 use crate::state::timeline::TIMELINE_CAP;
 use crate::state::{Published, Sinks};
 
@@ -434,108 +435,42 @@ fn check_config(args: &CheckConfigArgs) -> i32 {
     failed as i32
 }
 
-/// Every source, and the judge, built from the flags and the config.
-struct Sources {
-    pools: PoolSource,
-    smaps: SmapsSampler,
-    listen_queues: ListenQueueSampler,
-    counters: CounterReader,
-    kmsg: KmsgReader,
-    nginx: NginxSource,
-    app_logs: AppLogSource,
-    process: SelfUsageSource,
-    judge: Judge,
-    inputs: Inputs,
+/// Every source's options, from the flags and the config. `start`:
+/// where the logs are read from; `proc_events`: whether the pool source
+/// follows the process events.
+fn source_options(args: &Args, cfg: &Config, start: StartAt, proc_events: bool) -> Options {
+    Options {
+        pools: PoolOptions {
+            proc_events,
+            ..pool_options(args, cfg)
+        },
+        listen_queues: ListenQueueOptions {
+            interval: args.listen_queue_interval,
+            peak_window: args.listen_queue_peak_window,
+            procfs: args.paths.procfs.clone(),
+        },
+        counters: CounterOptions {
+            procfs: args.paths.procfs.clone(),
+            sysfs: args.paths.sysfs.clone(),
+            interval: args.kernel_interval,
+        },
+        kmsg: kmsg_options(args, cfg),
+        read_kmsg: cfg.kernel.kmsg,
+        nginx: nginx_options(args, cfg, start),
+        app_logs: AppLogOptions {
+            start,
+            ..app_log_options(args, cfg)
+        },
+        procfs: args.paths.procfs.clone(),
+        process_interval: self_usage::DEFAULT_INTERVAL,
+        judge: JudgeOptions::default(),
+    }
 }
 
-impl Sources {
-    /// `start`: where the logs are read from; `proc_events`: whether the
-    /// pool source follows the process events.
-    fn build(
-        args: &Args,
-        cfg: &Config,
-        timeline_cap: usize,
-        start: StartAt,
-        proc_events: bool,
-    ) -> anyhow::Result<Sources> {
-        let sinks = Sinks::new(timeline_cap);
-        let pools = PoolSource::new(
-            PoolOptions {
-                proc_events,
-                ..pool_options(args, cfg)
-            },
-            sinks.clone(),
-        );
-        let smaps = pools.smaps_sampler();
-        let listen_queues = ListenQueueSampler::new(
-            ListenQueueOptions {
-                interval: args.listen_queue_interval,
-                peak_window: args.listen_queue_peak_window,
-                procfs: args.paths.procfs.clone(),
-            },
-            sinks.clone(),
-            pools.index(),
-        );
-        let counters = CounterReader::new(
-            CounterOptions {
-                procfs: args.paths.procfs.clone(),
-                sysfs: args.paths.sysfs.clone(),
-                interval: args.kernel_interval,
-            },
-            sinks.clone(),
-            pools.index(),
-        );
-        let kmsg = KmsgReader::new(
-            kmsg_options(args, cfg),
-            sinks.clone(),
-            pools.index(),
-            counters.published(),
-        );
-        let nginx = NginxSource::new(
-            nginx_options(args, cfg, start),
-            sinks.clone(),
-            pools.index(),
-        )
-        .map_err(|e| anyhow::anyhow!("config {}: {e}", cfg.origin))?;
-        let app_logs = AppLogSource::new(
-            AppLogOptions {
-                start,
-                ..app_log_options(args, cfg)
-            },
-            sinks.clone(),
-        );
-        let process = SelfUsageSource::new(
-            &args.paths.procfs,
-            self_usage::DEFAULT_INTERVAL,
-            sinks.clone(),
-        );
-        let judge = Judge::new(JudgeOptions::default(), sinks.clone(), pools.index());
-        let inputs = Inputs {
-            sinks,
-            config_origin: cfg.origin.clone(),
-            pools: pools.view(),
-            listen_queues: listen_queues.published(),
-            kills: kmsg.published(),
-            memory: counters.published(),
-            nginx: nginx.published(),
-            exits: judge.exits(),
-            failures: judge.failures(),
-            app_log: app_logs.published(),
-            process: process.published(),
-        };
-        Ok(Sources {
-            pools,
-            smaps,
-            listen_queues,
-            counters,
-            kmsg,
-            nginx,
-            app_logs,
-            process,
-            judge,
-            inputs,
-        })
-    }
+/// Every source built from its options; an error names the config.
+fn build_sources(o: &Options, cfg: &Config, timeline_cap: usize) -> anyhow::Result<Sources> {
+    Sources::build(o, timeline_cap, &cfg.origin)
+        .map_err(|e| anyhow::anyhow!("config {}: {e}", cfg.origin))
 }
 
 /// Events a one-shot diagnosis keeps: every 5xx of a large log, not only
@@ -551,7 +486,8 @@ const MAX_POLLS: usize = 4096;
 fn diagnose(args: &Args, d: &DiagnoseArgs) -> anyhow::Result<i32> {
     init_logging_to(&args.log, tracing::Level::ERROR);
     let cfg = checked_config(&args.config)?;
-    let mut s = Sources::build(args, &cfg, DIAGNOSE_TIMELINE_CAP, StartAt::Beginning, false)?;
+    let o = source_options(args, &cfg, StartAt::Beginning, false);
+    let mut s = build_sources(&o, &cfg, DIAGNOSE_TIMELINE_CAP)?;
     // PSS comes from the smaps sampler: read it, then the pools again.
     s.pools.collect(std::time::Instant::now());
     s.smaps.sample(true);
@@ -628,44 +564,28 @@ fn serve(args: Args) -> anyhow::Result<()> {
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("installing the SIGHUP handler")?
     };
-    let s = Sources::build(&args, &cfg, TIMELINE_CAP, StartAt::End, args.proc_events)?;
+    let o = source_options(&args, &cfg, StartAt::End, args.proc_events);
+    let mut s = build_sources(&o, &cfg, TIMELINE_CAP)?;
     let snapshot = Published::new(Snapshot::empty(&cfg.origin));
-    let Sources {
-        mut pools,
-        smaps,
-        listen_queues,
-        counters,
-        mut kmsg,
-        mut nginx,
-        mut app_logs,
-        process,
-        judge,
-        inputs,
-    } = s;
     let mut reload = Reload {
         args: args.clone(),
-        pools: Published::new(pool_options(&args, &cfg)),
-        nginx: Published::new(nginx_options(&args, &cfg, StartAt::End)),
-        app_logs: Published::new(app_log_options(&args, &cfg)),
+        pools: Published::new(o.pools.clone()),
+        nginx: Published::new(o.nginx.clone()),
+        app_logs: Published::new(o.app_logs.clone()),
         kmsg: Published::new(None),
-        idle: Idle::default(),
+        sinks: s.inputs.sinks.clone(),
+        idle: Vec::new(),
         refused: None,
     };
-    pools.follow_options(reload.pools.clone());
-    nginx.follow_options(reload.nginx.clone());
-    app_logs.follow_options(reload.app_logs.clone());
-    kmsg.follow_options(reload.kmsg.clone());
-    spawn("pools", move || pools.run())?;
-    spawn("smaps", move || smaps.run())?;
-    spawn("listen_queue", move || listen_queues.run())?;
-    spawn("kernel", move || counters.run())?;
-    spawn("process", move || process.run())?;
-    // A source with nothing to read waits idle until a reload gives it work.
-    reload.idle.kmsg = Some(kmsg);
-    reload.idle.nginx = Some(nginx);
-    reload.idle.app_logs = Some(app_logs);
-    reload.start_idle(&cfg)?;
-    spawn("rules", move || judge.run())?;
+    s.pools.follow_options(reload.pools.clone());
+    s.nginx.follow_options(reload.nginx.clone());
+    s.app_logs.follow_options(reload.app_logs.clone());
+    s.kmsg.follow_options(reload.kmsg.clone());
+    let (table, inputs) = s.table();
+    // A source with nothing to read waits idle until a reload gives it
+    // work; the rest start now, in the table's order.
+    reload.idle = table;
+    reload.start_idle(&o)?;
     let renderer = Renderer::new(inputs).telemetry_path(&args.telemetry_path);
     let out = snapshot.clone();
     spawn("render", move || {
@@ -700,14 +620,6 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// Sources not started because the config had nothing for them.
-#[derive(Default)]
-struct Idle {
-    kmsg: Option<KmsgReader>,
-    nginx: Option<NginxSource>,
-    app_logs: Option<AppLogSource>,
-}
-
 /// What a SIGHUP does: read and check the config again, and hand each
 /// running source its new options, which it takes at the start of its
 /// next step (a pool cycle, a log poll, a kmsg reopen). A source keeps
@@ -719,7 +631,10 @@ struct Reload {
     nginx: Arc<Published<NginxOptions>>,
     app_logs: Arc<Published<AppLogOptions>>,
     kmsg: Arc<Published<Option<KmsgOptions>>>,
-    idle: Idle,
+    /// Where the sources write, for the driver of each.
+    sinks: Sinks,
+    /// Sources not started because the config had nothing for them.
+    idle: Vec<Entry>,
     /// The last config refused, so that it is logged once however many
     /// SIGHUPs follow.
     refused: Option<String>,
@@ -739,11 +654,11 @@ impl Reload {
             }
         };
         self.refused = None;
-        self.pools.publish(pool_options(&self.args, &cfg));
-        self.nginx
-            .publish(nginx_options(&self.args, &cfg, StartAt::End));
-        self.app_logs.publish(app_log_options(&self.args, &cfg));
-        if let Err(e) = self.start_idle(&cfg) {
+        let o = source_options(&self.args, &cfg, StartAt::End, self.args.proc_events);
+        self.pools.publish(o.pools.clone());
+        self.nginx.publish(o.nginx.clone());
+        self.app_logs.publish(o.app_logs.clone());
+        if let Err(e) = self.start_idle(&o) {
             tracing::error!(error = format!("{e:#}"), "SIGHUP: starting a source");
         }
         tracing::info!(
@@ -757,24 +672,17 @@ impl Reload {
 
     /// Give the kernel log its options, and start each idle source that
     /// the config now gives something to read.
-    fn start_idle(&mut self, cfg: &Config) -> anyhow::Result<()> {
-        let kmsg = cfg.kernel.kmsg.then(|| kmsg_options(&self.args, cfg));
-        if kmsg.is_some() || self.idle.kmsg.is_none() {
-            self.kmsg.publish(kmsg);
+    fn start_idle(&mut self, o: &Options) -> anyhow::Result<()> {
+        let kmsg_idle = self.idle.iter().any(|e| e.thread == "kmsg");
+        if o.read_kmsg || !kmsg_idle {
+            self.kmsg.publish(o.read_kmsg.then_some(o.kmsg.clone()));
         }
-        if cfg.kernel.kmsg {
-            if let Some(k) = self.idle.kmsg.take() {
-                spawn("kmsg", move || k.run())?;
-            }
-        }
-        if !self.nginx.get().logs.is_empty() {
-            if let Some(n) = self.idle.nginx.take() {
-                spawn("nginx", move || n.run())?;
-            }
-        }
-        if !self.app_logs.get().logs.is_empty() {
-            if let Some(a) = self.idle.app_logs.take() {
-                spawn("app_log", move || a.run())?;
+        for e in std::mem::take(&mut self.idle) {
+            if (e.runs)(o) {
+                let (sinks, mut source) = (self.sinks.clone(), e.source);
+                spawn(e.thread, move || drive(&sinks, &mut *source))?;
+            } else {
+                self.idle.push(e);
             }
         }
         Ok(())

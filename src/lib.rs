@@ -13,8 +13,9 @@
 //! 4. rules over the timeline;
 //! 5. outputs: `metrics` (one file per source), `snapshot`, `diagnose`
 //!    and `status` (the page at `/` and `/api/v1/timeline`);
-//! 6. edges: `server` (HTTP) and `cli`, the only place that reads flags
-//!    and starts threads.
+//! 6. edges: `server` (HTTP), `sources` (every source built and listed in
+//!    one table) and `cli`, the only place that reads flags and starts
+//!    threads.
 
 pub mod app_log;
 pub mod cli;
@@ -30,6 +31,7 @@ pub mod pools;
 pub mod rules;
 pub mod server;
 pub mod snapshot;
+pub mod sources;
 pub mod state;
 pub mod status;
 pub mod upstream_failure;

@@ -44,6 +44,7 @@ const LAYERS: &[(&str, u8)] = &[
     // 6. Edges: HTTP and the command line.
     ("server", 6),
     ("web", 6),
+    ("sources", 6),
     ("cli", 6),
 ];
 

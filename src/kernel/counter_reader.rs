@@ -5,11 +5,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::counter_files::{self, ProcCgroups};
 use super::{CgroupVersion, MemoryCounters, PoolCgroup};
-use crate::state::{PoolIndex, Published, Sinks};
+use crate::state::source::pace;
+use crate::state::{PoolIndex, Published, Sinks, Source, Stepped};
 
 /// Where the counter files are.
 #[derive(Debug, Clone)]
@@ -42,11 +43,8 @@ impl CounterReader {
 
     /// Run forever on the calling thread.
     pub fn run(mut self) -> ! {
-        // Pools' cgroups are found from their masters: let the pool
-        // source find them first.
-        self.pools.wait_first(Duration::from_secs(10));
-        let (sinks, interval) = (self.sinks.clone(), self.opts.interval);
-        sinks.run_loop("kernel", interval, || (self.collect(), true))
+        let sinks = self.sinks.clone();
+        crate::state::source::drive(&sinks, &mut self)
     }
 
     /// One cycle: read and publish every counter; returns the number of
@@ -265,6 +263,26 @@ fn read_cgroup(
             .unwrap_or_default(),
     };
     (cg, result)
+}
+
+impl Source for CounterReader {
+    fn collector(&self) -> &'static str {
+        "kernel"
+    }
+
+    fn start(&mut self) {
+        // Pools' cgroups are found from their masters: let the pool
+        // source find them first.
+        self.pools.wait_first(Duration::from_secs(10));
+    }
+
+    fn step(&mut self, _now: Instant) -> Stepped {
+        Stepped::cycle(self.collect(), true)
+    }
+
+    fn wait(&mut self, started: Instant) {
+        pace(self.opts.interval, started);
+    }
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use super::kmsg::{self, Record};
 use super::oom::parse_oom_line;
 use super::{epoch_seconds, KillCounts, LastKill, MemoryCounters, NO_POOL};
 use crate::state::timeline::{EventKind, KillRule, OomKill};
-use crate::state::{PoolIndex, Published, Sinks};
+use crate::state::{Counted, PoolIndex, Published, Sinks, Source, Stepped};
 
 /// Large enough for any record (the kernel's limit is 8 KiB of text plus
 /// the header and dictionary); `read()` fails with EINVAL if it is not.
@@ -125,6 +125,8 @@ pub struct KmsgReader {
     /// Past the ring buffer's replay: new kills are live.
     following: bool,
     pending: std::collections::VecDeque<PendingKill>,
+    /// How long to wait before the next try, as the last one said.
+    next_try: Duration,
 }
 
 impl KmsgReader {
@@ -150,6 +152,7 @@ impl KmsgReader {
             followed: false,
             following: false,
             pending: std::collections::VecDeque::new(),
+            next_try: Duration::ZERO,
         }
     }
 
@@ -218,14 +221,8 @@ impl KmsgReader {
     /// Run forever on the calling thread: replay the ring buffer, then
     /// follow it; after an error, try again with [`Backoff`].
     pub fn run(mut self) -> ! {
-        // The replay at startup attributes past kills by the pools' cgroups,
-        // which the counter reader reads after the pools' first cycle.
-        self.memory.wait_first(STARTUP_WAIT);
-        loop {
-            let wait = self.attempt();
-            self.sinks.changed.notify();
-            self.sleep_unless_new_options(wait);
-        }
+        let sinks = self.sinks.clone();
+        crate::state::source::drive(&sinks, &mut self)
     }
 
     /// One try: take new options, open the device and follow it until an
@@ -511,6 +508,35 @@ fn wait_readable(f: &std::fs::File, timeout: Duration) {
     if rc < 0 {
         // EINTR or the like: the caller reads again, which says what it is.
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A step is one try ([`KmsgReader::attempt`]): it follows the device
+/// until an error or new options, so it is not a cycle and is not counted
+/// as one; the wait is the backoff's, cut short by new options.
+impl Source for KmsgReader {
+    fn collector(&self) -> &'static str {
+        SOURCE
+    }
+
+    fn start(&mut self) {
+        // The replay at startup attributes past kills by the pools'
+        // cgroups, which the counter reader reads after the pools' first
+        // cycle.
+        self.memory.wait_first(STARTUP_WAIT);
+    }
+
+    fn step(&mut self, _now: Instant) -> Stepped {
+        self.next_try = self.attempt();
+        Stepped {
+            errors: 0,
+            changed: true,
+            counted: Counted::Uncounted,
+        }
+    }
+
+    fn wait(&mut self, _started: Instant) {
+        self.sleep_unless_new_options(self.next_try);
     }
 }
 

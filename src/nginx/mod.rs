@@ -18,13 +18,15 @@ pub mod log_counters;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::NginxConfig;
 use crate::follow::{FollowConfig, Follower, StartAt};
+use crate::state::health::SourceLabel;
 use crate::state::pool_index::serves;
+use crate::state::source::pace;
 use crate::state::timeline::{EventKind, Request, ServerError, UpstreamFailure};
-use crate::state::{PoolIndex, Published, Sinks};
+use crate::state::{PoolIndex, Published, Sinks, Source, Stepped};
 use access::{AccessFormat, Escape};
 use log_counters::LogCounters;
 
@@ -74,10 +76,9 @@ pub struct NginxOptions {
     pub interval: Duration,
 }
 
-/// The health `source` label of one of a configured nginx's files.
-pub fn health_source(name: &str, file: &str) -> String {
-    format!("nginx/{name}/{file}")
-}
+/// The health `source` label of one of a configured nginx's files:
+/// `nginx/NAME/access` or `nginx/NAME/error`.
+pub const HEALTH: SourceLabel = SourceLabel("nginx");
 
 /// Compile an entry's `log_format`: a built-in name, a full
 /// `log_format NAME [escape=..] '...';` directive, or the bare format.
@@ -291,7 +292,9 @@ fn count_in_windows(
 fn report(sinks: &Sinks, log: &str, file: &str, path: &Path, r: std::io::Result<()>) -> u64 {
     let r = r.map_err(|e| format!("reading {}: {e}", path.display()));
     let failed = r.is_err() as u64;
-    sinks.health.report(&health_source(log, file), r);
+    sinks
+        .health
+        .report(&HEALTH.of(format_args!("{log}/{file}")), r);
     failed
 }
 
@@ -446,7 +449,9 @@ impl NginxSource {
         }
         for gone in old.into_iter().flatten() {
             for file in ["access", "error"] {
-                self.sinks.health.forget(&health_source(&gone.name, file));
+                self.sinks
+                    .health
+                    .forget(&HEALTH.of(format_args!("{}/{file}", gone.name)));
             }
             if !opts.logs.iter().any(|n| *n.name == *gone.name) {
                 tracing::info!(nginx = %gone.name, "nginx no longer configured: not exported any more");
@@ -522,8 +527,23 @@ impl NginxSource {
 
     /// Run forever on the calling thread.
     pub fn run(mut self) -> ! {
-        let (sinks, interval) = (self.sinks.clone(), self.opts.interval);
-        sinks.run_loop("nginx", interval, || self.poll())
+        let sinks = self.sinks.clone();
+        crate::state::source::drive(&sinks, &mut self)
+    }
+}
+
+impl Source for NginxSource {
+    fn collector(&self) -> &'static str {
+        "nginx"
+    }
+
+    fn step(&mut self, _now: Instant) -> Stepped {
+        let (errors, changed) = self.poll();
+        Stepped::cycle(errors, changed)
+    }
+
+    fn wait(&mut self, started: Instant) {
+        pace(self.opts.interval, started);
     }
 }
 

@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use crate::netlink::sock_diag::{ListenQueue, Listener, QueueSample, SockDiag};
 use crate::state::pool_index::PoolListener;
-use crate::state::{PoolIndex, Published, Sinks};
+use crate::state::source::pace;
+use crate::state::{PoolIndex, Published, Sinks, Source, Stepped};
 
 /// The health `source` label of the sampler.
 pub const SOURCE: &str = "listen_queue";
@@ -288,8 +289,23 @@ impl ListenQueueSampler {
 
     /// Run forever on the calling thread.
     pub fn run(mut self) -> ! {
-        let (sinks, interval) = (self.sinks.clone(), self.opts.interval);
-        sinks.run_loop("listen_queue", interval, || self.sample(Instant::now()))
+        let sinks = self.sinks.clone();
+        crate::state::source::drive(&sinks, &mut self)
+    }
+}
+
+impl Source for ListenQueueSampler {
+    fn collector(&self) -> &'static str {
+        "listen_queue"
+    }
+
+    fn step(&mut self, now: Instant) -> Stepped {
+        let (errors, changed) = self.sample(now);
+        Stepped::cycle(errors, changed)
+    }
+
+    fn wait(&mut self, started: Instant) {
+        pace(self.opts.interval, started);
     }
 }
 

@@ -47,9 +47,10 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::config::{PoolConfig, Server, DEFAULT_MAX_SLOTS};
 use crate::gunicorn::control::ControlOptions;
 use crate::netlink::proc_connector::{ProcConnector, ProcConnectorOptions, ProcEvent};
+use crate::state::health::SourceLabel;
 use crate::state::pool_index::{PoolListener, PoolMembers};
 use crate::state::timeline::{AppLog, EventKind, Process, WorkerExit};
-use crate::state::{thread_cpu_seconds, PoolIndex, Published, Sinks};
+use crate::state::{thread_cpu_seconds, PoolIndex, Published, Sinks, Source, Stepped};
 use control::Poll;
 use listen::ListenAddr;
 use observe::{Change, PoolChange, Tracker};
@@ -106,15 +107,12 @@ impl Default for PoolOptions {
     }
 }
 
-/// The health `source` label of a pool's /proc reads.
-pub fn health_source(pool: &str) -> String {
-    format!("pool/{pool}")
-}
+/// The health `source` label of a pool's /proc reads: `pool/NAME`.
+pub const HEALTH: SourceLabel = SourceLabel("pool");
 
-/// The health `source` label of a Gunicorn pool's control socket.
-pub fn control_source(pool: &str) -> String {
-    format!("control/{pool}")
-}
+/// The health `source` label of a Gunicorn pool's control socket:
+/// `control/NAME`.
+pub const CONTROL_HEALTH: SourceLabel = SourceLabel("control");
 
 /// The health `source` label of the process events.
 pub const PROC_EVENTS_SOURCE: &str = "proc_connector";
@@ -262,9 +260,9 @@ impl PoolSource {
                 trackers.push(t);
             } else if !named {
                 tracing::info!(pool = %t.name, "pool no longer configured: not exported any more");
-                self.sinks.health.forget(&health_source(&t.name));
-                self.sinks.health.forget(&control_source(&t.name));
-                self.sinks.health.forget(&smaps::health_source(&t.name));
+                self.sinks.health.forget(&HEALTH.of(&t.name));
+                self.sinks.health.forget(&CONTROL_HEALTH.of(&t.name));
+                self.sinks.health.forget(&smaps::HEALTH.of(&t.name));
             }
         }
         self.trackers = trackers;
@@ -345,7 +343,7 @@ impl PoolSource {
                     after.other - before.other,
                 )),
             };
-            self.sinks.health.report(&health_source(&t.name), result);
+            self.sinks.health.report(&HEALTH.of(&t.name), result);
             put_on_timeline(&self.sinks, &self.root, &t.name, &mut changes);
             poll_control(&self.sinks, self.root.path(), &self.opts.control, t, true);
         }
@@ -369,9 +367,9 @@ impl PoolSource {
         for name in self.gone.expired(discovered, now, gone::KEEP_GONE) {
             tracing::info!(pool = %name, "discovered pool gone for {:?}: not exported any more", gone::KEEP_GONE);
             self.trackers.retain(|t| t.name != name);
-            self.sinks.health.forget(&health_source(&name));
-            self.sinks.health.forget(&control_source(&name));
-            self.sinks.health.forget(&smaps::health_source(&name));
+            self.sinks.health.forget(&HEALTH.of(&name));
+            self.sinks.health.forget(&CONTROL_HEALTH.of(&name));
+            self.sinks.health.forget(&smaps::HEALTH.of(&name));
         }
     }
 
@@ -592,60 +590,65 @@ impl PoolSource {
     /// process events between cycles.
     pub fn run(mut self) -> ! {
         let sinks = self.sinks.clone();
+        crate::state::source::drive(&sinks, &mut self)
+    }
+
+    /// Between cycles: wait for process events, let a batch gather for
+    /// `events_interval`, read it; an idle host costs no wakeup. A master
+    /// that exits cuts the wait short.
+    fn wait_for_events(&mut self, next: Instant) {
         loop {
-            let started = Instant::now();
+            let left = next.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            let ready = match &self.events {
+                None => {
+                    std::thread::sleep(left);
+                    return;
+                }
+                // A worker forked since the cycle waits for its PSS:
+                // look for the sampler's figures now and then.
+                Some(c) if self.awaits_smaps() => c.wait(left.min(SMAPS_CHECK)).unwrap_or(true),
+                Some(c) => c.wait(left).unwrap_or(true),
+            };
+            // On a busy host events come all the time: the sampler's
+            // figures are looked for after any wakeup.
+            if self.awaits_smaps() && self.take_smaps() {
+                self.publish();
+                self.sinks.changed.notify();
+            }
+            if !ready {
+                continue;
+            }
+            let left = next.saturating_duration_since(Instant::now());
+            std::thread::sleep(left.min(self.opts.events_interval));
             let cpu0 = thread_cpu_seconds();
-            let errors = self.collect(started);
-            sinks.collectors.record(
-                "pools",
-                started.elapsed(),
+            let master_gone = self.drain_events();
+            self.sinks.collectors.record(
+                PROC_EVENTS_SOURCE,
+                Duration::ZERO,
                 thread_cpu_seconds() - cpu0,
-                errors,
+                0,
             );
-            sinks.changed.notify();
-            let next = started + self.opts.interval;
-            // Between cycles: wait for process events, let a batch gather
-            // for `events_interval`, read it; an idle host costs no wakeup.
-            // A master that exits cuts the wait short.
-            loop {
-                let left = next.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                let ready = match &self.events {
-                    None => {
-                        std::thread::sleep(left);
-                        break;
-                    }
-                    // A worker forked since the cycle waits for its PSS:
-                    // look for the sampler's figures now and then.
-                    Some(c) if self.awaits_smaps() => c.wait(left.min(SMAPS_CHECK)).unwrap_or(true),
-                    Some(c) => c.wait(left).unwrap_or(true),
-                };
-                // On a busy host events come all the time: the sampler's
-                // figures are looked for after any wakeup.
-                if self.awaits_smaps() && self.take_smaps() {
-                    self.publish();
-                    sinks.changed.notify();
-                }
-                if !ready {
-                    continue;
-                }
-                let left = next.saturating_duration_since(Instant::now());
-                std::thread::sleep(left.min(self.opts.events_interval));
-                let cpu0 = thread_cpu_seconds();
-                let master_gone = self.drain_events();
-                sinks.collectors.record(
-                    PROC_EVENTS_SOURCE,
-                    Duration::ZERO,
-                    thread_cpu_seconds() - cpu0,
-                    0,
-                );
-                if master_gone {
-                    break;
-                }
+            if master_gone {
+                return;
             }
         }
+    }
+}
+
+impl Source for PoolSource {
+    fn collector(&self) -> &'static str {
+        "pools"
+    }
+
+    fn step(&mut self, now: Instant) -> Stepped {
+        Stepped::cycle(self.collect(now), true)
+    }
+
+    fn wait(&mut self, started: Instant) {
+        self.wait_for_events(started + self.opts.interval);
     }
 }
 
@@ -667,12 +670,12 @@ fn poll_control(
         Poll::Nothing => false,
         Poll::Failed(why) => {
             if cycle {
-                sinks.health.report(&control_source(&t.name), Err(why));
+                sinks.health.report(&CONTROL_HEALTH.of(&t.name), Err(why));
             }
             false
         }
         Poll::Answered { reload } => {
-            sinks.health.report(&control_source(&t.name), Ok(()));
+            sinks.health.report(&CONTROL_HEALTH.of(&t.name), Ok(()));
             if reload {
                 tracing::debug!(pool = %t.name, "gunicorn reload seen on its control socket");
                 sinks.timeline.push(

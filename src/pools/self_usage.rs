@@ -10,10 +10,11 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::proc::ProcRoot;
-use crate::state::{Published, Sinks};
+use crate::state::source::pace;
+use crate::state::{Published, Sinks, Source, Stepped};
 
 /// The collector name of the loop.
 pub const COLLECTOR: &str = "process";
@@ -108,8 +109,22 @@ impl SelfUsageSource {
     /// Run forever on the calling thread. The values change every tick;
     /// the renderer takes them at its own pace rather than being woken.
     pub fn run(mut self) -> ! {
-        let (sinks, interval) = (self.sinks.clone(), self.interval);
-        sinks.run_loop(COLLECTOR, interval, || (self.collect(), false))
+        let sinks = self.sinks.clone();
+        crate::state::source::drive(&sinks, &mut self)
+    }
+}
+
+impl Source for SelfUsageSource {
+    fn collector(&self) -> &'static str {
+        COLLECTOR
+    }
+
+    fn step(&mut self, _now: Instant) -> Stepped {
+        Stepped::cycle(self.collect(), false)
+    }
+
+    fn wait(&mut self, started: Instant) {
+        pace(self.interval, started);
     }
 }
 

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use super::proc::{ProcId, ProcRoot, ReadFailure};
 use super::view::{PoolsView, ReadErrors};
-use crate::state::{thread_cpu_seconds, Published, Sinks};
+use crate::state::health::SourceLabel;
+use crate::state::{Counted, Published, Sinks, Source, Stepped};
 
 /// PSS and USS by process, and what could not be read, by pool.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -35,10 +36,8 @@ pub struct SmapsOptions {
     pub max_rss: u64,
 }
 
-/// The health `source` label of a pool's smaps reads.
-pub fn health_source(pool: &str) -> String {
-    format!("smaps/{pool}")
-}
+/// The health `source` label of a pool's smaps reads: `smaps/NAME`.
+pub const HEALTH: SourceLabel = SourceLabel("smaps");
 
 /// How often new processes are looked for between full passes.
 const NEW_PROCESS_CHECK: Duration = Duration::from_secs(1);
@@ -50,6 +49,8 @@ pub struct SmapsSampler {
     pools: Arc<Published<PoolsView>>,
     view: SmapsView,
     out: Arc<Published<SmapsView>>,
+    /// When the last full pass started.
+    last_full: Option<Instant>,
 }
 
 impl SmapsSampler {
@@ -67,6 +68,7 @@ impl SmapsSampler {
             pools,
             view: SmapsView::default(),
             out,
+            last_full: None,
         }
     }
 
@@ -127,7 +129,7 @@ impl SmapsSampler {
                         }
                     )),
                 };
-                self.sinks.health.report(&health_source(&p.name), r);
+                self.sinks.health.report(&HEALTH.of(&p.name), r);
             }
         }
         if full {
@@ -142,24 +144,42 @@ impl SmapsSampler {
     /// Run forever on the calling thread: a full pass every interval, new
     /// processes within a second.
     pub fn run(mut self) -> ! {
-        self.pools.wait_first(Duration::from_secs(30));
         let sinks = self.sinks.clone();
-        let mut last_full: Option<Instant> = None;
-        loop {
-            let started = Instant::now();
-            let full = last_full.is_none_or(|t| t.elapsed() >= self.opts.interval);
-            let cpu0 = thread_cpu_seconds();
-            let errors = self.sample(full);
-            let cpu = thread_cpu_seconds() - cpu0;
-            if full {
-                last_full = Some(started);
-                sinks
-                    .collectors
-                    .record("smaps", started.elapsed(), cpu, errors);
-            } else {
-                sinks.collectors.add_cpu("smaps", cpu);
-            }
-            std::thread::sleep(NEW_PROCESS_CHECK.min(self.opts.interval));
+        crate::state::source::drive(&sinks, &mut self)
+    }
+}
+
+/// A full pass every interval, counted as the `smaps` collector's cycle;
+/// a quick pass for new processes every second, its CPU counted alone.
+impl Source for SmapsSampler {
+    fn collector(&self) -> &'static str {
+        "smaps"
+    }
+
+    fn start(&mut self) {
+        self.pools.wait_first(Duration::from_secs(30));
+    }
+
+    fn step(&mut self, now: Instant) -> Stepped {
+        let full = self
+            .last_full
+            .is_none_or(|t| now.duration_since(t) >= self.opts.interval);
+        let errors = self.sample(full);
+        if full {
+            self.last_full = Some(now);
         }
+        Stepped {
+            errors,
+            changed: false,
+            counted: if full {
+                Counted::Cycle
+            } else {
+                Counted::CpuOnly
+            },
+        }
+    }
+
+    fn wait(&mut self, _started: Instant) {
+        std::thread::sleep(NEW_PROCESS_CHECK.min(self.opts.interval));
     }
 }

@@ -23,11 +23,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::kernel::NO_POOL;
+use crate::state::source::pace;
 use crate::state::timeline::{
     DeadWorker, EventKind, ExitReason, FailedRequest, FailureCause, ServerError, WorkerEnd,
     WorkerExit,
 };
-use crate::state::{PoolIndex, Published, Sinks};
+use crate::state::{PoolIndex, Published, Sinks, Source, Stepped};
 
 /// Exits judged, by pool and reason.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -339,8 +340,24 @@ impl Judge {
 
     /// Run forever on the calling thread.
     pub fn run(mut self) -> ! {
-        let (sinks, interval) = (self.sinks.clone(), self.opts.interval);
-        sinks.run_loop("rules", interval, || (0, self.step(Instant::now())))
+        let sinks = self.sinks.clone();
+        crate::state::source::drive(&sinks, &mut self)
+    }
+}
+
+/// The judge runs as a source does: a step over the new evidence every
+/// interval.
+impl Source for Judge {
+    fn collector(&self) -> &'static str {
+        "rules"
+    }
+
+    fn step(&mut self, now: Instant) -> Stepped {
+        Stepped::cycle(0, self.step(now))
+    }
+
+    fn wait(&mut self, started: Instant) {
+        pace(self.opts.interval, started);
     }
 }
 

@@ -35,6 +35,20 @@ struct Entry {
     warned_down: bool,
 }
 
+/// The `source` label of a thing read per pool or per log: `KIND/NAME`,
+/// as `pool/web`, `smaps/web`, `control/web`, `app_log/web` or
+/// `nginx/main/access`. Each source names its kinds once, as constants;
+/// the sources read once per host have a plain name (`kmsg`, `vmstat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceLabel(pub &'static str);
+
+impl SourceLabel {
+    /// The label of `name`'s.
+    pub fn of(self, name: impl std::fmt::Display) -> String {
+        format!("{}/{name}", self.0)
+    }
+}
+
 /// The health of every source, by `source` label value. Bounded by the
 /// configuration: sources are the kernel files, each nginx log and each pool.
 #[derive(Debug, Default)]

@@ -7,6 +7,8 @@
 //! - [`history`]: the last hour, by minute, for the status page;
 //! - [`pool_index`]: the pool source's members and listeners, for the
 //!   other sources;
+//! - [`source`]: the one shape of a source's step and the loop that
+//!   drives every source;
 //! - [`Sinks`]: where every source writes: the timeline, health, collector
 //!   stats and the change signal that wakes the renderer.
 
@@ -14,15 +16,17 @@ pub mod health;
 pub mod history;
 pub mod pool_index;
 pub mod published;
+pub mod source;
 pub mod timeline;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use health::Health;
 pub use pool_index::PoolIndex;
 pub use published::Published;
+pub use source::{Counted, Source, Stepped};
 pub use timeline::{Event, EventKind, SharedTimeline, Timeline};
 
 /// Lock a mutex even if a panicking thread poisoned it: every state here is
@@ -112,28 +116,23 @@ impl Sinks {
         }
     }
 
-    /// Run `step` every `interval`, forever, on the calling thread: time it,
-    /// count its CPU and errors under `collector`, and signal a change when
-    /// it reports one. `step` returns (errors, changed). This is the loop a
-    /// source's `run` is built from; the CLI gives it a thread.
+    /// Run `step` every `interval`, forever, on the calling thread, through
+    /// the one driver ([`source::drive`]): `step` returns (errors,
+    /// changed), counted under `collector`.
     pub fn run_loop(
         &self,
         collector: &'static str,
         interval: Duration,
-        mut step: impl FnMut() -> (u64, bool),
+        step: impl FnMut() -> (u64, bool),
     ) -> ! {
-        loop {
-            let started = Instant::now();
-            let cpu0 = thread_cpu_seconds();
-            let (errors, changed) = step();
-            let cpu = thread_cpu_seconds() - cpu0;
-            self.collectors
-                .record(collector, started.elapsed(), cpu, errors);
-            if changed {
-                self.changed.notify();
-            }
-            std::thread::sleep(interval.saturating_sub(started.elapsed()));
-        }
+        source::drive(
+            self,
+            &mut source::Every {
+                collector,
+                interval,
+                step,
+            },
+        )
     }
 }
 
