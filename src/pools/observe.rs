@@ -228,98 +228,157 @@ impl Tracker {
         trust_events: bool,
         changes: &mut Vec<PoolChange>,
     ) -> u64 {
-        let t = self;
-        let master = lookup.find_master(&t.finder, &t.name, t.state.master);
-        let baseline = !t.baseline_taken;
-        t.baseline_taken = true;
-        let change = |change, id, slot| PoolChange {
-            change,
-            id,
-            slot,
-            at: wall,
-        };
-
-        let master_changed = t.state.master != master;
-        if master_changed {
-            if let Some(old) = t.state.master {
-                changes.push(change(Change::MasterExit, old, None));
-            }
-            if let Some(new) = master {
-                if t.last_master.is_some_and(|l| l != new) {
-                    t.state.master_restarts += 1;
-                }
-                t.last_master = Some(new);
-                changes.push(change(Change::MasterStart, new, None));
-            }
-            t.state.master = master;
-            t.listen_refresh = 0;
-        }
-        t.state.up = master.is_some();
-
+        let master = lookup.find_master(&self.finder, &self.name, self.state.master);
+        let baseline = !self.baseline_taken;
+        self.baseline_taken = true;
+        let master_changed = self.note_master(master, wall, changes);
         let root = lookup.root;
         let mut stats = HashMap::new();
-        let live: Vec<ProcId> = match master {
-            // The events kept the set: check that each member still lives
-            // (an exit event may have been lost), reading the stat the CPU
-            // figure needs anyway.
-            Some(_) if trust_events && !master_changed => t
-                .slots
-                .all()
-                .map(|(id, _)| id)
-                .chain(t.pending.keys().copied())
-                .collect::<Vec<_>>()
-                .into_iter()
-                .filter_map(|id| {
-                    let s = root.stat(id.pid).ok()?;
-                    (s.identity(id.pid) == Some(id)).then(|| {
-                        stats.insert(id, s);
-                        id
-                    })
-                })
-                .collect(),
+        let live = match master {
+            Some(_) if trust_events && !master_changed => self.members_alive(root, &mut stats),
             Some(m) => lookup.children(m),
             None => Vec::new(),
         };
         let mut numbers = HashMap::new();
-        let live = match (t.preset, master) {
-            (Some(p), Some(m)) => t.workers_among(p, m, live, lookup, wall, &mut numbers),
-            _ if t.state.server == Server::Gunicorn => t.without_new_masters(live, lookup, wall),
+        let live = match (self.preset, master) {
+            (Some(p), Some(m)) => self.workers_among(p, m, live, lookup, wall, &mut numbers),
+            _ if self.state.server == Server::Gunicorn => {
+                self.without_new_masters(live, lookup, wall)
+            }
             _ => live,
         };
-        let slot_changes = t.slots.observe_numbered(&live, &numbers);
-        for (id, slot) in &slot_changes.exited {
-            t.worker_gone(*id, *slot, None, wall, changes);
-        }
-        for (id, slot) in &slot_changes.spawned {
-            if !baseline {
-                t.state.spawns += 1;
-            }
-            changes.push(change(Change::WorkerSpawn, *id, *slot));
-        }
+        self.assign_slots(&live, &numbers, baseline, wall, changes);
         // After the workers are known: their fds tell the app's sockets
         // from Gunicorn's control socket.
         match master {
-            Some(m) if t.listen_refresh == 0 => t.read_listeners(root, m, wall),
-            Some(_) => t.listen_refresh -= 1,
-            None => t.state.listen.clear(),
+            Some(m) if self.listen_refresh == 0 => self.read_listeners(root, m, wall),
+            Some(_) => self.listen_refresh -= 1,
+            None => self.state.listen.clear(),
         }
+        let errors = self.read_master(root, master, smaps);
+        errors + self.read_workers(root, smaps, stats)
+    }
 
-        let mut errors = 0;
-        if let Some(m) = master {
-            match root
-                .stat(m.pid)
-                .and_then(|s| read_memory(root, m, &s, smaps))
-            {
-                Ok(mem) => t.state.master_memory = mem,
-                Err(f) => errors += count_failure(&mut t.state.read_errors, f),
+    /// Take the master found this cycle: its start, the old one's exit, a
+    /// restart. Returns whether it changed.
+    fn note_master(
+        &mut self,
+        master: Option<ProcId>,
+        wall: SystemTime,
+        changes: &mut Vec<PoolChange>,
+    ) -> bool {
+        self.state.up = master.is_some();
+        if self.state.master == master {
+            return false;
+        }
+        let change = |change, id| PoolChange {
+            change,
+            id,
+            slot: None,
+            at: wall,
+        };
+        if let Some(old) = self.state.master {
+            changes.push(change(Change::MasterExit, old));
+        }
+        if let Some(new) = master {
+            if self.last_master.is_some_and(|l| l != new) {
+                self.state.master_restarts += 1;
             }
-        } else {
-            t.state.master_memory = Memory::default();
+            self.last_master = Some(new);
+            changes.push(change(Change::MasterStart, new));
         }
+        self.state.master = master;
+        self.listen_refresh = 0;
+        true
+    }
 
-        t.state.workers.clear();
-        let mut workers = Vec::with_capacity(live.len());
-        for (id, slot) in t.slots.assigned() {
+    /// The workers and undecided children the events kept that still live
+    /// (an exit event may have been lost), with the stat read to check
+    /// each, which the CPU figure needs anyway, in `stats`.
+    fn members_alive(
+        &self,
+        root: &ProcRoot,
+        stats: &mut HashMap<ProcId, StatBrief>,
+    ) -> Vec<ProcId> {
+        let members: Vec<ProcId> = self
+            .slots
+            .all()
+            .map(|(id, _)| id)
+            .chain(self.pending.keys().copied())
+            .collect();
+        members
+            .into_iter()
+            .filter_map(|id| {
+                let s = root.stat(id.pid).ok()?;
+                (s.identity(id.pid) == Some(id)).then(|| {
+                    stats.insert(id, s);
+                    id
+                })
+            })
+            .collect()
+    }
+
+    /// Give the live workers their slots; the workers gone and new go to
+    /// `changes` (a new one is not a spawn on the first cycle, the
+    /// baseline).
+    fn assign_slots(
+        &mut self,
+        live: &[ProcId],
+        numbers: &HashMap<ProcId, usize>,
+        baseline: bool,
+        wall: SystemTime,
+        changes: &mut Vec<PoolChange>,
+    ) {
+        let slot_changes = self.slots.observe_numbered(live, numbers);
+        for (id, slot) in &slot_changes.exited {
+            self.worker_gone(*id, *slot, None, wall, changes);
+        }
+        for (id, slot) in &slot_changes.spawned {
+            if !baseline {
+                self.state.spawns += 1;
+            }
+            changes.push(PoolChange {
+                change: Change::WorkerSpawn,
+                id: *id,
+                slot: *slot,
+                at: wall,
+            });
+        }
+    }
+
+    /// The master's memory. Returns the number of values that could not
+    /// be read.
+    fn read_master(&mut self, root: &ProcRoot, master: Option<ProcId>, smaps: &SmapsView) -> u64 {
+        let Some(m) = master else {
+            self.state.master_memory = Memory::default();
+            return 0;
+        };
+        match root
+            .stat(m.pid)
+            .and_then(|s| read_memory(root, m, &s, smaps))
+        {
+            Ok(mem) => {
+                self.state.master_memory = mem;
+                0
+            }
+            Err(f) => count_failure(&mut self.state.read_errors, f),
+        }
+    }
+
+    /// Each slotted worker's memory, CPU and fds, with the stats read
+    /// already (`stats`) used again. Returns the number of values that
+    /// could not be read.
+    fn read_workers(
+        &mut self,
+        root: &ProcRoot,
+        smaps: &SmapsView,
+        mut stats: HashMap<ProcId, StatBrief>,
+    ) -> u64 {
+        let mut errors = 0;
+        self.state.workers.clear();
+        let assigned = self.slots.assigned();
+        let mut workers = Vec::with_capacity(assigned.len());
+        for (id, slot) in assigned {
             // One stat read gives both RSS and CPU time.
             let stat = match stats.remove(&id) {
                 Some(s) => Ok(s),
@@ -329,12 +388,12 @@ impl Tracker {
             let (memory, stat) = match read {
                 Ok(m) => m,
                 Err(f) => {
-                    errors += count_failure(&mut t.state.read_errors, f);
+                    errors += count_failure(&mut self.state.read_errors, f);
                     continue;
                 }
             };
             let cpu_seconds = Some(root.ticks_to_seconds(stat.utime + stat.stime));
-            let (open_fds, max_fds, e) = t.read_fds(root, id);
+            let (open_fds, max_fds, e) = self.read_fds(root, id);
             errors += e;
             workers.push(WorkerState {
                 id,
@@ -347,8 +406,8 @@ impl Tracker {
                 heartbeat_age: None,
             });
         }
-        t.state.workers = workers;
-        t.state.unslotted_workers = t.slots.unslotted_count();
+        self.state.workers = workers;
+        self.state.unslotted_workers = self.slots.unslotted_count();
         errors
     }
 
