@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -16,6 +16,7 @@ use crate::kernel::counter_reader::CounterOptions;
 use crate::kernel::kmsg_reader::KmsgOptions;
 use crate::metrics::exporter::BUILD;
 use crate::nginx::NginxOptions;
+use crate::one_shot;
 use crate::pools::listen_queue::ListenQueueOptions;
 use crate::pools::self_usage;
 use crate::pools::PoolOptions;
@@ -473,69 +474,14 @@ fn build_sources(o: &Options, cfg: &Config, timeline_cap: usize) -> anyhow::Resu
         .map_err(|e| anyhow::anyhow!("config {}: {e}", cfg.origin))
 }
 
-/// Events a one-shot diagnosis keeps: every 5xx of a large log, not only
-/// the last seconds of a storm.
-const DIAGNOSE_TIMELINE_CAP: usize = 65_536;
-
-/// Polls of a log a one-shot run makes at most, 32 MiB each: a writer
-/// faster than the reading cannot keep it going.
-const MAX_POLLS: usize = 4096;
-
 /// Run every source once, from the start of the logs and the kernel's ring
 /// buffer, judge what they found, and print the diagnosis.
 fn diagnose(args: &Args, d: &DiagnoseArgs) -> anyhow::Result<i32> {
     init_logging_to(&args.log, tracing::Level::ERROR);
     let cfg = checked_config(&args.config)?;
     let o = source_options(args, &cfg, StartAt::Beginning, false);
-    let mut s = build_sources(&o, &cfg, DIAGNOSE_TIMELINE_CAP)?;
-    // PSS comes from the smaps sampler: read it, then the pools again.
-    s.pools.collect(std::time::Instant::now());
-    s.smaps.sample(true);
-    s.pools.collect(std::time::Instant::now());
-    s.counters.collect();
-    if cfg.kernel.kmsg {
-        // An unreadable kernel log is in the report, not an error.
-        let _ = s.kmsg.replay();
-    }
-    // Each poll reads at most 32 MiB of a file: read on to the end.
-    for _ in 0..MAX_POLLS {
-        if !s.app_logs.poll().1 {
-            break;
-        }
-    }
-    // A pool found down still owns the socket its log says it listened at.
-    s.nginx
-        .remember_listeners(&s.inputs.app_log.get().listening);
-    // How fast the workers grow, without a history: the pools' workers
-    // and OOM victims, with the requests nginx sent each pool meanwhile.
-    let now = SystemTime::now();
-    let evidence = s
-        .inputs
-        .sinks
-        .timeline
-        .read(|tl| crate::diagnose::OneShotGrowth::gather(&s.inputs.pools.get(), tl, now));
-    s.nginx.count_requests(evidence.windows());
-    for _ in 0..MAX_POLLS {
-        let (_, read) = s.nginx.poll();
-        let lag: u64 = s
-            .inputs
-            .nginx
-            .get()
-            .logs
-            .values()
-            .map(|l| l.lag_bytes)
-            .sum();
-        if !read || lag == 0 {
-            break;
-        }
-    }
-    s.judge.finish();
-    let growth = evidence.history(&s.inputs.nginx.get().window_requests);
-    let window = crate::diagnose::Window {
-        from: now.checked_sub(d.since).unwrap_or(SystemTime::UNIX_EPOCH),
-        to: now,
-    };
-    let report = s.inputs.diagnose(Some(&growth), window);
+    let mut s = build_sources(&o, &cfg, one_shot::TIMELINE_CAP)?;
+    let report = one_shot::run(&mut s, o.read_kmsg, d.since);
     match d.format {
         ReportFormat::Text => print!("{}", report.text()),
         ReportFormat::Json => println!("{}", report.json()),

@@ -14,8 +14,8 @@
 //! 5. outputs: `metrics` (one file per source), `snapshot`, `diagnose`
 //!    and `status` (the page at `/` and `/api/v1/timeline`);
 //! 6. edges: `server` (HTTP), `sources` (every source built and listed in
-//!    one table) and `cli`, the only place that reads flags and starts
-//!    threads.
+//!    one table), `one_shot` (the sources stepped once, for `diagnose`)
+//!    and `cli`, the only place that reads flags and starts threads.
 
 pub mod app_log;
 pub mod cli;
@@ -27,6 +27,7 @@ pub mod kernel;
 pub mod metrics;
 pub mod netlink;
 pub mod nginx;
+pub mod one_shot;
 pub mod pools;
 pub mod rules;
 pub mod server;

@@ -45,6 +45,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("server", 6),
     ("web", 6),
     ("sources", 6),
+    ("one_shot", 6),
     ("cli", 6),
 ];
 
