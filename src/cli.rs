@@ -619,10 +619,8 @@ impl Reload {
     /// Give the kernel log its options, and start each idle source that
     /// the config now gives something to read.
     fn start_idle(&mut self, o: &Options) -> anyhow::Result<()> {
-        let kmsg_idle = self.idle.iter().any(|e| e.thread == "kmsg");
-        if o.read_kmsg || !kmsg_idle {
-            self.kmsg.publish(o.read_kmsg.then_some(o.kmsg.clone()));
-        }
+        // Before it starts: a reader not started yet takes the newest.
+        self.kmsg.publish(o.read_kmsg.then(|| o.kmsg.clone()));
         for e in std::mem::take(&mut self.idle) {
             if (e.runs)(o) {
                 let (sinks, mut source) = (self.sinks.clone(), e.source);
