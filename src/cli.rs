@@ -623,8 +623,8 @@ impl Reload {
         self.kmsg.publish(o.read_kmsg.then(|| o.kmsg.clone()));
         for e in std::mem::take(&mut self.idle) {
             if (e.runs)(o) {
-                let (sinks, mut source) = (self.sinks.clone(), e.source);
-                spawn(e.thread, move || drive(&sinks, &mut *source))?;
+                let (name, sinks, mut source) = (e.name(), self.sinks.clone(), e.source);
+                spawn(name, move || drive(&sinks, &mut *source))?;
             } else {
                 self.idle.push(e);
             }

@@ -55,10 +55,8 @@ pub struct Sources {
     pub inputs: Inputs,
 }
 
-/// One source as the server runs it.
+/// One source as the server runs it, on a thread named as its collector.
 pub struct Entry {
-    /// Its thread's name.
-    pub thread: &'static str,
     /// Whether the options give it something to read: one without waits
     /// idle, unstarted, until a reloaded config does.
     pub runs: fn(&Options) -> bool,
@@ -66,16 +64,16 @@ pub struct Entry {
 }
 
 impl Entry {
-    fn new(
-        thread: &'static str,
-        runs: fn(&Options) -> bool,
-        source: impl Source + Send + 'static,
-    ) -> Entry {
+    fn new(runs: fn(&Options) -> bool, source: impl Source + Send + 'static) -> Entry {
         Entry {
-            thread,
             runs,
             source: Box::new(source),
         }
+    }
+
+    /// Its collector's name, which its thread has too.
+    pub fn name(&self) -> &'static str {
+        self.source.collector()
     }
 }
 
@@ -130,16 +128,107 @@ impl Sources {
     /// what the outputs read.
     pub fn table(self) -> (Vec<Entry>, Inputs) {
         let table = vec![
-            Entry::new("pools", always, self.pools),
-            Entry::new("smaps", always, self.smaps),
-            Entry::new("listen_queue", always, self.listen_queues),
-            Entry::new("kernel", always, self.counters),
-            Entry::new("process", always, self.process),
-            Entry::new("kmsg", |o| o.read_kmsg, self.kmsg),
-            Entry::new("nginx", |o| !o.nginx.logs.is_empty(), self.nginx),
-            Entry::new("app_log", |o| !o.app_logs.logs.is_empty(), self.app_logs),
-            Entry::new("rules", always, self.judge),
+            Entry::new(always, self.pools),
+            Entry::new(always, self.smaps),
+            Entry::new(always, self.listen_queues),
+            Entry::new(always, self.counters),
+            Entry::new(always, self.process),
+            Entry::new(|o| o.read_kmsg, self.kmsg),
+            Entry::new(|o| !o.nginx.logs.is_empty(), self.nginx),
+            Entry::new(|o| !o.app_logs.logs.is_empty(), self.app_logs),
+            Entry::new(always, self.judge),
         ];
         (table, self.inputs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::NginxConfig;
+    use crate::follow::StartAt;
+    use crate::pools::listen_queue::ListenQueueOptions;
+
+    /// Options with nothing to read but the host itself.
+    fn options() -> Options {
+        let procfs = PathBuf::from("/proc");
+        Options {
+            pools: PoolOptions::default(),
+            listen_queues: ListenQueueOptions::default(),
+            counters: CounterOptions {
+                procfs: procfs.clone(),
+                sysfs: PathBuf::from("/sys"),
+                interval: Duration::from_secs(5),
+            },
+            kmsg: KmsgOptions {
+                path: PathBuf::from("/dev/kmsg"),
+                exit_window: Duration::from_secs(60),
+                boot_time: None,
+            },
+            read_kmsg: false,
+            nginx: NginxOptions {
+                logs: Vec::new(),
+                max_upstreams: 64,
+                start: StartAt::End,
+                interval: Duration::from_millis(250),
+            },
+            app_logs: AppLogOptions {
+                logs: Vec::new(),
+                start: StartAt::End,
+                interval: Duration::from_millis(250),
+            },
+            procfs,
+            process_interval: Duration::from_secs(1),
+            judge: JudgeOptions::default(),
+        }
+    }
+
+    #[test]
+    fn the_table_lists_every_source_once_and_the_config_starts_the_idle_ones() {
+        let mut o = options();
+        let (table, _) = Sources::build(&o, 16, "test").unwrap().table();
+        let threads: Vec<&str> = table.iter().map(Entry::name).collect();
+        assert_eq!(
+            threads,
+            [
+                "pools",
+                "smaps",
+                "listen_queue",
+                "kernel",
+                "process",
+                "kmsg",
+                "nginx",
+                "app_log",
+                "rules"
+            ]
+        );
+        let running = |o: &Options| -> Vec<&str> {
+            table
+                .iter()
+                .filter(|e| (e.runs)(o))
+                .map(Entry::name)
+                .collect()
+        };
+        assert_eq!(
+            running(&o),
+            [
+                "pools",
+                "smaps",
+                "listen_queue",
+                "kernel",
+                "process",
+                "rules"
+            ]
+        );
+        o.read_kmsg = true;
+        o.nginx.logs.push(NginxConfig {
+            name: "main".into(),
+            access_log: Some(PathBuf::from("/var/log/nginx/access.log")),
+            log_format: "combined".into(),
+            escape: None,
+            error_log: None,
+        });
+        assert_eq!(running(&o).len(), 8);
+        assert!(!running(&o).contains(&"app_log"));
     }
 }

@@ -694,7 +694,11 @@ fn find_byte(b: u8, hay: &[u8]) -> Option<usize> {
         }
     }
     let at = hay.len() - words.remainder().len();
-    words.remainder().iter().position(|&c| c == b).map(|i| at + i)
+    words
+        .remainder()
+        .iter()
+        .position(|&c| c == b)
+        .map(|i| at + i)
 }
 
 /// Whether `s` holds a space. It runs on every list value of every line,
