@@ -21,7 +21,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
-use super::exit_reason::{self, ExitEvidence};
+use super::exit_reason;
 use crate::state::timeline::{
     AppLog, DeadWorker, Event, EventKind, ExitReason, FailureCause, Process, ServerError, Timeline,
     WorkerExit,
@@ -198,10 +198,11 @@ impl Default for Windows {
 }
 
 /// The evidence about one failed request, and the worker that ended under
-/// it when one did. `claimed` holds the error lines already joined to
-/// another request by upstream and time, so that one line explains one
-/// request; the one this request takes is added. `master_down_now` says
-/// whether the pool's master is gone when the timeline does not say.
+/// it when one did: the phases below, joined. `claimed` holds the error
+/// lines already joined to another request by upstream and time, so that
+/// one line explains one request; the one this request takes is added.
+/// `master_down_now` says whether the pool's master is gone when the
+/// timeline does not say.
 pub fn gather(
     tl: &Timeline,
     err: &ServerError,
@@ -211,60 +212,36 @@ pub fn gather(
     claimed: &mut BTreeSet<u64>,
     w: Windows,
 ) -> (FailureEvidence, Option<DeadWorker>) {
-    gather_in(&ByTime::new(tl), err, at, pool, master_down_now, claimed, w)
-}
-
-/// The timeline as the failure rules read it, once per judge step: its
-/// events in time order, so that each failure's neighbours are a binary
-/// search and a slice away (a one-shot run judges tens of thousands of
-/// failures over tens of thousands of events), and the last master change
-/// before a failure from the timeline's own small index of them.
-pub struct ByTime<'a> {
-    tl: &'a Timeline,
-    /// The events in time order, taken once per judge step: a burst of
-    /// failures each reads a dense window of them, which a slice serves
-    /// faster than the index.
-    events: Vec<&'a Event>,
-}
-
-impl<'a> ByTime<'a> {
-    pub fn new(tl: &'a Timeline) -> ByTime<'a> {
-        ByTime {
-            tl,
-            events: tl.in_time_order().collect(),
-        }
-    }
-
-    /// Events whose time lies in `[from, to]`.
-    pub fn window(&self, from: SystemTime, to: SystemTime) -> impl Iterator<Item = &'a Event> + '_ {
-        let i = self.events.partition_point(|e| e.at < from);
-        let j = self.events.partition_point(|e| e.at <= to);
-        self.events[i..j.max(i)].iter().copied()
-    }
-}
-
-/// [`gather`] over a timeline already put in time order.
-pub fn gather_in(
-    bt: &ByTime<'_>,
-    err: &ServerError,
-    at: SystemTime,
-    pool: Option<&str>,
-    master_down_now: bool,
-    claimed: &mut BTreeSet<u64>,
-    w: Windows,
-) -> (FailureEvidence, Option<DeadWorker>) {
-    let tl = bt.tl;
     let mut e = FailureEvidence {
         status: err.status,
         backend_sent: err.backend_sent,
         ..FailureEvidence::default()
     };
-    let from = at.checked_sub(w.near).unwrap_or(SystemTime::UNIX_EPOCH);
-    let to = at + w.near;
+    let near = near(tl, at, pool, w);
+    if let Some(line) = error_line(&near, err, at, claimed) {
+        e.reason = Some(line.reason);
+        e.errno = line.errno;
+        if err.conn.is_none() {
+            claimed.insert(line.seq);
+        }
+    }
+    let Some(pool) = pool else {
+        return (e, None);
+    };
+    let master = master_state(tl, pool, at + w.near, master_down_now, w);
+    e.master_down = master.down;
+    e.oom_before_master_down = master.oom_before_down;
+    let (ends, dead) = tally(&worker_ends(tl, &near, pool, at, w));
+    e.ends = ends;
+    (e, dead)
+}
 
-    // The events around the failure that may bear on it.
-    let near: Vec<&Event> = bt
-        .window(from, to)
+/// The events around the failure that may bear on it: the pool's, and the
+/// error lines and OOM kills of any pool. The requests around it are not
+/// (a storm puts thousands there).
+fn near<'a>(tl: &'a Timeline, at: SystemTime, pool: Option<&str>, w: Windows) -> Vec<&'a Event> {
+    let from = at.checked_sub(w.near).unwrap_or(SystemTime::UNIX_EPOCH);
+    tl.evidence(from, at + w.near)
         .filter(|ev| {
             (pool.is_some() && ev.pool.as_deref() == pool)
                 || matches!(
@@ -272,20 +249,31 @@ pub fn gather_in(
                     EventKind::UpstreamFailure(_) | EventKind::OomKill(_)
                 )
         })
-        .collect();
-    // The master: its last start, or exit, or the log line that it is
-    // shutting down, before the failure. A stopping master unlinks its
-    // socket (or closes it) first, then waits up to its graceful timeout
-    // for its workers before it exits: nginx finds nothing to connect to
-    // all that while.
-    let master: Option<(SystemTime, bool)> = tl
-        .master_changes_until_rev(to)
-        .find(|ev| pool.is_some() && ev.pool.as_deref() == pool)
-        .map(|ev| (ev.at, !matches!(ev.kind, EventKind::MasterStart(_))));
+        .collect()
+}
 
-    // nginx's error line: by connection, else by upstream and time.
-    let mut best: Option<(u64, Reason, Option<i32>, Duration)> = None;
-    for ev in near.iter().copied() {
+/// nginx's error line joined to a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorLine {
+    /// Its place on the timeline, for `claimed`.
+    pub seq: u64,
+    pub reason: Reason,
+    pub errno: Option<i32>,
+}
+
+/// Phase one: nginx's error line for the request among the events `near`
+/// it (in time order), by connection where the access line has one, else
+/// by upstream and time among the lines no other request has `claimed`.
+/// By connection, the last attempt's line (the one that produced the
+/// status) is the latest; by time, the nearest.
+pub fn error_line(
+    near: &[&Event],
+    err: &ServerError,
+    at: SystemTime,
+    claimed: &BTreeSet<u64>,
+) -> Option<ErrorLine> {
+    let mut best: Option<(ErrorLine, Duration)> = None;
+    for ev in near {
         let EventKind::UpstreamFailure(f) = &ev.kind else {
             continue;
         };
@@ -301,152 +289,239 @@ pub fn gather_in(
             continue;
         }
         let gap = at.duration_since(ev.at).unwrap_or_else(|e| e.duration());
-        // By connection, the last attempt's line (the one that produced
-        // the status) is the latest; by time, the nearest.
-        let better = match best {
-            None => true,
-            Some((seq, .., g)) => {
-                if by_conn {
-                    ev.seq > seq
-                } else {
-                    gap < g
-                }
-            }
-        };
+        let better = best.is_none_or(|(line, g)| if by_conn { ev.seq > line.seq } else { gap < g });
         if better {
-            best = Some((ev.seq, f.reason, f.errno, gap));
+            let line = ErrorLine {
+                seq: ev.seq,
+                reason: f.reason,
+                errno: f.errno,
+            };
+            best = Some((line, gap));
         }
     }
-    if let Some((seq, reason, errno, _)) = best {
-        e.reason = Some(reason);
-        e.errno = errno;
-        if err.conn.is_none() {
-            claimed.insert(seq);
-        }
-    }
+    best.map(|(line, _)| line)
+}
 
-    let Some(pool) = pool else {
-        return (e, None);
-    };
-    match master {
-        Some((went, true)) => {
-            e.master_down = true;
-            let since = went
+/// The pool's master around a failure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MasterState {
+    /// Gone, or shutting down.
+    pub down: bool,
+    /// An OOM kill in the pool came shortly before it went.
+    pub oom_before_down: bool,
+}
+
+/// Phase two: the master's state by `to`, from its last start, exit or log
+/// line that it is shutting down. A stopping master unlinks its socket (or
+/// closes it) first, then waits up to its graceful timeout for its workers
+/// before it exits: nginx finds nothing to connect to all that while. With
+/// no such event on the timeline, `down_now` (what the pool index says
+/// now) decides.
+pub fn master_state(
+    tl: &Timeline,
+    pool: &str,
+    to: SystemTime,
+    down_now: bool,
+    w: Windows,
+) -> MasterState {
+    let last = tl
+        .master_changes_until_rev(to)
+        .find(|ev| ev.pool.as_deref() == Some(pool));
+    match last {
+        None => MasterState {
+            down: down_now,
+            oom_before_down: false,
+        },
+        Some(ev) if matches!(ev.kind, EventKind::MasterStart(_)) => MasterState::default(),
+        Some(ev) => {
+            let since = ev
+                .at
                 .checked_sub(w.stop_after_oom)
                 .unwrap_or(SystemTime::UNIX_EPOCH);
-            e.oom_before_master_down = bt
-                .window(since, went + Duration::from_secs(1))
-                .any(|k| matches!(k.kind, EventKind::OomKill(_)) && kill_pool(tl, k) == Some(pool));
-        }
-        Some((_, false)) => {}
-        None => e.master_down = master_down_now,
-    }
-
-    // The workers that ended around it, each judged on the evidence there
-    // is now. An exit the pool source saw is one; so is, for a worker it
-    // never saw go (a one-shot diagnosis after the fact, a missed exit),
-    // the kernel's OOM kill of it or the master's log of its end.
-    //
-    // A worker that ended after nginx wrote the line cannot have cut the
-    // request: the workers a master stops after an OOM kill, say. Only an
-    // exit the process events timed (it carries its wait status) is known
-    // to the millisecond; one seen by polling may be a cycle late. The
-    // line's own time is `$msec`'s, or a whole second that may be up to one
-    // second early.
-    let latest = at
-        + if at_whole_second(at) {
-            Duration::from_secs(1)
-        } else {
-            w.exact
-        };
-    let mut ends: Vec<End> = Vec::new();
-    let mut after: Vec<i32> = Vec::new();
-    // An OOM victim's memory is best told by the kernel, at the kill: the
-    // pool source's last sample of it may be older, or of the process
-    // already torn down (0). Counted under no pool when the kernel source
-    // could not tie it: the pid and the time decide, as for the exit's
-    // reason.
-    let killed = |pid: i32| {
-        near.iter().find_map(|ev| match &ev.kind {
-            EventKind::OomKill(k) if k.pid == pid => Some((victim_bytes(k), ev.at)),
-            _ => None,
-        })
-    };
-    let ours = || near.iter().filter(|ev| ev.pool.as_deref() == Some(pool));
-    for ev in ours() {
-        if let EventKind::WorkerExit(x) = &ev.kind {
-            if x.status.is_some() && ev.at > latest {
-                after.push(x.process.pid);
-                continue;
+            MasterState {
+                down: true,
+                oom_before_down: tl.evidence(since, ev.at + Duration::from_secs(1)).any(|k| {
+                    matches!(k.kind, EventKind::OomKill(_)) && kill_pool(tl, k) == Some(pool)
+                }),
             }
-            let evidence: ExitEvidence = exit_reason::gather(tl, pool, ev.at, x, w.exits);
-            let kill = killed(x.process.pid);
-            ends.push(End {
-                reason: exit_reason::exit_reason(&evidence),
-                // A victim dies some milliseconds after its kill, as the
-                // kernel frees its memory: the kill is when it ended.
-                at: kill.map_or(ev.at, |(_, t)| t.min(ev.at)),
-                dead: DeadWorker {
-                    pid: x.process.pid,
-                    slot: x.process.slot,
-                    rss_bytes: kill.map(|(b, _)| b).or(x.rss_bytes.filter(|b| *b > 0)),
-                    pss_bytes: x.pss_bytes.filter(|b| *b > 0),
-                },
-            });
         }
     }
-    for ev in ours() {
-        let (pid, dead) = match &ev.kind {
-            EventKind::OomKill(k) => (
-                k.pid,
-                DeadWorker {
-                    pid: k.pid,
-                    slot: k.slot,
-                    rss_bytes: Some(victim_bytes(k)),
-                    pss_bytes: None,
-                },
-            ),
+}
+
+/// A worker that ended around a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct End {
+    pub reason: ExitReason,
+    pub at: SystemTime,
+    pub dead: DeadWorker,
+}
+
+/// Phase three: the pool's workers that ended among the events `near` a
+/// failure at `at`. An exit the pool source saw is one (see
+/// [`seen_ends`]); so is, for a worker it never saw go (a one-shot
+/// diagnosis after the fact, a missed exit), the kernel's OOM kill of it
+/// or the master's log of its end (see [`unseen_ends`]).
+pub fn worker_ends(
+    tl: &Timeline,
+    near: &[&Event],
+    pool: &str,
+    at: SystemTime,
+    w: Windows,
+) -> Vec<End> {
+    let (mut ends, mut known) = seen_ends(tl, near, pool, latest_end(at, w), w.exits);
+    known.extend(ends.iter().map(|x| x.dead.pid));
+    ends.extend(unseen_ends(tl, near, pool, &known, w.exits));
+    ends
+}
+
+/// The latest a worker may have ended and still have cut a request whose
+/// access line says `at`. A worker that ended after nginx wrote the line
+/// cannot have cut it: the workers a master stops after an OOM kill, say.
+/// Only an exit the process events timed (it carries its wait status) is
+/// known to the millisecond; one seen by polling may be a cycle late. The
+/// line's own time is `$msec`'s, or a whole second that may be up to one
+/// second early.
+fn latest_end(at: SystemTime, w: Windows) -> SystemTime {
+    at + if at_whole_second(at) {
+        Duration::from_secs(1)
+    } else {
+        w.exact
+    }
+}
+
+/// The exits of `pool` the pool source saw among `near`, each with the
+/// reason the exit judge gave it; and the pids of those known to have
+/// ended after `latest`, which did not cut the request.
+///
+/// The judge puts its verdict on the timeline beside the exit, as a
+/// [`WorkerEnd`](crate::state::timeline::WorkerEnd) at the same time. An
+/// exit still waiting for its late evidence when the failure is judged
+/// has none yet: it is given the reason the judge's table gives it on the
+/// evidence there is now.
+pub fn seen_ends(
+    tl: &Timeline,
+    near: &[&Event],
+    pool: &str,
+    latest: SystemTime,
+    w: exit_reason::Windows,
+) -> (Vec<End>, Vec<i32>) {
+    let (mut ends, mut after) = (Vec::new(), Vec::new());
+    for ev in near.iter().filter(|ev| ev.pool.as_deref() == Some(pool)) {
+        let EventKind::WorkerExit(x) = &ev.kind else {
+            continue;
+        };
+        if x.status.is_some() && ev.at > latest {
+            after.push(x.process.pid);
+            continue;
+        }
+        let reason = verdict(near, ev, x).unwrap_or_else(|| exit_reason::of(tl, pool, ev.at, x, w));
+        let kill = killed(near, x.process.pid);
+        ends.push(End {
+            reason,
+            // A victim dies some milliseconds after its kill, as the
+            // kernel frees its memory: the kill is when it ended.
+            at: kill.map_or(ev.at, |(_, t)| t.min(ev.at)),
+            dead: DeadWorker {
+                pid: x.process.pid,
+                slot: x.process.slot,
+                rss_bytes: kill.map(|(b, _)| b).or(x.rss_bytes.filter(|b| *b > 0)),
+                pss_bytes: x.pss_bytes.filter(|b| *b > 0),
+            },
+        });
+    }
+    (ends, after)
+}
+
+/// The reason the exit judge gave the exit `ev`, if it has judged it: its
+/// `WorkerEnd` among `near`, at the same time, of the same pool and
+/// process.
+fn verdict(near: &[&Event], ev: &Event, x: &WorkerExit) -> Option<ExitReason> {
+    near.iter().find_map(|e| match &e.kind {
+        EventKind::WorkerEnd(end)
+            if e.at == ev.at && e.pool == ev.pool && end.exit.process == x.process =>
+        {
+            Some(end.reason)
+        }
+        _ => None,
+    })
+}
+
+/// The kernel's OOM kill of `pid` among `near`: the victim's memory, which
+/// the kernel tells best at the kill (the pool source's last sample of it
+/// may be older, or of the process already torn down, 0), and its time.
+/// A kill the kernel source could not tie to a pool counts too: the pid and
+/// the time decide, as for the exit's reason.
+fn killed(near: &[&Event], pid: i32) -> Option<(u64, SystemTime)> {
+    near.iter().find_map(|ev| match &ev.kind {
+        EventKind::OomKill(k) if k.pid == pid => Some((victim_bytes(k), ev.at)),
+        _ => None,
+    })
+}
+
+/// The workers of `pool` the pool source never saw go (none of the `known`
+/// pids), from the kernel's OOM kill of them or the master's log of their
+/// end among `near`, first one first. The exit judge never sees these:
+/// each is given the reason its table gives it on the evidence there is.
+pub fn unseen_ends(
+    tl: &Timeline,
+    near: &[&Event],
+    pool: &str,
+    known: &[i32],
+    w: exit_reason::Windows,
+) -> Vec<End> {
+    let mut ends: Vec<End> = Vec::new();
+    for ev in near.iter().filter(|ev| ev.pool.as_deref() == Some(pool)) {
+        let dead = match &ev.kind {
+            EventKind::OomKill(k) => DeadWorker {
+                pid: k.pid,
+                slot: k.slot,
+                rss_bytes: Some(victim_bytes(k)),
+                pss_bytes: None,
+            },
             EventKind::AppLog(
                 AppLog::WorkerTimeout { pid }
                 | AppLog::WorkerSignaled { pid, .. }
                 | AppLog::WorkerExited { pid, .. }
                 | AppLog::WorkerCrashed { pid, .. }
                 | AppLog::Autorestarting { pid },
-            ) => (
-                *pid,
-                DeadWorker {
-                    pid: *pid,
-                    slot: None,
-                    rss_bytes: None,
-                    pss_bytes: None,
-                },
-            ),
+            ) => DeadWorker {
+                pid: *pid,
+                slot: None,
+                rss_bytes: None,
+                pss_bytes: None,
+            },
             _ => continue,
         };
-        if ends.iter().any(|x| x.dead.pid == pid) || after.contains(&pid) {
+        if known.contains(&dead.pid) || ends.iter().any(|x| x.dead.pid == dead.pid) {
             continue;
         }
         let unseen = WorkerExit {
             process: Process {
-                pid,
-                started: booted(tl, pool, pid).unwrap_or(SystemTime::UNIX_EPOCH),
+                pid: dead.pid,
+                started: booted(tl, pool, dead.pid).unwrap_or(SystemTime::UNIX_EPOCH),
                 slot: dead.slot,
             },
             status: None,
             rss_bytes: dead.rss_bytes,
             pss_bytes: None,
         };
-        let evidence = exit_reason::gather(tl, pool, ev.at, &unseen, w.exits);
         ends.push(End {
-            reason: exit_reason::exit_reason(&evidence),
+            reason: exit_reason::of(tl, pool, ev.at, &unseen, w),
             at: ev.at,
             dead,
         });
     }
-    // A master that reloads or stops after a worker was killed (systemd
-    // stops the whole service after an OOM kill) lets its other workers
-    // finish their requests: those graceful ends follow from the kill, and
-    // do not make it ambiguous which end cut the request.
+    ends
+}
+
+/// Phase four: the ends counted by kind, and the worker to show: the
+/// first counted whose memory is known, else the last counted.
+///
+/// A master that reloads or stops after a worker was killed (systemd stops
+/// the whole service after an OOM kill) lets its other workers finish
+/// their requests: those graceful ends follow from the kill, and do not
+/// make it ambiguous which end cut the request.
+pub fn tally(ends: &[End]) -> (WorkerEnds, Option<DeadWorker>) {
     let violent = |r: ExitReason| {
         matches!(
             r,
@@ -461,34 +536,27 @@ pub fn gather_in(
         .filter(|x| violent(x.reason))
         .map(|x| x.at)
         .min();
+    let mut counts = WorkerEnds::default();
     let mut dead = None;
     for x in ends {
         let kind = match x.reason {
-            ExitReason::OomKilled => &mut e.ends.oom_killed,
-            ExitReason::Timeout => &mut e.ends.timed_out,
-            ExitReason::Signal | ExitReason::ExitError => &mut e.ends.crashed,
-            ExitReason::MaxRequests => &mut e.ends.recycled,
+            ExitReason::OomKilled => &mut counts.oom_killed,
+            ExitReason::Timeout => &mut counts.timed_out,
+            ExitReason::Signal | ExitReason::ExitError => &mut counts.crashed,
+            ExitReason::MaxRequests => &mut counts.recycled,
             ExitReason::Reload | ExitReason::Shutdown
                 if first_violent.is_some_and(|v| v <= x.at) =>
             {
                 continue
             }
-            ExitReason::Reload | ExitReason::Shutdown | ExitReason::Unknown => &mut e.ends.other,
+            ExitReason::Reload | ExitReason::Shutdown | ExitReason::Unknown => &mut counts.other,
         };
         *kind += 1;
-        // The one with the most known is the one to show.
         if dead.is_none_or(|d: DeadWorker| d.rss_bytes.is_none()) {
             dead = Some(x.dead);
         }
     }
-    (e, dead)
-}
-
-/// A worker that ended around a failure.
-struct End {
-    reason: ExitReason,
-    at: SystemTime,
-    dead: DeadWorker,
+    (counts, dead)
 }
 
 /// An OOM victim's resident memory when the kernel killed it.
@@ -516,23 +584,17 @@ pub fn kill_pool<'a>(tl: &'a Timeline, kill: &'a Event) -> Option<&'a str> {
     if let Some(p) = kill.pool.as_deref() {
         return Some(p);
     }
-    tl.iter()
+    tl.boots(k.pid)
         .filter(|b| b.at <= kill.at)
-        .filter(
-            |b| matches!(b.kind, EventKind::AppLog(AppLog::WorkerBooted { pid }) if pid == k.pid),
-        )
         .max_by_key(|b| b.at)
         .and_then(|b| b.pool.as_deref())
 }
 
-/// When the app server's log says worker `pid` booted.
+/// When the app server's log of `pool` says worker `pid` booted.
 fn booted(tl: &Timeline, pool: &str, pid: i32) -> Option<SystemTime> {
-    tl.iter()
-        .filter(|e| e.pool.as_deref() == Some(pool))
-        .find_map(|e| match e.kind {
-            EventKind::AppLog(AppLog::WorkerBooted { pid: p }) if p == pid => Some(e.at),
-            _ => None,
-        })
+    tl.boots(pid)
+        .find(|e| e.pool.as_deref() == Some(pool))
+        .map(|e| e.at)
 }
 
 #[cfg(test)]
@@ -1128,7 +1190,7 @@ mod tests {
     }
 
     /// Events arrive out of time order (a log read late, the kernel's ring
-    /// replayed): the time-ordered view finds them by time, and the
+    /// replayed): the time index finds them by time, and the
     /// master's last word by time, not by arrival.
     #[test]
     fn the_time_ordered_view_of_a_timeline_that_arrived_out_of_order() {
@@ -1151,14 +1213,13 @@ mod tests {
             api.clone(),
             EventKind::AppLog(AppLog::WorkerBooted { pid: 2 }),
         );
-        let bt = ByTime::new(&tl);
-        let times: Vec<SystemTime> = bt.window(t(4), t(20)).map(|e| e.at).collect();
+        let times: Vec<SystemTime> = tl.evidence(t(4), t(20)).map(|e| e.at).collect();
         assert_eq!(times, [t(5), t(10), t(20)]);
-        assert!(bt.window(t(21), t(29)).next().is_none());
+        assert!(tl.evidence(t(21), t(29)).next().is_none());
         // Down at 25 (its exit at 20 is its last word by then), up at 35.
         let down = |at| {
-            gather_in(
-                &bt,
+            gather(
+                &tl,
                 &error(None, "unix:/x"),
                 at,
                 Some("api"),
