@@ -1297,4 +1297,287 @@ mod tests {
         assert_eq!(cause(t(301)).0, WorkerCrashed);
         assert_eq!(cause(t(400)).0, Other);
     }
+
+    /// An event as the timeline holds it, for the phases that read a slice.
+    fn at(seq: u64, secs: u64, pool: Option<&str>, kind: EventKind) -> Event {
+        Event {
+            seq,
+            at: t(secs),
+            pool: pool.map(Arc::from),
+            kind,
+        }
+    }
+
+    fn kill(pid: i32, bytes: u64) -> EventKind {
+        EventKind::OomKill(OomKill {
+            seq: 1,
+            pid,
+            comm: "gunicorn".into(),
+            slot: Some(2),
+            cgroup: None,
+            memcg: true,
+            rule: KillRule::Cgroup,
+            anon_bytes: bytes,
+            file_bytes: 0,
+            shmem_bytes: None,
+        })
+    }
+
+    fn worker_exit(pid: i32, status: ExitStatus) -> WorkerExit {
+        WorkerExit {
+            process: Process {
+                pid,
+                started: t(0),
+                slot: Some(1),
+            },
+            status: Some(status),
+            rss_bytes: Some(100 << 20),
+            pss_bytes: None,
+        }
+    }
+
+    #[test]
+    fn error_line_by_connection_is_the_last_attempt_and_by_upstream_the_nearest_unclaimed() {
+        let mut no_status = failure(Some(7), "unix:/a", Reason::ResetByPeer);
+        if let EventKind::UpstreamFailure(f) = &mut no_status {
+            f.status = None;
+        }
+        let mut other_log = failure(None, "unix:/a", Reason::BacklogFull);
+        if let EventKind::UpstreamFailure(f) = &mut other_log {
+            f.log = Arc::from("other");
+        }
+        let events = [
+            at(
+                1,
+                10,
+                None,
+                failure(Some(7), "unix:/a", Reason::ConnectionRefused),
+            ),
+            at(
+                2,
+                12,
+                None,
+                failure(Some(7), "unix:/a", Reason::PrematureClose),
+            ),
+            at(3, 11, None, no_status),
+            at(4, 11, None, other_log),
+            at(5, 9, None, failure(None, "unix:/a", Reason::Timeout)),
+            at(6, 11, None, failure(None, "unix:/a", Reason::ResetByPeer)),
+        ];
+        let near: Vec<&Event> = events.iter().collect();
+        let none = BTreeSet::new();
+        let line = |err: &ServerError, claimed: &BTreeSet<u64>| {
+            error_line(&near, err, t(11), claimed).map(|l| (l.seq, l.reason))
+        };
+        // By connection: the last attempt's line, though another is nearer.
+        assert_eq!(
+            line(&error(Some(7), "unix:/a"), &none),
+            Some((2, Reason::PrematureClose))
+        );
+        // A connection number with no line of its own takes none by upstream.
+        assert_eq!(line(&error(Some(8), "unix:/a"), &none), None);
+        // By upstream and time: the nearest, then the next once it is claimed.
+        assert_eq!(
+            line(&error(None, "unix:/a"), &none),
+            Some((6, Reason::ResetByPeer))
+        );
+        let claimed = BTreeSet::from([6]);
+        // The nearest, the first of those equally near.
+        assert_eq!(
+            line(&error(None, "unix:/a"), &claimed),
+            Some((1, Reason::ConnectionRefused))
+        );
+        assert_eq!(line(&error(None, "unix:/b"), &none), None);
+    }
+
+    #[test]
+    fn master_state_from_its_last_change_and_a_kill_before_it_went() {
+        let api: Option<Arc<str>> = Some(Arc::from("api"));
+        let p = Process {
+            pid: 1,
+            started: t(0),
+            slot: None,
+        };
+        let mut tl = Timeline::new(64);
+        tl.push(t(10), api.clone(), EventKind::MasterStart(p));
+        // The kernel source tied the kill to no pool; the pool's log says
+        // the victim was its worker.
+        tl.push(
+            t(12),
+            api.clone(),
+            EventKind::AppLog(AppLog::WorkerBooted { pid: 5 }),
+        );
+        tl.push(t(25), None, kill(5, 1));
+        tl.push(t(30), api.clone(), EventKind::AppLog(AppLog::Shutdown));
+        let w = Windows::default();
+        let state = |tl: &Timeline, to, down_now, w| master_state(tl, "api", to, down_now, w);
+        assert_eq!(
+            state(&tl, t(31), false, w),
+            MasterState {
+                down: true,
+                oom_before_down: true
+            }
+        );
+        let short = Windows {
+            stop_after_oom: Duration::from_secs(2),
+            ..w
+        };
+        assert_eq!(
+            state(&tl, t(31), false, short),
+            MasterState {
+                down: true,
+                oom_before_down: false
+            }
+        );
+        // Up, and nothing known before its start but what the index says now.
+        assert_eq!(state(&tl, t(20), true, w), MasterState::default());
+        assert!(state(&tl, t(5), true, w).down);
+        assert!(!state(&tl, t(5), false, w).down);
+        tl.push(t(40), api.clone(), EventKind::MasterStart(p));
+        assert_eq!(state(&tl, t(41), false, w), MasterState::default());
+        assert_eq!(
+            master_state(&tl, "web", t(41), false, w),
+            MasterState::default()
+        );
+    }
+
+    /// The exit judge's verdict, put beside the exit, is the reason; the
+    /// table decides only for an exit not judged yet.
+    #[test]
+    fn a_seen_exit_has_the_reason_the_exit_judge_gave_it() {
+        let x = worker_exit(5, ExitStatus::Exited(0));
+        let end = |reason| {
+            EventKind::WorkerEnd(crate::state::timeline::WorkerEnd {
+                exit: x.clone(),
+                reason,
+                lifetime: Duration::from_secs(100),
+            })
+        };
+        let exited = at(1, 100, Some("api"), EventKind::WorkerExit(x.clone()));
+        let later = at(
+            3,
+            104,
+            Some("api"),
+            EventKind::WorkerExit(worker_exit(6, ExitStatus::Signaled(9))),
+        );
+        let judged = at(2, 100, Some("api"), end(ExitReason::Reload));
+        let tl = Timeline::new(8);
+        let w = exit_reason::Windows::default();
+        let reasons = |near: &[&Event]| {
+            let (ends, after) = seen_ends(&tl, near, "api", t(101), w);
+            (ends.iter().map(|e| e.reason).collect::<Vec<_>>(), after)
+        };
+        assert_eq!(
+            reasons(&[&exited, &judged, &later]),
+            (vec![ExitReason::Reload], vec![6])
+        );
+        // Not judged yet: code 0 and nothing else is the table's max_requests.
+        assert_eq!(
+            reasons(&[&exited, &later]),
+            (vec![ExitReason::MaxRequests], vec![6])
+        );
+        // A verdict on another process of the same pid is not this one's.
+        let mut other = x.clone();
+        other.process.started = t(50);
+        let stale = at(
+            2,
+            100,
+            Some("api"),
+            EventKind::WorkerEnd(crate::state::timeline::WorkerEnd {
+                exit: other,
+                reason: ExitReason::Reload,
+                lifetime: Duration::from_secs(50),
+            }),
+        );
+        assert_eq!(reasons(&[&exited, &stale]).0, vec![ExitReason::MaxRequests]);
+    }
+
+    #[test]
+    fn unseen_ends_from_kills_and_reap_lines_once_per_pid() {
+        let mut tl = Timeline::new(16);
+        let (api, web): (Option<Arc<str>>, _) = (Some(Arc::from("api")), Some(Arc::from("web")));
+        tl.push(t(100), api.clone(), kill(5, 300 << 20));
+        tl.push(
+            t(100),
+            api.clone(),
+            EventKind::AppLog(AppLog::WorkerSignaled { pid: 5, signal: 9 }),
+        );
+        tl.push(
+            t(101),
+            api.clone(),
+            EventKind::AppLog(AppLog::WorkerExited { pid: 6, code: 0 }),
+        );
+        tl.push(
+            t(101),
+            api.clone(),
+            EventKind::AppLog(AppLog::WorkerSignaled { pid: 7, signal: 11 }),
+        );
+        tl.push(t(101), web, kill(8, 1));
+        let near: Vec<&Event> = tl.evidence(t(99), t(102)).collect();
+        let ends = unseen_ends(&tl, &near, "api", &[6], exit_reason::Windows::default());
+        let got: Vec<_> = ends
+            .iter()
+            .map(|e| (e.dead.pid, e.reason, e.dead.rss_bytes))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (5, ExitReason::OomKilled, Some(300 << 20)),
+                (7, ExitReason::Signal, None)
+            ]
+        );
+    }
+
+    #[test]
+    fn the_tally_counts_by_kind_and_leaves_out_graceful_ends_after_a_violent_one() {
+        let end = |secs, reason, rss| End {
+            reason,
+            at: t(secs),
+            dead: DeadWorker {
+                pid: secs as i32,
+                slot: None,
+                rss_bytes: rss,
+                pss_bytes: None,
+            },
+        };
+        let (counts, dead) = tally(&[
+            end(10, ExitReason::OomKilled, None),
+            end(9, ExitReason::Reload, None),
+            end(11, ExitReason::Shutdown, Some(1)),
+            end(12, ExitReason::MaxRequests, Some(2)),
+            end(13, ExitReason::Unknown, Some(3)),
+        ]);
+        assert_eq!(
+            counts,
+            WorkerEnds {
+                oom_killed: 1,
+                recycled: 1,
+                other: 2,
+                ..WorkerEnds::default()
+            }
+        );
+        // The first counted whose memory is known.
+        assert_eq!(dead.map(|d| d.pid), Some(12));
+        assert_eq!(tally(&[]), (WorkerEnds::default(), None));
+        let (counts, dead) = tally(&[end(5, ExitReason::Shutdown, None)]);
+        assert_eq!((counts.other, dead.map(|d| d.pid)), (1, Some(5)));
+    }
+
+    #[test]
+    fn a_kill_belongs_to_its_pool_or_to_the_pool_that_booted_the_victim() {
+        let mut tl = Timeline::new(16);
+        let boot = |pid| EventKind::AppLog(AppLog::WorkerBooted { pid });
+        tl.push(t(5), Some(Arc::from("api")), boot(5));
+        tl.push(t(8), Some(Arc::from("web")), boot(5));
+        tl.push(t(30), Some(Arc::from("api")), boot(5));
+        let seq = tl.push(t(10), None, kill(5, 1));
+        let tied = tl.push(t(10), Some(Arc::from("db")), kill(6, 1));
+        let event = |seq| tl.iter().find(|e| e.seq == seq).unwrap();
+        // The latest boot of the pid before the kill, whatever came later.
+        assert_eq!(kill_pool(&tl, event(seq)), Some("web"));
+        assert_eq!(kill_pool(&tl, event(tied)), Some("db"));
+        assert_eq!(kill_pool(&tl, event(1)), None, "not a kill");
+        assert_eq!(booted(&tl, "api", 5), Some(t(5)));
+        assert_eq!(booted(&tl, "db", 5), None);
+    }
 }

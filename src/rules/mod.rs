@@ -416,4 +416,72 @@ mod failure_tests {
         j.finish();
         assert!(j.failures().get().by_pool.is_empty());
     }
+
+    /// A failure judged after the exit near it reads the exit judge's
+    /// verdict, not the table again on what came later: a reload line read
+    /// after the exit was counted `max_requests` does not make the request
+    /// it cut ambiguous.
+    #[test]
+    fn a_failure_takes_the_reason_the_exit_judge_counted() {
+        let sinks = Sinks::new(64);
+        let mut j = Judge::new(
+            JudgeOptions::default(),
+            sinks.clone(),
+            Published::new(PoolIndex::default()),
+        );
+        let api: Option<Arc<str>> = Some(Arc::from("api"));
+        let now = SystemTime::now();
+        let t0 = Instant::now();
+        let tl = &sinks.timeline;
+        tl.push(
+            now,
+            api.clone(),
+            EventKind::WorkerExit(WorkerExit {
+                process: Process {
+                    pid: 42,
+                    started: now - Duration::from_secs(60),
+                    slot: Some(0),
+                },
+                status: Some(ExitStatus::Exited(0)),
+                rss_bytes: Some(100 << 20),
+                pss_bytes: None,
+            }),
+        );
+        j.step(t0);
+        j.step(t0 + Duration::from_secs(2));
+        assert_eq!(j.exits().get().by_pool["api"][&ExitReason::MaxRequests], 1);
+        tl.push(
+            now - Duration::from_secs(1),
+            api.clone(),
+            EventKind::AppLog(crate::state::timeline::AppLog::Reload),
+        );
+        tl.push(
+            now,
+            api.clone(),
+            EventKind::ServerError(ServerError {
+                log: Arc::from("edge"),
+                status: 502,
+                upstream: None,
+                conn: None,
+                request: None,
+                backend_sent: false,
+            }),
+        );
+        j.step(t0 + Duration::from_secs(3));
+        j.step(t0 + Duration::from_secs(4));
+        let f = j.failures().get();
+        assert_eq!(f.by_pool["api"][&(502, FailureCause::WorkerRecycled)], 1);
+        // The table on today's evidence would say otherwise.
+        let again = tl.read(|tl| {
+            let exit = tl
+                .iter()
+                .find_map(|e| match &e.kind {
+                    EventKind::WorkerExit(x) => Some(x.clone()),
+                    _ => None,
+                })
+                .unwrap();
+            exit_reason::of(tl, "api", now, &exit, exit_reason::Windows::default())
+        });
+        assert_eq!(again, ExitReason::Reload);
+    }
 }

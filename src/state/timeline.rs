@@ -621,4 +621,33 @@ mod tests {
             [3, 4, 5, 6]
         );
     }
+
+    #[test]
+    fn evidence_leaves_out_requests_and_boots_are_found_by_pid() {
+        let mut tl = Timeline::new(4);
+        let request = || {
+            EventKind::ServerError(ServerError {
+                log: Arc::from("edge"),
+                status: 502,
+                upstream: None,
+                conn: None,
+                request: None,
+                backend_sent: false,
+            })
+        };
+        let boot = |pid| EventKind::AppLog(AppLog::WorkerBooted { pid });
+        tl.push(t(1), None, boot(7));
+        tl.push(t(2), None, request());
+        tl.push(t(3), None, spawn(1));
+        tl.push(t(4), None, boot(8));
+        let at = |it: &mut dyn Iterator<Item = &Event>| it.map(|e| e.at).collect::<Vec<_>>();
+        assert_eq!(at(&mut tl.evidence(t(0), t(9))), [t(1), t(3), t(4)]);
+        assert_eq!(at(&mut tl.boots(7)), [t(1)]);
+        assert_eq!(at(&mut tl.boots(8)), [t(4)]);
+        // Dropped: the indexes forget it.
+        tl.push(t(5), None, request());
+        assert_eq!(at(&mut tl.evidence(t(0), t(9))), [t(3), t(4)]);
+        assert_eq!(tl.boots(7).count(), 0);
+        assert_eq!(tl.window(t(0), t(9)).count(), 4);
+    }
 }
