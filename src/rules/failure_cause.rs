@@ -1,17 +1,20 @@
-//! Why a client got a 502 or 504: one table over the evidence the
-//! timeline holds around the access line.
-//!
-//! The evidence, and how it is joined to the request:
-//! - nginx's error line for the request: on the connection number where
-//!   the access format has `$connection` (the error line's `*CONN` is the
-//!   same counter), else on the upstream and the time, each error line
-//!   explaining one request at most;
-//! - the pool's workers that ended around it, each with the reason the
-//!   exit-reason table gives it (an OOM kill, a timeout, a crash, a
-//!   recycle);
-//! - whether the pool's master was gone then, and whether an OOM kill in
-//!   the pool came just before it went (systemd's default `OOMPolicy=stop`
-//!   stops a whole service when the kernel kills one of its processes).
+//! Why a client got a 502 or 504: one table ([`RULES`]) over the evidence
+//! the timeline holds around the access line, gathered by [`gather`] in
+//! phases, each a small function over the timeline or the events near the
+//! line:
+//! - [`error_line`]: nginx's error line for the request, on the connection
+//!   number where the access format has `$connection` (the error line's
+//!   `*CONN` is the same counter), else on the upstream and the time, each
+//!   error line explaining one request at most;
+//! - [`master_state`]: whether the pool's master was gone then, and
+//!   whether an OOM kill in the pool came just before it went (systemd's
+//!   default `OOMPolicy=stop` stops a whole service when the kernel kills
+//!   one of its processes);
+//! - [`worker_ends`]: the pool's workers that ended around it, each with
+//!   its reason: the exit judge's verdict for an exit it judged, the
+//!   exit-reason table for the others;
+//! - [`tally`]: those ends counted by kind (an OOM kill, a timeout, a
+//!   crash, a recycle), and the worker to show.
 //!
 //! nginx and Gunicorn log whole seconds: "around" is [`Windows::near`]
 //! either side. Where both times are exact (an access line with `$msec`,
@@ -170,11 +173,12 @@ pub fn failure_cause(e: &FailureEvidence) -> FailureCause {
         .unwrap_or(FailureCause::Other)
 }
 
+/// How far around a failure its evidence is looked for.
 #[derive(Debug, Clone, Copy)]
 pub struct Windows {
-    /// How far either side of the access line an error line, a worker's
-    /// end or the master's exit is looked for: the logs' whole seconds
-    /// plus a second.
+    /// How far either side of the access line an error line or a worker's
+    /// end is looked for, and how far after it the master's last change:
+    /// the logs' whole seconds plus a second.
     pub near: Duration,
     /// How long before the master's exit an OOM kill in the pool means the
     /// master was stopped because of it.
@@ -183,6 +187,8 @@ pub struct Windows {
     /// events may be and still have cut its request: the two clocks'
     /// rounding.
     pub exact: Duration,
+    /// For the reason of an end the exit judge has not judged (not yet, or
+    /// never: a worker the pool source did not see go).
     pub exits: exit_reason::Windows,
 }
 
