@@ -6,8 +6,8 @@
 //!
 //! The [`Judge`] reads what arrived on the timeline since it last looked
 //! and hands it to two judges that apply the tables: the exit judge
-//! ([`exit_judge`]) gives each worker exit its reason once it has settled,
-//! and the failure judge ([`failure_judge`]) each 502 or 504 its cause,
+//! (`exit_judge`) gives each worker exit its reason once it has settled,
+//! and the failure judge (`failure_judge`) each 502 or 504 its cause,
 //! reading the exit judge's verdicts from the timeline.
 
 mod exit_judge;
@@ -70,8 +70,8 @@ impl Default for JudgeOptions {
 }
 
 /// Two judges over one timeline, each with its own queue, counts and
-/// published counts: exits ([`exit_judge`]) and failed requests
-/// ([`failure_judge`]). They share only the cursor: what arrived since
+/// published counts: exits (`exit_judge`) and failed requests
+/// (`failure_judge`). They share only the cursor: what arrived since
 /// they last looked is read once and handed to both. The exit judge goes
 /// first in a step, so that a failure judged in the same step reads the
 /// verdicts it has just put on the timeline.
