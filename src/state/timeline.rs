@@ -434,11 +434,6 @@ impl Timeline {
         range.into_iter().flatten().map(|(_, seq)| self.get(*seq))
     }
 
-    /// Every event, in time order (arrival order among equal times).
-    pub fn in_time_order(&self) -> impl DoubleEndedIterator<Item = &Event> {
-        self.by_time.iter().map(|(_, seq)| self.get(*seq))
-    }
-
     /// Events at or before `to`, latest first.
     pub fn until_rev(&self, to: SystemTime) -> impl Iterator<Item = &Event> {
         self.by_time
