@@ -21,8 +21,21 @@ use std::time::{Duration, Instant};
 use crate::config::{StatusAddr, StatusEndpoint};
 
 /// A connected stream of either kind.
-trait Stream: Read + Write {}
-impl<T: Read + Write> Stream for T {}
+trait Stream: Read + Write {
+    fn set_read_timeout(&self, d: Duration) -> std::io::Result<()>;
+}
+
+impl Stream for UnixStream {
+    fn set_read_timeout(&self, d: Duration) -> std::io::Result<()> {
+        UnixStream::set_read_timeout(self, Some(d))
+    }
+}
+
+impl Stream for TcpStream {
+    fn set_read_timeout(&self, d: Duration) -> std::io::Result<()> {
+        TcpStream::set_read_timeout(self, Some(d))
+    }
+}
 
 fn connect(addr: &StatusAddr, timeout: Duration) -> Result<Box<dyn Stream>, String> {
     match addr {
@@ -57,7 +70,9 @@ fn read_all(s: &mut dyn Stream, deadline: Instant, max: usize) -> Result<Vec<u8>
     let mut out = Vec::new();
     let mut buf = [0u8; 16 * 1024];
     loop {
-        if Instant::now() > deadline {
+        // Each read waits only for what is left of the deadline.
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || s.set_read_timeout(left).is_err() {
             return Err("no complete answer within the timeout".to_string());
         }
         match s.read(&mut buf) {

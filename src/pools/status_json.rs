@@ -121,9 +121,10 @@ pub fn parse_php_fpm(body: &[u8]) -> Result<FpmStatus, StatusError> {
     })
 }
 
-/// What follows the CGI headers, if `out` starts with headers.
+/// What follows the CGI (or HTTP) headers, if `out` starts with headers
+/// (a letter: JSON starts with a bracket or a brace).
 pub fn cgi_body(out: &[u8]) -> &[u8] {
-    if out.first().is_some_and(|b| *b == b'{' || *b == b'[') {
+    if !out.first().is_some_and(u8::is_ascii_alphabetic) {
         return out;
     }
     match memchr::memmem::find(out, b"\r\n\r\n") {
