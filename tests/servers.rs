@@ -7,7 +7,9 @@
 //! recycling counted `max_requests`, the server's request timeout counted
 //! `timeout` with its 502 as `worker_timeout`, a real OOM kill counted
 //! `oom_killed` with its 502 as `worker_oom_killed`, and a reload and a
-//! stop by each server's own signals. Needs root.
+//! stop by each server's own signals. And each server's status interface
+//! read through a pool's `status:`: uWSGI's stats server, php-fpm's status
+//! page over FastCGI, Puma's control app. Needs root.
 
 mod common;
 
