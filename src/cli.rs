@@ -18,6 +18,7 @@ use crate::metrics::exporter::BUILD;
 use crate::nginx::{NginxOptions, NginxSource};
 use crate::pools::listen_queue::{ListenQueueOptions, ListenQueueSampler};
 use crate::pools::self_usage::{self, SelfUsageSource};
+use crate::pools::server_status::{ServerStatusOptions, ServerStatusSource};
 use crate::pools::smaps::SmapsSampler;
 use crate::pools::{PoolOptions, PoolSource};
 use crate::rules::{Judge, JudgeOptions};
@@ -445,6 +446,7 @@ struct Sources {
     app_logs: AppLogSource,
     process: SelfUsageSource,
     judge: Judge,
+    status: ServerStatusSource,
     inputs: Inputs,
 }
 
@@ -510,6 +512,8 @@ impl Sources {
             sinks.clone(),
         );
         let judge = Judge::new(JudgeOptions::default(), sinks.clone(), pools.index());
+        let status_opts = ServerStatusOptions::new(&cfg.pools, args.pools_interval);
+        let status = ServerStatusSource::new(status_opts, sinks.clone(), pools.view());
         let inputs = Inputs {
             sinks,
             config_origin: cfg.origin.clone(),
@@ -522,6 +526,7 @@ impl Sources {
             failures: judge.failures(),
             app_log: app_logs.published(),
             process: process.published(),
+            server_status: status.published(),
         };
         Ok(Sources {
             pools,
@@ -533,6 +538,7 @@ impl Sources {
             app_logs,
             process,
             judge,
+            status,
             inputs,
         })
     }
@@ -640,6 +646,7 @@ fn serve(args: Args) -> anyhow::Result<()> {
         mut app_logs,
         process,
         judge,
+        status,
         inputs,
     } = s;
     let mut reload = Reload {
@@ -660,6 +667,9 @@ fn serve(args: Args) -> anyhow::Result<()> {
     spawn("listen_queue", move || listen_queues.run())?;
     spawn("kernel", move || counters.run())?;
     spawn("process", move || process.run())?;
+    if status.has_work() {
+        spawn("server_status", move || status.run())?;
+    }
     // A source with nothing to read waits idle until a reload gives it work.
     reload.idle.kmsg = Some(kmsg);
     reload.idle.nginx = Some(nginx);
