@@ -19,6 +19,7 @@ use crate::nginx::NginxOptions;
 use crate::one_shot;
 use crate::pools::listen_queue::ListenQueueOptions;
 use crate::pools::self_usage;
+use crate::pools::server_status::ServerStatusOptions;
 use crate::pools::PoolOptions;
 use crate::rules::JudgeOptions;
 use crate::snapshot::{Renderer, Snapshot};
@@ -465,6 +466,7 @@ fn source_options(args: &Args, cfg: &Config, start: StartAt, proc_events: bool) 
         procfs: args.paths.procfs.clone(),
         process_interval: self_usage::DEFAULT_INTERVAL,
         judge: JudgeOptions::default(),
+        status: ServerStatusOptions::new(&cfg.pools, args.pools_interval),
     }
 }
 

@@ -79,6 +79,9 @@ pub struct RawPool {
     /// (`[www]` in php-fpm.conf). Children of its other pools are not
     /// counted, and their log lines are not read.
     pub php_fpm_pool: Option<String>,
+    /// The server's status interface (uWSGI's stats server, php-fpm's
+    /// status page, Puma's control app); see [`StatusEndpoint::parse`].
+    pub status: Option<String>,
 }
 
 fn default_server() -> Server {
@@ -113,6 +116,106 @@ pub struct PoolConfig {
     pub max_slots: usize,
     pub control_socket: Option<PathBuf>,
     pub php_fpm_pool: Option<String>,
+    pub status: Option<StatusEndpoint>,
+}
+
+/// Where a server's status interface answers, from a pool's `status:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusEndpoint {
+    pub addr: StatusAddr,
+    /// What is asked: `/status` (php-fpm), `/stats?token=...` (Puma);
+    /// empty for uWSGI, whose stats server answers on connect.
+    pub path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusAddr {
+    Unix(PathBuf),
+    /// `host:port`, resolved at each connect.
+    Tcp(String),
+}
+
+impl StatusEndpoint {
+    /// A pool's `status:` for `server`:
+    /// - uWSGI: its `--stats` address, `/run/uwsgi/stats.sock`,
+    ///   `unix:/run/uwsgi/stats.sock` or `127.0.0.1:9191`;
+    /// - php-fpm: the pool's FastCGI address and its `pm.status_path`,
+    ///   `unix:/run/php/www.sock:/status` (nginx's spelling of a path on a
+    ///   unix socket) or `127.0.0.1:9000/status`; the path defaults to
+    ///   `/status`;
+    /// - Puma: its `--control-url` and the stats path with the token,
+    ///   `127.0.0.1:9293/stats?token=SECRET` or
+    ///   `unix:/run/puma/ctl.sock:/stats?token=SECRET`; the path defaults
+    ///   to `/stats`.
+    ///
+    /// `tcp://`, `http://` and `unix://` prefixes (Puma's and uWSGI's own
+    /// spellings) are taken too.
+    pub fn parse(server: Server, value: &str) -> Result<StatusEndpoint, String> {
+        let default_path = match server {
+            Server::Uwsgi => "",
+            Server::PhpFpm => "/status",
+            Server::Puma => "/stats",
+            _ => return Err("status is for server: uwsgi, php-fpm or puma".to_string()),
+        };
+        let v = value.trim();
+        let v = v
+            .strip_prefix("tcp://")
+            .or_else(|| v.strip_prefix("http://"))
+            .unwrap_or(v);
+        let unix = v
+            .strip_prefix("unix://")
+            .or_else(|| v.strip_prefix("unix:"))
+            .or_else(|| v.starts_with('/').then_some(v));
+        let (addr, path) = match unix {
+            Some(rest) => {
+                let (sock, path) = match rest.find(':') {
+                    Some(i) => (&rest[..i], &rest[i + 1..]),
+                    None => (rest, ""),
+                };
+                if !sock.starts_with('/') {
+                    return Err(format!(
+                        "status {value:?}: a unix socket needs an absolute path"
+                    ));
+                }
+                (StatusAddr::Unix(PathBuf::from(sock)), path)
+            }
+            None => {
+                let (hostport, path) = match v.find('/') {
+                    Some(i) => (&v[..i], &v[i..]),
+                    None => (v, ""),
+                };
+                let port = hostport
+                    .rsplit_once(':')
+                    .map(|(h, p)| (h, p.parse::<u16>()));
+                match port {
+                    Some((h, Ok(p))) if !h.is_empty() && p > 0 => {}
+                    _ => {
+                        return Err(format!(
+                            "status {value:?}: not HOST:PORT, unix:/PATH or /PATH"
+                        ))
+                    }
+                }
+                (StatusAddr::Tcp(hostport.to_string()), path)
+            }
+        };
+        if server == Server::Uwsgi && !path.is_empty() {
+            return Err(format!(
+                "status {value:?}: uWSGI's stats server takes no path"
+            ));
+        }
+        if server == Server::PhpFpm && path.contains('?') {
+            return Err(format!(
+                "status {value:?}: give php-fpm's pm.status_path alone; the exporter asks for ?full&json"
+            ));
+        }
+        let path = if path.is_empty() { default_path } else { path };
+        let path = match (server, path.split_once('?')) {
+            // Puma's token alone after the default path.
+            (Server::Puma, Some(("", query))) => format!("{default_path}?{query}"),
+            _ => path.to_string(),
+        };
+        Ok(StatusEndpoint { addr, path })
+    }
 }
 
 pub const DEFAULT_MAX_SLOTS: usize = 256;
@@ -525,6 +628,12 @@ fn pool_config(p: RawPool, before: &[PoolConfig]) -> Result<PoolConfig, String> 
             p.name
         ));
     }
+    let status = match &p.status {
+        Some(v) => Some(
+            StatusEndpoint::parse(p.server, v).map_err(|e| format!("pool {:?}: {e}", p.name))?,
+        ),
+        None => None,
+    };
     Ok(PoolConfig {
         name: p.name,
         server: p.server,
@@ -533,6 +642,7 @@ fn pool_config(p: RawPool, before: &[PoolConfig]) -> Result<PoolConfig, String> 
         max_slots: p.max_slots.unwrap_or(DEFAULT_MAX_SLOTS).max(1),
         control_socket: p.control_socket,
         php_fpm_pool: p.php_fpm_pool,
+        status,
     })
 }
 
@@ -746,6 +856,66 @@ mod tests {
             err.contains("pools[0]: pool \"a\": control_socket") && err.contains("line 2"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn status_names_each_servers_interface_and_a_bad_one_names_the_pool() {
+        let cfg = parse(concat!(
+            "pools:\n",
+            "  - {name: u, server: uwsgi, pidfile: /x, status: /run/u/stats.sock}\n",
+            "  - {name: f, server: php-fpm, pidfile: /y, status: 'unix:/run/php/www.sock:/fpm-status'}\n",
+            "  - {name: g, server: php-fpm, pidfile: /z, status: '127.0.0.1:9000'}\n",
+            "  - {name: p, server: puma, pidfile: /w, status: 'tcp://127.0.0.1:9293/stats?token=s3'}\n",
+            "  - {name: q, server: puma, pidfile: /v, status: 'unix:///run/p.sock:?token=t'}\n",
+        ))
+        .unwrap();
+        let got: Vec<_> = cfg
+            .pools
+            .iter()
+            .map(|p| p.status.clone().unwrap())
+            .collect();
+        let unix = |p: &str| StatusAddr::Unix(PathBuf::from(p));
+        let tcp = |a: &str| StatusAddr::Tcp(a.to_string());
+        let want = [
+            (unix("/run/u/stats.sock"), ""),
+            (unix("/run/php/www.sock"), "/fpm-status"),
+            (tcp("127.0.0.1:9000"), "/status"),
+            (tcp("127.0.0.1:9293"), "/stats?token=s3"),
+            (unix("/run/p.sock"), "/stats?token=t"),
+        ];
+        for (g, (addr, path)) in got.iter().zip(want) {
+            assert_eq!((&g.addr, g.path.as_str()), (&addr, path));
+        }
+        for (line, why) in [
+            (
+                "{name: a, server: unicorn, pidfile: /x, status: /s}",
+                "status is for server: uwsgi, php-fpm or puma",
+            ),
+            (
+                "{name: a, server: uwsgi, pidfile: /x, status: 'localhost'}",
+                "not HOST:PORT",
+            ),
+            (
+                "{name: a, server: uwsgi, pidfile: /x, status: 'unix:/s:/x'}",
+                "takes no path",
+            ),
+            (
+                "{name: a, server: php-fpm, pidfile: /x, status: '/s:/status?json'}",
+                "pm.status_path alone",
+            ),
+            (
+                "{name: a, server: puma, pidfile: /x, status: 'unix:s.sock'}",
+                "absolute path",
+            ),
+        ] {
+            let err = parse(&format!("pools:\n  - {line}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("pools[0]: pool \"a\": status") && err.contains(why),
+                "{err}"
+            );
+        }
     }
 
     #[test]

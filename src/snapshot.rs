@@ -13,6 +13,7 @@ use crate::metrics;
 use crate::nginx::NginxView;
 use crate::pools::listen_queue::ListenQueues;
 use crate::pools::self_usage::ProcessUsage;
+use crate::pools::server_status::{self, ServerStatuses};
 use crate::pools::PoolsView;
 use crate::rules::{ExitCounts, FailureCounts};
 use crate::state::history::History;
@@ -34,6 +35,7 @@ pub struct Inputs {
     pub app_log: Arc<Published<AppLogCounts>>,
     /// The exporter's own process.
     pub process: Arc<Published<ProcessUsage>>,
+    pub server_status: Arc<Published<ServerStatuses>>,
 }
 
 impl fmt::Debug for Inputs {
@@ -92,6 +94,7 @@ impl Inputs {
             failures: Published::new(FailureCounts::default()),
             app_log: Published::new(AppLogCounts::default()),
             process: Published::new(ProcessUsage::default()),
+            server_status: Published::new(ServerStatuses::default()),
         }
     }
 }
@@ -209,7 +212,11 @@ impl Inputs {
             enc,
         )?;
         let pools = self.pools.get();
-        metrics::pools::encode(&pools, enc)?;
+        let statuses = self.server_status.get();
+        match server_status::with_heartbeats(&pools, &statuses) {
+            Some(with) => metrics::pools::encode(&with, enc)?,
+            None => metrics::pools::encode(&pools, enc)?,
+        }
         metrics::pools::encode_listen_queues(&self.listen_queues.get(), enc)?;
         metrics::rules::encode(
             &self.exits.get(),
@@ -225,7 +232,8 @@ impl Inputs {
         )?;
         metrics::nginx::encode(&self.nginx.get(), enc)?;
         metrics::app_log::encode(&self.app_log.get(), enc)?;
-        metrics::process::encode(&me, enc)
+        metrics::process::encode(&me, enc)?;
+        metrics::server_status::encode(&statuses, enc)
     }
 }
 

@@ -17,6 +17,7 @@ use crate::kernel::kmsg_reader::{KmsgOptions, KmsgReader};
 use crate::nginx::{NginxOptions, NginxSource};
 use crate::pools::listen_queue::{ListenQueueOptions, ListenQueueSampler};
 use crate::pools::self_usage::SelfUsageSource;
+use crate::pools::server_status::{ServerStatusOptions, ServerStatusSource};
 use crate::pools::smaps::SmapsSampler;
 use crate::pools::{PoolOptions, PoolSource};
 use crate::rules::{Judge, JudgeOptions};
@@ -38,6 +39,8 @@ pub struct Options {
     pub procfs: PathBuf,
     pub process_interval: Duration,
     pub judge: JudgeOptions,
+    /// The pools' status interfaces (not reloaded).
+    pub status: ServerStatusOptions,
 }
 
 /// Every source, and the judge, built and wired.
@@ -51,6 +54,7 @@ pub struct Sources {
     pub app_logs: AppLogSource,
     pub process: SelfUsageSource,
     pub judge: Judge,
+    pub status: ServerStatusSource,
     /// What the outputs read of them.
     pub inputs: Inputs,
 }
@@ -81,6 +85,10 @@ fn always(_: &Options) -> bool {
     true
 }
 
+fn never(_: &Options) -> bool {
+    false
+}
+
 impl Sources {
     /// Build every source from `o`, writing to sinks that keep
     /// `timeline_cap` events. `config_origin` is shown on the landing page.
@@ -97,6 +105,7 @@ impl Sources {
         let app_logs = AppLogSource::new(o.app_logs.clone(), sinks.clone());
         let process = SelfUsageSource::new(&o.procfs, o.process_interval, sinks.clone());
         let judge = Judge::new(o.judge, sinks.clone(), pools.index());
+        let status = ServerStatusSource::new(o.status.clone(), sinks.clone(), pools.view());
         let inputs = Inputs {
             sinks,
             config_origin: config_origin.to_string(),
@@ -109,6 +118,7 @@ impl Sources {
             failures: judge.failures(),
             app_log: app_logs.published(),
             process: process.published(),
+            server_status: status.published(),
         };
         Ok(Sources {
             pools,
@@ -120,6 +130,7 @@ impl Sources {
             app_logs,
             process,
             judge,
+            status,
             inputs,
         })
     }
@@ -127,12 +138,19 @@ impl Sources {
     /// Every source as the driver runs it, in the order they start, and
     /// what the outputs read.
     pub fn table(self) -> (Vec<Entry>, Inputs) {
+        // Its options are not reloaded: it starts now or never.
+        let status = if self.status.has_work() {
+            always
+        } else {
+            never
+        };
         let table = vec![
             Entry::new(always, self.pools),
             Entry::new(always, self.smaps),
             Entry::new(always, self.listen_queues),
             Entry::new(always, self.counters),
             Entry::new(always, self.process),
+            Entry::new(status, self.status),
             Entry::new(|o| o.read_kmsg, self.kmsg),
             Entry::new(|o| !o.nginx.logs.is_empty(), self.nginx),
             Entry::new(|o| !o.app_logs.logs.is_empty(), self.app_logs),
@@ -180,6 +198,7 @@ mod tests {
             procfs,
             process_interval: Duration::from_secs(1),
             judge: JudgeOptions::default(),
+            status: ServerStatusOptions::new(&[], Duration::from_secs(5)),
         }
     }
 
@@ -196,6 +215,7 @@ mod tests {
                 "listen_queue",
                 "kernel",
                 "process",
+                "server_status",
                 "kmsg",
                 "nginx",
                 "app_log",

@@ -7,7 +7,9 @@
 //! recycling counted `max_requests`, the server's request timeout counted
 //! `timeout` with its 502 as `worker_timeout`, a real OOM kill counted
 //! `oom_killed` with its 502 as `worker_oom_killed`, and a reload and a
-//! stop by each server's own signals. Needs root.
+//! stop by each server's own signals. And each server's status interface
+//! read through a pool's `status:`: uWSGI's stats server, php-fpm's status
+//! page over FastCGI, Puma's control app. Needs root.
 
 mod common;
 
@@ -683,4 +685,315 @@ fn gunicorn_usr2_new_master_is_not_a_worker() {
     }
     drop(e);
     drop(g);
+}
+
+/// The worker series of one pool, by slot.
+fn by_slot(s: &common::Scrape, name: &str, pool: &str) -> Vec<(String, f64)> {
+    let mut v: Vec<(String, f64)> = s
+        .find(name, &[("pool", pool)])
+        .into_iter()
+        .map(|(l, v)| (l["slot"].clone(), v))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// uWSGI's stats server (`--stats`): each worker's requests under its
+/// worker id, the pool's harakiris and the source's health.
+#[test]
+fn uwsgi_stats_server_read() {
+    let uwsgi = need("/usr/bin/uwsgi", "uwsgi-core");
+    let dir = TempDir::new("uwsgi-stats");
+    let d = dir.path();
+    let (sock, stats, pidfile) = (
+        d.join("uwsgi.sock"),
+        d.join("stats.sock"),
+        d.join("uwsgi.pid"),
+    );
+    let log = d.join("uwsgi.log");
+    let mut cmd = Command::new(&uwsgi);
+    cmd.args([
+        "--plugin",
+        "python3",
+        "--master",
+        "--processes",
+        "3",
+        "--auto-procname",
+    ])
+    .arg("--socket")
+    .arg(&sock)
+    .arg("--chmod-socket=666")
+    .arg("--stats")
+    .arg(&stats)
+    .arg("--wsgi-file")
+    .arg(apps_dir().join("uwsgi_app.py"))
+    .args(["--harakiri", "2", "--logto"])
+    .arg(&log)
+    .arg("--pidfile")
+    .arg(&pidfile)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let _server = spawn("uwsgi", &mut cmd);
+    wait_for(T, "uWSGI's stats server", || {
+        stats.exists() && pidfile.exists()
+    });
+    let nginx_dir = TempDir::new("uwsgi-stats-nginx");
+    let nginx = Nginx::start(
+        nginx_dir.path(),
+        &format!(
+            "location / {{ include /etc/nginx/uwsgi_params; uwsgi_pass unix:{}; }}",
+            sock.display()
+        ),
+    );
+    let yaml = format!(
+        "pools:\n  - name: uw\n    server: uwsgi\n    pidfile: {}\n    status: {}\n",
+        pidfile.display(),
+        stats.display(),
+    );
+    let e = Exporter::start(Some(&yaml), &[]);
+    let s = e.wait_scrape(T, "3 workers, each with its requests", |s| {
+        s.get("badgateway_pool_workers", &[("pool", "uw")]) == Some(3.0)
+            && by_slot(s, "badgateway_worker_requests_total", "uw").len() == 3
+    });
+    let before = s.sum("badgateway_worker_requests_total", &[("pool", "uw")]);
+    assert_eq!(before, 0.0, "no request yet");
+    assert_eq!(
+        s.get("badgateway_source_up", &[("source", "status/uw")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        s.get("badgateway_uwsgi_harakiris_total", &[("pool", "uw")]),
+        Some(0.0)
+    );
+    for _ in 0..12 {
+        assert_eq!(nginx.get("/"), 200);
+    }
+    let s = e.wait_scrape(T, "the 12 requests counted by worker", |s| {
+        s.sum("badgateway_worker_requests_total", &[("pool", "uw")]) == 12.0
+    });
+    let slots = by_slot(&s, "badgateway_worker_requests_total", "uw");
+    let names: Vec<&str> = slots.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(names, ["1", "2", "3"], "uWSGI's worker ids: {slots:?}");
+    eprintln!("requests by slot: {slots:?}");
+
+    // A harakiri: counted by uWSGI.
+    std::thread::scope(|t| {
+        let slow = t.spawn(|| nginx.get("/sleep?s=6"));
+        e.wait_scrape(T, "one worker busy", |s| {
+            s.get("badgateway_pool_busy_workers", &[("pool", "uw")]) == Some(1.0)
+        });
+        assert_eq!(slow.join().unwrap(), 502);
+    });
+    // The killed worker reads busy until its replacement is up.
+    e.wait_scrape(T, "the harakiri counted, no worker busy", |s| {
+        s.get("badgateway_uwsgi_harakiris_total", &[("pool", "uw")]) == Some(1.0)
+            && s.get("badgateway_pool_workers", &[("pool", "uw")]) == Some(3.0)
+            && s.get("badgateway_pool_busy_workers", &[("pool", "uw")]) == Some(0.0)
+    });
+
+    // The stats server gone: the source is down, its series absent.
+    std::fs::remove_file(&stats).unwrap();
+    let s = e.wait_scrape(T, "the status source down", |s| {
+        s.get("badgateway_source_up", &[("source", "status/uw")]) == Some(0.0)
+    });
+    assert!(by_slot(&s, "badgateway_worker_requests_total", "uw").is_empty());
+}
+
+/// php-fpm's status page, read over FastCGI on the pool's socket: max
+/// children reached counted when more requests come than
+/// `pm.max_children`, slow requests, each child's requests.
+#[test]
+fn php_fpm_status_page_read() {
+    let fpm = php_fpm_binary();
+    let dir = TempDir::new("phpfpm-status");
+    let d = dir.path();
+    let (sock, log, pidfile, conf) = (
+        d.join("fpm.sock"),
+        d.join("fpm.log"),
+        d.join("fpm.pid"),
+        d.join("fpm.conf"),
+    );
+    std::fs::write(
+        &conf,
+        format!(
+            "[global]\nerror_log = {log}\npid = {pid}\ndaemonize = no\n\n\
+             [www]\nuser = www-data\ngroup = www-data\nlisten = {sock}\nlisten.mode = 0666\n\
+             pm = dynamic\npm.max_children = 2\npm.start_servers = 1\n\
+             pm.min_spare_servers = 1\npm.max_spare_servers = 2\n\
+             pm.status_path = /fpm-status\n\
+             request_slowlog_timeout = 1s\nslowlog = {slow}\n",
+            log = log.display(),
+            pid = pidfile.display(),
+            sock = sock.display(),
+            slow = d.join("slow.log").display(),
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(&fpm);
+    cmd.args(["-F", "-R", "-y"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _server = spawn("php-fpm", &mut cmd);
+    wait_for(T, "php-fpm's socket", || sock.exists() && pidfile.exists());
+    let nginx_dir = TempDir::new("phpfpm-status-nginx");
+    let nginx = Nginx::start(
+        nginx_dir.path(),
+        &format!(
+            "location / {{ include /etc/nginx/fastcgi_params; \
+             fastcgi_param SCRIPT_FILENAME {}; fastcgi_pass unix:{}; }}",
+            apps_dir().join("app.php").display(),
+            sock.display()
+        ),
+    );
+    let yaml = format!(
+        "pools:\n  - name: fpm\n    server: php-fpm\n    pidfile: {}\n    status: 'unix:{}:/fpm-status'\n",
+        pidfile.display(),
+        sock.display(),
+    );
+    let e = Exporter::start(Some(&yaml), &[]);
+    let reached = |s: &common::Scrape| {
+        s.get(
+            "badgateway_php_fpm_max_children_reached_total",
+            &[("pool", "fpm")],
+        )
+    };
+    let s = e.wait_scrape(T, "the status page read", |s| reached(s).is_some());
+    assert_eq!(reached(&s), Some(0.0));
+    assert_eq!(
+        s.get("badgateway_source_up", &[("source", "status/fpm")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        s.get("badgateway_php_fpm_slow_requests_total", &[("pool", "fpm")]),
+        Some(0.0)
+    );
+
+    // 5 requests of 2 s at once on pm.max_children = 2.
+    std::thread::scope(|t| {
+        let hs: Vec<_> = (0..5).map(|_| t.spawn(|| nginx.get("/?sleep=2"))).collect();
+        // Both children busy: the status request waits for one, and the
+        // read fails at its timeout; between requests it answers.
+        e.wait_scrape(T, "a busy child", |s| {
+            s.get("badgateway_pool_busy_workers", &[("pool", "fpm")]) >= Some(1.0)
+        });
+        for h in hs {
+            assert_eq!(h.join().unwrap(), 200);
+        }
+    });
+    let s = e.wait_scrape(T, "max children reached and the slow requests", |s| {
+        reached(s).is_some_and(|n| n >= 1.0)
+            && s.get("badgateway_php_fpm_slow_requests_total", &[("pool", "fpm")]) >= Some(5.0)
+    });
+    eprintln!("max children reached: {:?}", reached(&s));
+    // Each child's requests under its slot: the 5 requests and the
+    // exporter's own status reads.
+    let slots = by_slot(&s, "badgateway_worker_requests_total", "fpm");
+    assert_eq!(slots.len(), 2, "{slots:?}");
+    assert!(
+        slots.iter().map(|(_, n)| n).sum::<f64>() >= 5.0,
+        "{slots:?}"
+    );
+    let memory: Vec<String> = s
+        .find(
+            "badgateway_worker_memory_bytes",
+            &[("pool", "fpm"), ("type", "rss")],
+        )
+        .into_iter()
+        .map(|(l, _)| l["slot"].clone())
+        .collect();
+    assert!(
+        slots.iter().all(|(slot, _)| memory.contains(slot)),
+        "{slots:?} {memory:?}"
+    );
+
+    // A wrong status path: php-fpm answers 404, the source says so.
+    let bad = format!(
+        "pools:\n  - name: fpm\n    server: php-fpm\n    pidfile: {}\n    status: 'unix:{}:/nope'\n",
+        pidfile.display(),
+        sock.display(),
+    );
+    let e2 = Exporter::start(Some(&bad), &[]);
+    let s = e2.wait_scrape(T, "the status source down", |s| {
+        s.get("badgateway_source_up", &[("source", "status/fpm")]) == Some(0.0)
+    });
+    assert_eq!(reached(&s), None);
+}
+
+/// Puma's control app: each worker's check-in age as its heartbeat age,
+/// its requests and backlog under its index.
+#[test]
+fn puma_control_app_read() {
+    need("/usr/bin/puma", "puma");
+    let dir = TempDir::new("puma-status");
+    let d = dir.path();
+    let (sock, pidfile) = (d.join("puma.sock"), d.join("puma.pid"));
+    let control = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new("puma");
+    cmd.args(["-w", "3", "-b"])
+        .arg(format!("unix://{}", sock.display()))
+        .arg("--control-url")
+        .arg(format!("tcp://{control}"))
+        .args(["--control-token", "s3cret", "--pidfile"])
+        .arg(&pidfile)
+        .arg(apps_dir().join("config.ru"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let server = spawn("puma", &mut cmd);
+    wait_for(T, "Puma's 3 workers", || {
+        pidfile.exists() && children_of(server.pid()).len() == 3
+    });
+    let nginx_dir = TempDir::new("puma-status-nginx");
+    let nginx = Nginx::start(
+        nginx_dir.path(),
+        &format!(
+            "location / {{ proxy_pass http://unix:{}; }}",
+            sock.display()
+        ),
+    );
+    let yaml = format!(
+        "pools:\n  - name: pu\n    server: puma\n    pidfile: {}\n    status: '{control}/stats?token=s3cret'\n",
+        pidfile.display(),
+    );
+    let e = Exporter::start(Some(&yaml), &[]);
+    let s = e.wait_scrape(T, "a check-in age for each of the 3 workers", |s| {
+        by_slot(s, "badgateway_worker_heartbeat_age_seconds", "pu").len() == 3
+    });
+    let ages = by_slot(&s, "badgateway_worker_heartbeat_age_seconds", "pu");
+    let slots: Vec<&str> = ages.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(slots, ["0", "1", "2"]);
+    // Puma's workers check in every 5 s, stamped to the second.
+    for (slot, age) in &ages {
+        assert!((0.0..=7.0).contains(age), "slot {slot}: {age}");
+    }
+    assert_eq!(
+        s.get("badgateway_source_up", &[("source", "status/pu")]),
+        Some(1.0)
+    );
+    let backlog = by_slot(&s, "badgateway_worker_queued_requests", "pu");
+    assert_eq!(backlog.len(), 3);
+    // The ages keep moving: a later scrape sees a fresh check-in.
+    let first = ages.clone();
+    e.wait_scrape(T, "a later check-in", |s| {
+        let now = by_slot(s, "badgateway_worker_heartbeat_age_seconds", "pu");
+        now.len() == 3 && now.iter().zip(&first).any(|(a, b)| a.1 < b.1)
+    });
+
+    // Requests show after the workers' next check-in.
+    for _ in 0..9 {
+        assert_eq!(nginx.get("/"), 200);
+    }
+    e.wait_scrape(T, "the 9 requests counted by worker", |s| {
+        s.sum("badgateway_worker_requests_total", &[("pool", "pu")]) == 9.0
+    });
+
+    // A wrong token: Puma answers 403, the source is down.
+    let bad = yaml.replace("s3cret", "wrong");
+    let e2 = Exporter::start(Some(&bad), &[]);
+    e2.wait_scrape(T, "the status source down", |s| {
+        s.get("badgateway_source_up", &[("source", "status/pu")]) == Some(0.0)
+    });
+    drop(e);
+    drop(nginx);
+    drop(server);
 }

@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
     for line in lines.split(|&b| b == b'\n') {
         let mut f = AccessFields::default();
         if format.parse(line, &mut f).is_ok() {
-            for field in [f.upstream_addr, f.upstream_status].into_iter().flatten() {
+            for field in [f.upstream_addr(), f.upstream_status()].into_iter().flatten() {
                 upstream_entries(field).for_each(drop);
                 upstream_groups(field).for_each(drop);
             }

@@ -19,6 +19,7 @@ pub mod nginx;
 pub mod pools;
 pub mod process;
 pub mod rules;
+pub mod server_status;
 
 use std::fmt::{self, Write as _};
 
@@ -71,6 +72,7 @@ pub fn all() -> impl Iterator<Item = &'static MetricDef> {
         .chain(rules::METRICS)
         .chain(app_log::METRICS)
         .chain(process::METRICS)
+        .chain(server_status::METRICS)
         .copied()
 }
 

@@ -24,7 +24,7 @@ define_metrics! { METRICS;
     SMAPS_SKIPPED: Counter, "badgateway_smaps_skipped", ["pool"], "smaps_rollup reads skipped by the size guard (RSS above --collector.smaps.max-rss).";
     READ_ERRORS: Counter, "badgateway_pool_read_errors", ["pool", "kind"], "Per-process values of the pool that could not be read, by kind (permission_denied, other).";
     UNSLOTTED: Gauge, "badgateway_pool_unslotted_workers", ["pool"], "Live workers beyond max_slots, counted without per-slot series.";
-    WORKER_HEARTBEAT: Gauge, "badgateway_worker_heartbeat_age_seconds", ["pool", "slot"], "Seconds since the worker in the slot last sent its master a heartbeat, from Gunicorn's control socket (show workers).";
+    WORKER_HEARTBEAT: Gauge, "badgateway_worker_heartbeat_age_seconds", ["pool", "slot"], "Seconds since the worker in the slot last sent its master a heartbeat: Gunicorn's control socket (show workers), or Puma's control app (last_checkin).";
     WORKER_TIMEOUT: Gauge, "badgateway_pool_worker_timeout_seconds", ["pool"], "Gunicorn's timeout for the pool (show config): the master kills a worker whose heartbeat is this old. Absent where it cannot be known or is 0 (off).";
     GUNICORN_SPAWNED: Counter, "badgateway_gunicorn_workers_spawned", ["pool"], "Workers Gunicorn's master forked since it started (show stats).";
     GUNICORN_KILLED: Counter, "badgateway_gunicorn_workers_killed", ["pool"], "SIGTERMs and SIGKILLs Gunicorn's master sent its workers since it started (show stats).";

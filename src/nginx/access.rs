@@ -74,33 +74,21 @@ pub enum LineError {
 /// characters in practice, except `$request`.
 #[derive(Default, Debug, Clone, PartialEq, Eq)]
 pub struct AccessFields<'a> {
-    pub status: Option<&'a [u8]>,
-    pub request_time: Option<&'a [u8]>,
-    pub body_bytes_sent: Option<&'a [u8]>,
-    /// `23/Nov/2026:04:20:01 +0000`; see [`parse_time_local`].
-    pub time_local: Option<&'a [u8]>,
-    /// `2026-11-23T04:20:01+00:00`; see [`parse_time_iso8601`].
-    pub time_iso8601: Option<&'a [u8]>,
-    /// `1795407601.123`; see [`parse_msec`].
-    pub msec: Option<&'a [u8]>,
-    /// The connection's serial number; see [`parse_connection`].
-    pub connection: Option<&'a [u8]>,
-    /// `GET /path?query HTTP/1.1`; see [`parse_request`].
-    pub request: Option<&'a [u8]>,
-    // The upstream lists: one entry per attempt, see `upstream_entries`.
-    pub upstream_addr: Option<&'a [u8]>,
-    pub upstream_status: Option<&'a [u8]>,
-    pub upstream_response_time: Option<&'a [u8]>,
-    pub upstream_connect_time: Option<&'a [u8]>,
-    pub upstream_header_time: Option<&'a [u8]>,
-    pub upstream_response_length: Option<&'a [u8]>,
-    pub upstream_bytes_received: Option<&'a [u8]>,
-    pub upstream_bytes_sent: Option<&'a [u8]>,
+    /// By `Field::slot`: the eight single fields, then the kept lists in
+    /// the order of `LIST_FIELDS`. An array, so that the parse stores a
+    /// value with one index its step computed when the format compiled.
+    vals: [Option<&'a [u8]>; KEPT_FIELDS],
     /// Bit i: the list at `LIST_FIELDS[i]` holds a space, so it may hold
     /// more than one entry. Noted while parsing, where the value is at
     /// hand, so that the common line (one attempt) is checked in one test.
     spaced_lists: u16,
 }
+
+/// The single fields kept, before the lists in `AccessFields::vals`.
+const SINGLE_FIELDS: usize = 8;
+const KEPT_FIELDS: usize = SINGLE_FIELDS + KEPT_LISTS;
+/// `Step::slot` of a variable that is not kept.
+const SKIPPED: u8 = u8::MAX;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Field {
@@ -156,22 +144,29 @@ impl Field {
     fn is_list(self) -> bool {
         matches!(self, Field::List(_))
     }
+
+    /// Where the value is kept in `AccessFields::vals`, or `SKIPPED`.
+    fn slot(self) -> u8 {
+        match self {
+            Field::Status => 0,
+            Field::RequestTime => 1,
+            Field::BodyBytesSent => 2,
+            Field::TimeLocal => 3,
+            Field::TimeIso8601 => 4,
+            Field::Msec => 5,
+            Field::Connection => 6,
+            Field::Request => 7,
+            Field::List(i) if (i as usize) < KEPT_LISTS => SINGLE_FIELDS as u8 + i,
+            Field::List(_) | Field::Skip => SKIPPED,
+        }
+    }
 }
 
 impl<'a> AccessFields<'a> {
     /// The upstream list at `LIST_FIELDS[i]`, for `i < KEPT_LISTS`.
     #[inline]
     fn list(&self, i: u8) -> Option<&'a [u8]> {
-        match i {
-            0 => self.upstream_addr,
-            1 => self.upstream_status,
-            2 => self.upstream_response_time,
-            3 => self.upstream_connect_time,
-            4 => self.upstream_header_time,
-            5 => self.upstream_response_length,
-            6 => self.upstream_bytes_received,
-            _ => self.upstream_bytes_sent,
-        }
+        self.vals[SINGLE_FIELDS + i as usize]
     }
 
     /// The entries of the upstream list at `LIST_FIELDS[i]`, split as
@@ -211,27 +206,96 @@ impl<'a> AccessFields<'a> {
     }
 
     #[inline]
-    fn set(&mut self, field: Field, value: Option<&'a [u8]>) {
-        let slot = match field {
-            Field::Status => &mut self.status,
-            Field::RequestTime => &mut self.request_time,
-            Field::BodyBytesSent => &mut self.body_bytes_sent,
-            Field::TimeLocal => &mut self.time_local,
-            Field::TimeIso8601 => &mut self.time_iso8601,
-            Field::Msec => &mut self.msec,
-            Field::Connection => &mut self.connection,
-            Field::Request => &mut self.request,
-            Field::List(0) => &mut self.upstream_addr,
-            Field::List(1) => &mut self.upstream_status,
-            Field::List(2) => &mut self.upstream_response_time,
-            Field::List(3) => &mut self.upstream_connect_time,
-            Field::List(4) => &mut self.upstream_header_time,
-            Field::List(5) => &mut self.upstream_response_length,
-            Field::List(6) => &mut self.upstream_bytes_received,
-            Field::List(7) => &mut self.upstream_bytes_sent,
-            Field::List(_) | Field::Skip => return,
-        };
-        *slot = value;
+    pub fn status(&self) -> Option<&'a [u8]> {
+        self.vals[0]
+    }
+
+    #[inline]
+    pub fn request_time(&self) -> Option<&'a [u8]> {
+        self.vals[1]
+    }
+
+    #[inline]
+    pub fn body_bytes_sent(&self) -> Option<&'a [u8]> {
+        self.vals[2]
+    }
+
+    /// `23/Nov/2026:04:20:01 +0000`; see [`parse_time_local`].
+    #[inline]
+    pub fn time_local(&self) -> Option<&'a [u8]> {
+        self.vals[3]
+    }
+
+    /// `2026-11-23T04:20:01+00:00`; see [`parse_time_iso8601`].
+    #[inline]
+    pub fn time_iso8601(&self) -> Option<&'a [u8]> {
+        self.vals[4]
+    }
+
+    /// `1795407601.123`; see [`parse_msec`].
+    #[inline]
+    pub fn msec(&self) -> Option<&'a [u8]> {
+        self.vals[5]
+    }
+
+    /// The connection's serial number; see [`parse_connection`].
+    #[inline]
+    pub fn connection(&self) -> Option<&'a [u8]> {
+        self.vals[6]
+    }
+
+    /// `GET /path?query HTTP/1.1`; see [`parse_request`].
+    #[inline]
+    pub fn request(&self) -> Option<&'a [u8]> {
+        self.vals[7]
+    }
+
+    /// The whole list; see [`upstream_entries`].
+    #[inline]
+    pub fn upstream_addr(&self) -> Option<&'a [u8]> {
+        self.list(0)
+    }
+
+    /// The whole list; see [`upstream_entries`].
+    #[inline]
+    pub fn upstream_status(&self) -> Option<&'a [u8]> {
+        self.list(1)
+    }
+
+    /// The whole list; see [`upstream_entries`].
+    #[inline]
+    pub fn upstream_response_time(&self) -> Option<&'a [u8]> {
+        self.list(2)
+    }
+
+    /// The whole list; see [`upstream_entries`].
+    #[inline]
+    pub fn upstream_connect_time(&self) -> Option<&'a [u8]> {
+        self.list(3)
+    }
+
+    /// The whole list; see [`upstream_entries`].
+    #[inline]
+    pub fn upstream_header_time(&self) -> Option<&'a [u8]> {
+        self.list(4)
+    }
+
+    /// The whole list; see [`upstream_entries`].
+    #[inline]
+    pub fn upstream_response_length(&self) -> Option<&'a [u8]> {
+        self.list(5)
+    }
+
+    /// The whole list; see [`upstream_entries`].
+    #[inline]
+    pub fn upstream_bytes_received(&self) -> Option<&'a [u8]> {
+        self.list(6)
+    }
+
+    /// The whole list; see [`upstream_entries`].
+    #[inline]
+    pub fn upstream_bytes_sent(&self) -> Option<&'a [u8]> {
+        self.list(7)
     }
 }
 
@@ -326,6 +390,8 @@ impl Lit {
 #[derive(Clone, Debug)]
 struct Step {
     field: Field,
+    /// `field.slot()`, worked out once.
+    slot: u8,
     end: End,
     /// Segment index of the literal in `end`, for error reporting.
     literal_segment: usize,
@@ -432,6 +498,7 @@ impl AccessFormat {
                         };
                         steps.push(Step {
                             field,
+                            slot: field.slot(),
                             end,
                             literal_segment: idx,
                         });
@@ -471,6 +538,7 @@ impl AccessFormat {
         if let Some((field, _)) = pending {
             steps.push(Step {
                 field,
+                slot: field.slot(),
                 end: End::RestOfLine,
                 literal_segment: segments.len(),
             });
@@ -537,12 +605,15 @@ impl AccessFormat {
             };
             let value = &rest[..len];
             pos += len + skip;
-            match step.field {
-                Field::Skip => continue,
-                Field::List(i) if has_space(value) => out.spaced_lists |= 1 << i,
-                _ => {}
+            let Some(slot) = out.vals.get_mut(step.slot as usize) else {
+                continue;
+            };
+            *slot = if is_nil(value) { None } else { Some(value) };
+            if let Field::List(i) = step.field {
+                if has_space(value) {
+                    out.spaced_lists |= 1 << i;
+                }
             }
-            out.set(step.field, if is_nil(value) { None } else { Some(value) });
         }
         // Trailing bytes after the format's last literal mean the line was
         // written by some other format.
@@ -578,7 +649,7 @@ impl AccessFormat {
                 }
             }
         }
-        let status_ok = match f.upstream_status {
+        let status_ok = match f.upstream_status() {
             None => true,
             Some(st) if shape == (1, 1) => parse_status(st).is_some(),
             Some(st) => upstream_entries(st).all(|e| e.is_none_or(|e| parse_status(e).is_some())),
@@ -1214,8 +1285,8 @@ mod tests {
         let mut statuses = Vec::new();
         for line in COMBINED_LOG.lines() {
             f.parse(line.as_bytes(), &mut out).unwrap();
-            statuses.push(parse_status(out.status.unwrap()).unwrap());
-            assert!(out.upstream_addr.is_none());
+            statuses.push(parse_status(out.status().unwrap()).unwrap());
+            assert!(out.upstream_addr().is_none());
         }
         assert_eq!(statuses.len(), 33);
         assert_eq!(statuses.iter().filter(|&&s| s == 502).count(), 23);
@@ -1228,8 +1299,8 @@ mod tests {
         let mut out = AccessFields::default();
         let line = br#"127.0.0.1 - - [23/Nov/2026:04:17:07 +0000] "GET /a\x22b\x5Cc HTTP/1.1" 404 153 "-" "ev\x22il\x5Cua\x01""#;
         f.parse(line, &mut out).unwrap();
-        assert_eq!(out.status, Some(&b"404"[..]));
-        assert_eq!(out.body_bytes_sent, Some(&b"153"[..]));
+        assert_eq!(out.status(), Some(&b"404"[..]));
+        assert_eq!(out.body_bytes_sent(), Some(&b"153"[..]));
     }
 
     #[test]
@@ -1238,7 +1309,7 @@ mod tests {
         let mut out = AccessFields::default();
         for line in MAIN_LOG.lines() {
             f.parse(line.as_bytes(), &mut out).unwrap();
-            assert!(parse_status(out.status.unwrap()).is_some());
+            assert!(parse_status(out.status().unwrap()).is_some());
         }
         // combined lines lack the trailing x-forwarded-for field.
         let line = COMBINED_LOG.lines().next().unwrap();
@@ -1260,44 +1331,47 @@ mod tests {
             if line.contains("GET /retry ") {
                 seen_retry = true;
                 assert_eq!(
-                    entries(out.upstream_addr.unwrap()),
+                    entries(out.upstream_addr().unwrap()),
                     vec![
                         Some(&b"unix:/tmp/ngxcap/socks/missing.sock"[..]),
                         Some(b"127.0.0.1:18101")
                     ]
                 );
-                let st: Vec<_> = upstream_entries(out.upstream_status.unwrap())
+                let st: Vec<_> = upstream_entries(out.upstream_status().unwrap())
                     .map(|s| s.and_then(parse_status))
                     .collect();
                 assert_eq!(st, vec![Some(502), Some(200)]);
                 assert_eq!(
-                    entries(out.upstream_connect_time.unwrap()),
+                    entries(out.upstream_connect_time().unwrap()),
                     vec![None, Some(&b"0.000"[..])]
                 );
             }
             if line.contains("GET /accel ") {
                 seen_group = true;
                 assert_eq!(
-                    entries(out.upstream_addr.unwrap()),
+                    entries(out.upstream_addr().unwrap()),
                     vec![
                         Some(&b"127.0.0.1:18108"[..]),
                         Some(b"unix:/tmp/ngxcap/socks/missing.sock")
                     ]
                 );
-                assert_eq!(upstream_groups(out.upstream_status.unwrap()).count(), 2);
+                assert_eq!(upstream_groups(out.upstream_status().unwrap()).count(), 2);
                 assert_eq!(
-                    entries(out.upstream_connect_time.unwrap()),
+                    entries(out.upstream_connect_time().unwrap()),
                     vec![Some(&b"0.000"[..]), None]
                 );
             }
             if line.contains("GET /static ") {
-                assert_eq!(out.upstream_addr, None);
-                assert_eq!(out.upstream_status, None);
-                assert_eq!(out.request_time, Some(&b"0.000"[..]));
+                assert_eq!(out.upstream_addr(), None);
+                assert_eq!(out.upstream_status(), None);
+                assert_eq!(out.request_time(), Some(&b"0.000"[..]));
             }
             if line.contains("GET /timeout ") {
-                assert_eq!(out.request_time.and_then(parse_seconds_millis), Some(1002));
-                assert_eq!(out.upstream_status.and_then(parse_status), Some(504));
+                assert_eq!(
+                    out.request_time().and_then(parse_seconds_millis),
+                    Some(1002)
+                );
+                assert_eq!(out.upstream_status().and_then(parse_status), Some(504));
             }
         }
         assert!(seen_retry && seen_group);
@@ -1312,7 +1386,7 @@ mod tests {
         for line in JSON_LOG.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             f.parse(line, &mut out).unwrap();
             n += 1;
-            assert!(out.status.and_then(parse_status).is_some());
+            assert!(out.status().and_then(parse_status).is_some());
         }
         assert_eq!(n, 33);
     }
@@ -1324,14 +1398,14 @@ mod tests {
         // No upstream: nginx writes "" under escape=json.
         let line = br#"{"time":"2026-11-23T04:17:07+00:00","status":"404","request":"GET /a\"b\\c HTTP/1.1","request_time":"0.000","upstream_addr":"","upstream_status":"","upstream_response_time":"","upstream_connect_time":"","upstream_header_time":"","ua":"ev\"il\\ua\u0001"}"#;
         f.parse(line, &mut out).unwrap();
-        assert_eq!(out.status, Some(&b"404"[..]));
-        assert_eq!(out.upstream_addr, None);
-        assert_eq!(out.upstream_header_time, None);
+        assert_eq!(out.status(), Some(&b"404"[..]));
+        assert_eq!(out.upstream_addr(), None);
+        assert_eq!(out.upstream_header_time(), None);
         // A request containing the literal that follows it, escaped.
         let line = br#"{"time":"t","status":"200","request":"GET /\",\"request_time\":\"9.999\" HTTP/1.1","request_time":"0.001","upstream_addr":"-","upstream_status":"-","upstream_response_time":"-","upstream_connect_time":"-","upstream_header_time":"-","ua":"\\"}"#;
         f.parse(line, &mut out).unwrap();
-        assert_eq!(out.request_time, Some(&b"0.001"[..]));
-        assert_eq!(out.upstream_status, None);
+        assert_eq!(out.request_time(), Some(&b"0.001"[..]));
+        assert_eq!(out.upstream_status(), None);
         // Missing closing quote: mismatch, not a panic.
         assert!(f.parse(br#"{"time":"t","status":"200"#, &mut out).is_err());
     }
@@ -1352,7 +1426,7 @@ mod tests {
             AccessFormat::compile("${status}ms $host$request_uri end", Escape::Default).unwrap();
         let mut out = AccessFields::default();
         f.parse(b"502ms example.com/x?y end", &mut out).unwrap();
-        assert_eq!(out.status, Some(&b"502"[..]));
+        assert_eq!(out.status(), Some(&b"502"[..]));
         assert!(f.has_field("request_uri") && f.has_field("$host"));
         assert!(matches!(
             AccessFormat::compile("$status$upstream_addr", Escape::Default),
@@ -1403,13 +1477,13 @@ mod tests {
         let mut out = AccessFields::default();
         let line = br#"1.1.1.1 - - [t] "GET / HTTP/1.1" 5x2 10 "-" "-" rt=abc uct="-" urt="1.5.5" ua="127.0.0.1:1" us="502""#;
         f.parse(line, &mut out).unwrap();
-        assert_eq!(out.status.and_then(parse_status), None);
-        assert_eq!(out.request_time.and_then(parse_seconds_millis), None);
+        assert_eq!(out.status().and_then(parse_status), None);
+        assert_eq!(out.request_time().and_then(parse_seconds_millis), None);
         assert_eq!(
-            out.upstream_response_time.and_then(parse_seconds_millis),
+            out.upstream_response_time().and_then(parse_seconds_millis),
             None
         );
-        assert_eq!(out.upstream_status.and_then(parse_status), Some(502));
+        assert_eq!(out.upstream_status().and_then(parse_status), Some(502));
     }
 
     #[test]
@@ -1528,19 +1602,19 @@ mod tests {
             }
             assert_eq!(
                 fast(fields.upstream_addr_entries()),
-                split(fields.upstream_addr)
+                split(fields.upstream_addr())
             );
             assert_eq!(
                 fast(fields.upstream_status_entries()),
-                split(fields.upstream_status)
+                split(fields.upstream_status())
             );
             assert_eq!(
                 fast(fields.upstream_response_time_entries()),
-                split(fields.upstream_response_time)
+                split(fields.upstream_response_time())
             );
             assert_eq!(
                 fast(fields.upstream_header_time_entries()),
-                split(fields.upstream_header_time)
+                split(fields.upstream_header_time())
             );
         }
         assert!(whole > 0 && spaced > 0, "{whole} whole, {spaced} spaced");
@@ -1617,7 +1691,7 @@ mod tests {
         let f = AccessFormat::compile(r#""$http_user_agent" $status"#, Escape::None).unwrap();
         let mut out = AccessFields::default();
         f.parse(br#""curl" 200"#, &mut out).unwrap();
-        assert_eq!(out.status, Some(&b"200"[..]));
+        assert_eq!(out.status(), Some(&b"200"[..]));
     }
 
     /// The corpus of real formats (fixtures/nginx/formats/): each format as
@@ -1676,7 +1750,7 @@ mod tests {
             for line in corpus_lines(name) {
                 f.parse(line, &mut out)
                     .unwrap_or_else(|e| panic!("{name}: {e}: {}", String::from_utf8_lossy(line)));
-                assert!(out.status.and_then(parse_status).is_some(), "{name}");
+                assert!(out.status().and_then(parse_status).is_some(), "{name}");
                 assert_eq!(f.check_upstream_lists(&out), Ok(()), "{name}");
                 for i in 0..KEPT_LISTS {
                     for e in upstream_entries(out.list(i as u8).unwrap_or_default()).flatten() {
@@ -1705,36 +1779,36 @@ mod tests {
             let mut out = AccessFields::default();
             f.parse(find_line(name, "/retry/1"), &mut out).unwrap();
             assert_eq!(
-                entries(out.upstream_addr.unwrap()),
+                entries(out.upstream_addr().unwrap()),
                 vec![Some(missing), Some(app)],
                 "{name}"
             );
-            assert_eq!(out.status, Some(&b"200"[..]), "{name}");
+            assert_eq!(out.status(), Some(&b"200"[..]), "{name}");
             if f.has_field("upstream_status") {
                 assert_eq!(
-                    entries(out.upstream_status.unwrap()),
+                    entries(out.upstream_status().unwrap()),
                     vec![Some(&b"502"[..]), Some(b"200")],
                     "{name}"
                 );
             }
             f.parse(find_line(name, "/redirect/1"), &mut out).unwrap();
             assert_eq!(
-                entries(out.upstream_addr.unwrap()),
+                entries(out.upstream_addr().unwrap()),
                 vec![Some(missing), Some(missing2), Some(missing), Some(app)],
                 "{name}"
             );
-            assert_eq!(upstream_groups(out.upstream_addr.unwrap()).count(), 2);
+            assert_eq!(upstream_groups(out.upstream_addr().unwrap()).count(), 2);
             assert_eq!(
-                upstream_entries(out.upstream_response_time.unwrap()).count(),
+                upstream_entries(out.upstream_response_time().unwrap()).count(),
                 4,
                 "{name}"
             );
             if f.has_field("upstream_status") {
-                assert_eq!(out.upstream_status, Some(&b"502, 502 : 502, 200"[..]));
+                assert_eq!(out.upstream_status(), Some(&b"502, 502 : 502, 200"[..]));
             }
             // Fields after the lists are where they belong.
             assert_eq!(
-                out.request_time
+                out.request_time()
                     .and_then(parse_seconds_millis)
                     .map(|ms| ms < 1000),
                 Some(true),
@@ -1746,9 +1820,9 @@ mod tests {
         let mut out = AccessFields::default();
         f.parse(find_line("upstreaminfo", "/redirect/1"), &mut out)
             .unwrap();
-        assert_eq!(out.upstream_response_length, Some(&b"0, 0 : 0, 6"[..]));
+        assert_eq!(out.upstream_response_length(), Some(&b"0, 0 : 0, 6"[..]));
         assert_eq!(
-            out.upstream_response_time.map(list_shape),
+            out.upstream_response_time().map(list_shape),
             Some((4, 2)),
             "{out:?}"
         );
@@ -1756,8 +1830,8 @@ mod tests {
         let f = corpus_format("logfmt");
         f.parse(find_line("logfmt", "/redirect/2"), &mut out)
             .unwrap();
-        assert_eq!(out.upstream_status, Some(&b"502, 502 : 200"[..]));
-        assert_eq!(out.upstream_connect_time, Some(&b"-, - : 0.000"[..]));
+        assert_eq!(out.upstream_status(), Some(&b"502, 502 : 200"[..]));
+        assert_eq!(out.upstream_connect_time(), Some(&b"-, - : 0.000"[..]));
     }
 
     /// The line from issue 8: retried upstreams, written unquoted.
@@ -1772,19 +1846,19 @@ mod tests {
         let mut out = AccessFields::default();
         f.parse(line, &mut out).unwrap();
         assert_eq!(
-            out.upstream_addr,
+            out.upstream_addr(),
             Some(&b"unix:/run/dead.sock, unix:/run/app.sock"[..])
         );
-        assert_eq!(out.upstream_status, Some(&b"502, 200"[..]));
-        assert_eq!(out.upstream_response_time, Some(&b"0.000, 0.002"[..]));
+        assert_eq!(out.upstream_status(), Some(&b"502, 200"[..]));
+        assert_eq!(out.upstream_response_time(), Some(&b"0.000, 0.002"[..]));
         assert_eq!(f.check_upstream_lists(&out), Ok(()));
         // A redirect to an upstream that was never tried: nginx ends each
         // list with ` : ` and an empty entry.
         let line = br#"127.0.0.1 - - [t] "GET / HTTP/1.1" 502 13 "-" "-" 0.002 a:1, b:2 :  502, 502 :  0.000, 0.001 : "#;
         f.parse(line, &mut out).unwrap();
-        assert_eq!(out.upstream_addr, Some(&b"a:1, b:2 : "[..]));
-        assert_eq!(out.upstream_status, Some(&b"502, 502 : "[..]), "{out:?}");
-        assert_eq!(out.upstream_response_time, Some(&b"0.000, 0.001 : "[..]));
+        assert_eq!(out.upstream_addr(), Some(&b"a:1, b:2 : "[..]));
+        assert_eq!(out.upstream_status(), Some(&b"502, 502 : "[..]), "{out:?}");
+        assert_eq!(out.upstream_response_time(), Some(&b"0.000, 0.001 : "[..]));
         assert_eq!(f.check_upstream_lists(&out), Ok(()));
     }
 
@@ -1847,11 +1921,11 @@ mod tests {
             f.parse(line.as_bytes(), &mut out)
                 .unwrap_or_else(|e| panic!("{format} / {line}: {e}"));
             assert_eq!(
-                out.upstream_addr.unwrap_or(b"-"),
+                out.upstream_addr().unwrap_or(b"-"),
                 addr.as_bytes(),
                 "{format}"
             );
-            assert_eq!(out.status, Some(&b"200"[..]), "{format}");
+            assert_eq!(out.status(), Some(&b"200"[..]), "{format}");
         }
     }
 
@@ -1932,15 +2006,15 @@ mod tests {
         let mut last_conn = 0;
         for line in corpus_lines("json_analytics") {
             f.parse(line, &mut out).unwrap();
-            let ms = out.msec.and_then(parse_msec).unwrap();
-            let local = out.time_local.and_then(parse_time_local).unwrap();
-            let iso = out.time_iso8601.and_then(parse_time_iso8601).unwrap();
+            let ms = out.msec().and_then(parse_msec).unwrap();
+            let local = out.time_local().and_then(parse_time_local).unwrap();
+            let iso = out.time_iso8601().and_then(parse_time_iso8601).unwrap();
             assert_eq!(local, iso);
             assert_eq!((ms / 1000) as i64, local, "{out:?}");
-            let conn = out.connection.and_then(parse_connection).unwrap();
+            let conn = out.connection().and_then(parse_connection).unwrap();
             assert!(conn > last_conn, "one connection per request, in order");
             last_conn = conn;
-            let (method, path) = out.request.and_then(parse_request).unwrap();
+            let (method, path) = out.request().and_then(parse_request).unwrap();
             assert_eq!(method, b"GET");
             assert!(path.starts_with(b"/") && !path.contains(&b'?'), "{out:?}");
             assert!(path.len() <= REQUEST_PATH_MAX);
@@ -1950,7 +2024,7 @@ mod tests {
         let line = find_line("json_analytics", "/retry/1");
         f.parse(line, &mut out).unwrap();
         assert_eq!(
-            out.request.and_then(parse_request),
+            out.request().and_then(parse_request),
             Some((&b"GET"[..], &b"/retry/1"[..]))
         );
 
@@ -1959,9 +2033,9 @@ mod tests {
             let f = corpus_format(name);
             for line in corpus_lines(name) {
                 f.parse(line, &mut out).unwrap();
-                let t = out.time_local.and_then(parse_time_local);
+                let t = out.time_local().and_then(parse_time_local);
                 assert!(t.is_some(), "{name}: {out:?}");
-                if let Some(r) = out.request {
+                if let Some(r) = out.request() {
                     let (_, path) = parse_request(r).unwrap();
                     assert!(path.len() <= REQUEST_PATH_MAX && !path.contains(&b'?'));
                     // Never half an escape.
@@ -1973,7 +2047,7 @@ mod tests {
         let f = corpus_format("combined");
         f.parse(find_line("combined", "/static/x"), &mut out)
             .unwrap();
-        let (_, path) = out.request.and_then(parse_request).unwrap();
+        let (_, path) = out.request().and_then(parse_request).unwrap();
         // `/static/x` then `\xC3\xA9` repeated: cut after a whole escape.
         assert_eq!(path.len(), 9 + 8 * 14 + 4);
     }
@@ -2243,8 +2317,8 @@ mod tests {
 
     fn field_by_index<'a>(out: &AccessFields<'a>, i: usize) -> Option<&'a [u8]> {
         match GEN_VARS[i].0 {
-            "status" => out.status,
-            "request_time" => out.request_time,
+            "status" => out.status(),
+            "request_time" => out.request_time(),
             _ if i < KEPT_LISTS => out.list(i as u8),
             _ => None,
         }
@@ -2350,8 +2424,8 @@ mod tests {
             let mut out = AccessFields::default();
             for f in formats() {
                 let _ = f.parse(&line, &mut out);
-                for v in [out.status, out.request_time, out.upstream_addr, out.upstream_status,
-                          out.upstream_response_time, out.upstream_connect_time, out.upstream_header_time] {
+                for v in [out.status(), out.request_time(), out.upstream_addr(), out.upstream_status(),
+                          out.upstream_response_time(), out.upstream_connect_time(), out.upstream_header_time()] {
                     let v = v.unwrap_or_default();
                     let _ = parse_status(v);
                     let _ = parse_seconds_millis(v);
@@ -2411,10 +2485,10 @@ mod tests {
             let f = upstream_format();
             let mut out = AccessFields::default();
             prop_assert!(f.parse(line.as_bytes(), &mut out).is_ok());
-            prop_assert_eq!(out.status.and_then(parse_status), Some(status));
-            prop_assert_eq!(out.request_time.and_then(parse_seconds_millis), Some(rt));
-            let n = upstream_entries(out.upstream_addr.unwrap_or_default()).count();
-            prop_assert_eq!(n, upstream_entries(out.upstream_status.unwrap_or_default()).count());
+            prop_assert_eq!(out.status().and_then(parse_status), Some(status));
+            prop_assert_eq!(out.request_time().and_then(parse_seconds_millis), Some(rt));
+            let n = upstream_entries(out.upstream_addr().unwrap_or_default()).count();
+            prop_assert_eq!(n, upstream_entries(out.upstream_status().unwrap_or_default()).count());
         }
     }
 }

@@ -302,6 +302,8 @@ pub static RULES: &[Rule] = &[
     rule("upstream sent no valid",                      None,      false, Some(InvalidHeader)),
     rule("upstream sent duplicate header line",         None,      false, Some(InvalidHeader)),
     rule("upstream prematurely closed connection",      None,      false, Some(PrematureClose)),
+    // A FastCGI app that closed its stdout before its headers.
+    rule("upstream prematurely closed FastCGI stdout",  None,      false, Some(PrematureClose)),
     // ENOENT: the socket file is gone (app not started, wrong path).
     rule("",                                            Some(2),   true,  Some(SocketMissing)),
     // EACCES: socket file mode on unix sockets; SELinux denying TCP.
@@ -462,6 +464,45 @@ mod tests {
             [
                 (ConnectionRefused, Connect, Some(502), uwsgi),
                 (SocketMissing, Connect, Some(502), fpm),
+            ]
+        );
+    }
+
+    /// nginx 1.22 with `fastcgi_pass`, captured by
+    /// fixtures/nginx/capture-fastcgi.sh: a php-fpm 8.2 child SIGKILLed
+    /// while its body streamed (a reset after the 200 went out, so no
+    /// status of nginx's own), and an app that closed its FastCGI stdout
+    /// before its headers (a 502).
+    #[test]
+    fn fastcgi_stdout_closed_and_a_child_killed_mid_body() {
+        use Phase::*;
+        let text = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/nginx/error_fastcgi.log"
+        ));
+        let got: Vec<(Reason, Phase, Option<u16>, &str)> = text
+            .lines()
+            .map(|l| {
+                let p = parse_error_line(l).expect("parses");
+                let f = classify(&p).unwrap_or_else(|| panic!("not classified: {l}"));
+                (
+                    f.reason,
+                    f.phase,
+                    f.status,
+                    upstream_server(p.upstream.unwrap()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (ResetByPeer, ReadBody, None, "unix:/run/app/fpm.sock"),
+                (
+                    PrematureClose,
+                    ReadHeader,
+                    Some(502),
+                    "unix:/run/app/cgi.sock"
+                ),
             ]
         );
     }

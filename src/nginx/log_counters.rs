@@ -312,7 +312,7 @@ impl LogCounters {
             return self.parse_error(ParseError::FormatMismatch);
         }
         let Some(status) = fields
-            .status
+            .status()
             .and_then(access::parse_status)
             .filter(|s| (100..600).contains(s))
         else {
@@ -356,7 +356,7 @@ impl LogCounters {
         }
         let up = last_upstream.unwrap_or(0);
         self.responses.add(up, status);
-        if let Some(ms) = fields.request_time.and_then(access::parse_seconds_millis) {
+        if let Some(ms) = fields.request_time().and_then(access::parse_seconds_millis) {
             self.response_seconds.observe_ms(up, ms);
         }
         Some(Counted {

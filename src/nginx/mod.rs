@@ -199,9 +199,9 @@ impl LogSource {
                     log: log.clone(),
                     status: c.status,
                     upstream: upstream.as_deref().map(Into::into),
-                    conn: f.connection.and_then(access::parse_connection),
+                    conn: f.connection().and_then(access::parse_connection),
                     request: f
-                        .request
+                        .request()
                         .and_then(access::parse_request)
                         .map(|(m, p)| Request::new(m, p)),
                     backend_sent: c.backend_sent,
@@ -301,13 +301,13 @@ fn report(sinks: &Sinks, log: &str, file: &str, path: &Path, r: std::io::Result<
 /// When an access line was written, from the best time field its format
 /// has: `$msec` (milliseconds), `$time_iso8601` or `$time_local` (seconds).
 fn line_time(f: &access::AccessFields<'_>) -> Option<SystemTime> {
-    if let Some(ms) = f.msec.and_then(access::parse_msec) {
+    if let Some(ms) = f.msec().and_then(access::parse_msec) {
         return Some(SystemTime::UNIX_EPOCH + Duration::from_millis(ms));
     }
     let secs = f
-        .time_iso8601
+        .time_iso8601()
         .and_then(access::parse_time_iso8601)
-        .or_else(|| f.time_local.and_then(access::parse_time_local))?;
+        .or_else(|| f.time_local().and_then(access::parse_time_local))?;
     u64::try_from(secs)
         .ok()
         .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
@@ -578,7 +578,7 @@ mod tests {
         let line = br#"127.0.0.1 - - [23/Nov/2026:04:20:01 +0000] "GET / HTTP/1.1" 502 5 "-" "curl" rt=0.001 uht="-" urt="0.000" ua="unix:/run/a.sock" us="502""#;
         let mut f = access::AccessFields::default();
         fmt.parse(line, &mut f).unwrap();
-        assert_eq!(f.upstream_addr, Some(&b"unix:/run/a.sock"[..]));
+        assert_eq!(f.upstream_addr(), Some(&b"unix:/run/a.sock"[..]));
 
         assert!(compile_format(&entry("combined", None)).is_ok());
         assert!(compile_format(&entry("main", None)).is_ok());

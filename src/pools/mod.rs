@@ -35,9 +35,12 @@ pub mod observe;
 pub mod proc;
 pub mod process_table;
 pub mod self_usage;
+pub mod server_status;
 pub mod servers;
 pub mod slots;
 pub mod smaps;
+pub mod status_client;
+pub mod status_json;
 pub mod view;
 
 use std::path::{Path, PathBuf};

@@ -109,6 +109,12 @@ pub fn exit_reason(e: &ExitEvidence) -> ExitReason {
         .map_or(ExitReason::Unknown, |r| r.reason)
 }
 
+/// The reason for `exit` of `pool`, seen at `at`, on the evidence the
+/// timeline holds now: what the exit judge counts.
+pub fn of(tl: &Timeline, pool: &str, at: SystemTime, exit: &WorkerExit, w: Windows) -> ExitReason {
+    exit_reason(&gather(tl, pool, at, exit, w))
+}
+
 /// How far around an exit the evidence is looked for.
 #[derive(Debug, Clone, Copy)]
 pub struct Windows {
@@ -153,7 +159,7 @@ pub fn gather(
     let master_wide =
         |t: SystemTime| t + Duration::from_secs(1) >= p.started && t + w.graceful >= at;
     let mut log_status = None;
-    for ev in tl.window(from, to) {
+    for ev in tl.evidence(from, to) {
         match &ev.kind {
             // An OOM victim may have been counted under no pool (killed
             // before the pool source knew it): the pid and time decide.

@@ -1,17 +1,20 @@
-//! Why a client got a 502 or 504: one table over the evidence the
-//! timeline holds around the access line.
-//!
-//! The evidence, and how it is joined to the request:
-//! - nginx's error line for the request: on the connection number where
-//!   the access format has `$connection` (the error line's `*CONN` is the
-//!   same counter), else on the upstream and the time, each error line
-//!   explaining one request at most;
-//! - the pool's workers that ended around it, each with the reason the
-//!   exit-reason table gives it (an OOM kill, a timeout, a crash, a
-//!   recycle);
-//! - whether the pool's master was gone then, and whether an OOM kill in
-//!   the pool came just before it went (systemd's default `OOMPolicy=stop`
-//!   stops a whole service when the kernel kills one of its processes).
+//! Why a client got a 502 or 504: one table ([`RULES`]) over the evidence
+//! the timeline holds around the access line, gathered by [`gather`] in
+//! phases, each a small function over the timeline or the events near the
+//! line:
+//! - [`error_line`]: nginx's error line for the request, on the connection
+//!   number where the access format has `$connection` (the error line's
+//!   `*CONN` is the same counter), else on the upstream and the time, each
+//!   error line explaining one request at most;
+//! - [`master_state`]: whether the pool's master was gone then, and
+//!   whether an OOM kill in the pool came just before it went (systemd's
+//!   default `OOMPolicy=stop` stops a whole service when the kernel kills
+//!   one of its processes);
+//! - [`worker_ends`]: the pool's workers that ended around it, each with
+//!   its reason: the exit judge's verdict for an exit it judged, the
+//!   exit-reason table for the others;
+//! - [`tally`]: those ends counted by kind (an OOM kill, a timeout, a
+//!   crash, a recycle), and the worker to show.
 //!
 //! nginx and Gunicorn log whole seconds: "around" is [`Windows::near`]
 //! either side. Where both times are exact (an access line with `$msec`,
@@ -21,7 +24,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
-use super::exit_reason::{self, ExitEvidence};
+use super::exit_reason;
 use crate::state::timeline::{
     AppLog, DeadWorker, Event, EventKind, ExitReason, FailureCause, Process, ServerError, Timeline,
     WorkerExit,
@@ -170,11 +173,12 @@ pub fn failure_cause(e: &FailureEvidence) -> FailureCause {
         .unwrap_or(FailureCause::Other)
 }
 
+/// How far around a failure its evidence is looked for.
 #[derive(Debug, Clone, Copy)]
 pub struct Windows {
-    /// How far either side of the access line an error line, a worker's
-    /// end or the master's exit is looked for: the logs' whole seconds
-    /// plus a second.
+    /// How far either side of the access line an error line or a worker's
+    /// end is looked for, and how far after it the master's last change:
+    /// the logs' whole seconds plus a second.
     pub near: Duration,
     /// How long before the master's exit an OOM kill in the pool means the
     /// master was stopped because of it.
@@ -183,6 +187,8 @@ pub struct Windows {
     /// events may be and still have cut its request: the two clocks'
     /// rounding.
     pub exact: Duration,
+    /// For the reason of an end the exit judge has not judged (not yet, or
+    /// never: a worker the pool source did not see go).
     pub exits: exit_reason::Windows,
 }
 
@@ -198,10 +204,11 @@ impl Default for Windows {
 }
 
 /// The evidence about one failed request, and the worker that ended under
-/// it when one did. `claimed` holds the error lines already joined to
-/// another request by upstream and time, so that one line explains one
-/// request; the one this request takes is added. `master_down_now` says
-/// whether the pool's master is gone when the timeline does not say.
+/// it when one did: the phases below, joined. `claimed` holds the error
+/// lines already joined to another request by upstream and time, so that
+/// one line explains one request; the one this request takes is added.
+/// `master_down_now` says whether the pool's master is gone when the
+/// timeline does not say.
 pub fn gather(
     tl: &Timeline,
     err: &ServerError,
@@ -211,60 +218,36 @@ pub fn gather(
     claimed: &mut BTreeSet<u64>,
     w: Windows,
 ) -> (FailureEvidence, Option<DeadWorker>) {
-    gather_in(&ByTime::new(tl), err, at, pool, master_down_now, claimed, w)
-}
-
-/// The timeline as the failure rules read it, once per judge step: its
-/// events in time order, so that each failure's neighbours are a binary
-/// search and a slice away (a one-shot run judges tens of thousands of
-/// failures over tens of thousands of events), and the last master change
-/// before a failure from the timeline's own small index of them.
-pub struct ByTime<'a> {
-    tl: &'a Timeline,
-    /// The events in time order, taken once per judge step: a burst of
-    /// failures each reads a dense window of them, which a slice serves
-    /// faster than the index.
-    events: Vec<&'a Event>,
-}
-
-impl<'a> ByTime<'a> {
-    pub fn new(tl: &'a Timeline) -> ByTime<'a> {
-        ByTime {
-            tl,
-            events: tl.in_time_order().collect(),
-        }
-    }
-
-    /// Events whose time lies in `[from, to]`.
-    pub fn window(&self, from: SystemTime, to: SystemTime) -> impl Iterator<Item = &'a Event> + '_ {
-        let i = self.events.partition_point(|e| e.at < from);
-        let j = self.events.partition_point(|e| e.at <= to);
-        self.events[i..j.max(i)].iter().copied()
-    }
-}
-
-/// [`gather`] over a timeline already put in time order.
-pub fn gather_in(
-    bt: &ByTime<'_>,
-    err: &ServerError,
-    at: SystemTime,
-    pool: Option<&str>,
-    master_down_now: bool,
-    claimed: &mut BTreeSet<u64>,
-    w: Windows,
-) -> (FailureEvidence, Option<DeadWorker>) {
-    let tl = bt.tl;
     let mut e = FailureEvidence {
         status: err.status,
         backend_sent: err.backend_sent,
         ..FailureEvidence::default()
     };
-    let from = at.checked_sub(w.near).unwrap_or(SystemTime::UNIX_EPOCH);
-    let to = at + w.near;
+    let near = near(tl, at, pool, w);
+    if let Some(line) = error_line(&near, err, at, claimed) {
+        e.reason = Some(line.reason);
+        e.errno = line.errno;
+        if err.conn.is_none() {
+            claimed.insert(line.seq);
+        }
+    }
+    let Some(pool) = pool else {
+        return (e, None);
+    };
+    let master = master_state(tl, pool, at + w.near, master_down_now, w);
+    e.master_down = master.down;
+    e.oom_before_master_down = master.oom_before_down;
+    let (ends, dead) = tally(&worker_ends(tl, &near, pool, at, w));
+    e.ends = ends;
+    (e, dead)
+}
 
-    // The events around the failure that may bear on it.
-    let near: Vec<&Event> = bt
-        .window(from, to)
+/// The events around the failure that may bear on it: the pool's, and the
+/// error lines and OOM kills of any pool. The requests around it are not
+/// (a storm puts thousands there).
+fn near<'a>(tl: &'a Timeline, at: SystemTime, pool: Option<&str>, w: Windows) -> Vec<&'a Event> {
+    let from = at.checked_sub(w.near).unwrap_or(SystemTime::UNIX_EPOCH);
+    tl.evidence(from, at + w.near)
         .filter(|ev| {
             (pool.is_some() && ev.pool.as_deref() == pool)
                 || matches!(
@@ -272,20 +255,31 @@ pub fn gather_in(
                     EventKind::UpstreamFailure(_) | EventKind::OomKill(_)
                 )
         })
-        .collect();
-    // The master: its last start, or exit, or the log line that it is
-    // shutting down, before the failure. A stopping master unlinks its
-    // socket (or closes it) first, then waits up to its graceful timeout
-    // for its workers before it exits: nginx finds nothing to connect to
-    // all that while.
-    let master: Option<(SystemTime, bool)> = tl
-        .master_changes_until_rev(to)
-        .find(|ev| pool.is_some() && ev.pool.as_deref() == pool)
-        .map(|ev| (ev.at, !matches!(ev.kind, EventKind::MasterStart(_))));
+        .collect()
+}
 
-    // nginx's error line: by connection, else by upstream and time.
-    let mut best: Option<(u64, Reason, Option<i32>, Duration)> = None;
-    for ev in near.iter().copied() {
+/// nginx's error line joined to a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorLine {
+    /// Its place on the timeline, for `claimed`.
+    pub seq: u64,
+    pub reason: Reason,
+    pub errno: Option<i32>,
+}
+
+/// Phase one: nginx's error line for the request among the events `near`
+/// it (in time order), by connection where the access line has one, else
+/// by upstream and time among the lines no other request has `claimed`.
+/// By connection, the last attempt's line (the one that produced the
+/// status) is the latest; by time, the nearest.
+pub fn error_line(
+    near: &[&Event],
+    err: &ServerError,
+    at: SystemTime,
+    claimed: &BTreeSet<u64>,
+) -> Option<ErrorLine> {
+    let mut best: Option<(ErrorLine, Duration)> = None;
+    for ev in near {
         let EventKind::UpstreamFailure(f) = &ev.kind else {
             continue;
         };
@@ -301,152 +295,239 @@ pub fn gather_in(
             continue;
         }
         let gap = at.duration_since(ev.at).unwrap_or_else(|e| e.duration());
-        // By connection, the last attempt's line (the one that produced
-        // the status) is the latest; by time, the nearest.
-        let better = match best {
-            None => true,
-            Some((seq, .., g)) => {
-                if by_conn {
-                    ev.seq > seq
-                } else {
-                    gap < g
-                }
-            }
-        };
+        let better = best.is_none_or(|(line, g)| if by_conn { ev.seq > line.seq } else { gap < g });
         if better {
-            best = Some((ev.seq, f.reason, f.errno, gap));
+            let line = ErrorLine {
+                seq: ev.seq,
+                reason: f.reason,
+                errno: f.errno,
+            };
+            best = Some((line, gap));
         }
     }
-    if let Some((seq, reason, errno, _)) = best {
-        e.reason = Some(reason);
-        e.errno = errno;
-        if err.conn.is_none() {
-            claimed.insert(seq);
-        }
-    }
+    best.map(|(line, _)| line)
+}
 
-    let Some(pool) = pool else {
-        return (e, None);
-    };
-    match master {
-        Some((went, true)) => {
-            e.master_down = true;
-            let since = went
+/// The pool's master around a failure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MasterState {
+    /// Gone, or shutting down.
+    pub down: bool,
+    /// An OOM kill in the pool came shortly before it went.
+    pub oom_before_down: bool,
+}
+
+/// Phase two: the master's state by `to`, from its last start, exit or log
+/// line that it is shutting down. A stopping master unlinks its socket (or
+/// closes it) first, then waits up to its graceful timeout for its workers
+/// before it exits: nginx finds nothing to connect to all that while. With
+/// no such event on the timeline, `down_now` (what the pool index says
+/// now) decides.
+pub fn master_state(
+    tl: &Timeline,
+    pool: &str,
+    to: SystemTime,
+    down_now: bool,
+    w: Windows,
+) -> MasterState {
+    let last = tl
+        .master_changes_until_rev(to)
+        .find(|ev| ev.pool.as_deref() == Some(pool));
+    match last {
+        None => MasterState {
+            down: down_now,
+            oom_before_down: false,
+        },
+        Some(ev) if matches!(ev.kind, EventKind::MasterStart(_)) => MasterState::default(),
+        Some(ev) => {
+            let since = ev
+                .at
                 .checked_sub(w.stop_after_oom)
                 .unwrap_or(SystemTime::UNIX_EPOCH);
-            e.oom_before_master_down = bt
-                .window(since, went + Duration::from_secs(1))
-                .any(|k| matches!(k.kind, EventKind::OomKill(_)) && kill_pool(tl, k) == Some(pool));
-        }
-        Some((_, false)) => {}
-        None => e.master_down = master_down_now,
-    }
-
-    // The workers that ended around it, each judged on the evidence there
-    // is now. An exit the pool source saw is one; so is, for a worker it
-    // never saw go (a one-shot diagnosis after the fact, a missed exit),
-    // the kernel's OOM kill of it or the master's log of its end.
-    //
-    // A worker that ended after nginx wrote the line cannot have cut the
-    // request: the workers a master stops after an OOM kill, say. Only an
-    // exit the process events timed (it carries its wait status) is known
-    // to the millisecond; one seen by polling may be a cycle late. The
-    // line's own time is `$msec`'s, or a whole second that may be up to one
-    // second early.
-    let latest = at
-        + if at_whole_second(at) {
-            Duration::from_secs(1)
-        } else {
-            w.exact
-        };
-    let mut ends: Vec<End> = Vec::new();
-    let mut after: Vec<i32> = Vec::new();
-    // An OOM victim's memory is best told by the kernel, at the kill: the
-    // pool source's last sample of it may be older, or of the process
-    // already torn down (0). Counted under no pool when the kernel source
-    // could not tie it: the pid and the time decide, as for the exit's
-    // reason.
-    let killed = |pid: i32| {
-        near.iter().find_map(|ev| match &ev.kind {
-            EventKind::OomKill(k) if k.pid == pid => Some((victim_bytes(k), ev.at)),
-            _ => None,
-        })
-    };
-    let ours = || near.iter().filter(|ev| ev.pool.as_deref() == Some(pool));
-    for ev in ours() {
-        if let EventKind::WorkerExit(x) = &ev.kind {
-            if x.status.is_some() && ev.at > latest {
-                after.push(x.process.pid);
-                continue;
+            MasterState {
+                down: true,
+                oom_before_down: tl.evidence(since, ev.at + Duration::from_secs(1)).any(|k| {
+                    matches!(k.kind, EventKind::OomKill(_)) && kill_pool(tl, k) == Some(pool)
+                }),
             }
-            let evidence: ExitEvidence = exit_reason::gather(tl, pool, ev.at, x, w.exits);
-            let kill = killed(x.process.pid);
-            ends.push(End {
-                reason: exit_reason::exit_reason(&evidence),
-                // A victim dies some milliseconds after its kill, as the
-                // kernel frees its memory: the kill is when it ended.
-                at: kill.map_or(ev.at, |(_, t)| t.min(ev.at)),
-                dead: DeadWorker {
-                    pid: x.process.pid,
-                    slot: x.process.slot,
-                    rss_bytes: kill.map(|(b, _)| b).or(x.rss_bytes.filter(|b| *b > 0)),
-                    pss_bytes: x.pss_bytes.filter(|b| *b > 0),
-                },
-            });
         }
     }
-    for ev in ours() {
-        let (pid, dead) = match &ev.kind {
-            EventKind::OomKill(k) => (
-                k.pid,
-                DeadWorker {
-                    pid: k.pid,
-                    slot: k.slot,
-                    rss_bytes: Some(victim_bytes(k)),
-                    pss_bytes: None,
-                },
-            ),
+}
+
+/// A worker that ended around a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct End {
+    pub reason: ExitReason,
+    pub at: SystemTime,
+    pub dead: DeadWorker,
+}
+
+/// Phase three: the pool's workers that ended among the events `near` a
+/// failure at `at`. An exit the pool source saw is one (see
+/// [`seen_ends`]); so is, for a worker it never saw go (a one-shot
+/// diagnosis after the fact, a missed exit), the kernel's OOM kill of it
+/// or the master's log of its end (see [`unseen_ends`]).
+pub fn worker_ends(
+    tl: &Timeline,
+    near: &[&Event],
+    pool: &str,
+    at: SystemTime,
+    w: Windows,
+) -> Vec<End> {
+    let (mut ends, mut known) = seen_ends(tl, near, pool, latest_end(at, w), w.exits);
+    known.extend(ends.iter().map(|x| x.dead.pid));
+    ends.extend(unseen_ends(tl, near, pool, &known, w.exits));
+    ends
+}
+
+/// The latest a worker may have ended and still have cut a request whose
+/// access line says `at`. A worker that ended after nginx wrote the line
+/// cannot have cut it: the workers a master stops after an OOM kill, say.
+/// Only an exit the process events timed (it carries its wait status) is
+/// known to the millisecond; one seen by polling may be a cycle late. The
+/// line's own time is `$msec`'s, or a whole second that may be up to one
+/// second early.
+fn latest_end(at: SystemTime, w: Windows) -> SystemTime {
+    at + if at_whole_second(at) {
+        Duration::from_secs(1)
+    } else {
+        w.exact
+    }
+}
+
+/// The exits of `pool` the pool source saw among `near`, each with the
+/// reason the exit judge gave it; and the pids of those known to have
+/// ended after `latest`, which did not cut the request.
+///
+/// The judge puts its verdict on the timeline beside the exit, as a
+/// [`WorkerEnd`](crate::state::timeline::WorkerEnd) at the same time. An
+/// exit still waiting for its late evidence when the failure is judged
+/// has none yet: it is given the reason the judge's table gives it on the
+/// evidence there is now.
+pub fn seen_ends(
+    tl: &Timeline,
+    near: &[&Event],
+    pool: &str,
+    latest: SystemTime,
+    w: exit_reason::Windows,
+) -> (Vec<End>, Vec<i32>) {
+    let (mut ends, mut after) = (Vec::new(), Vec::new());
+    for ev in near.iter().filter(|ev| ev.pool.as_deref() == Some(pool)) {
+        let EventKind::WorkerExit(x) = &ev.kind else {
+            continue;
+        };
+        if x.status.is_some() && ev.at > latest {
+            after.push(x.process.pid);
+            continue;
+        }
+        let reason = verdict(near, ev, x).unwrap_or_else(|| exit_reason::of(tl, pool, ev.at, x, w));
+        let kill = killed(near, x.process.pid);
+        ends.push(End {
+            reason,
+            // A victim dies some milliseconds after its kill, as the
+            // kernel frees its memory: the kill is when it ended.
+            at: kill.map_or(ev.at, |(_, t)| t.min(ev.at)),
+            dead: DeadWorker {
+                pid: x.process.pid,
+                slot: x.process.slot,
+                rss_bytes: kill.map(|(b, _)| b).or(x.rss_bytes.filter(|b| *b > 0)),
+                pss_bytes: x.pss_bytes.filter(|b| *b > 0),
+            },
+        });
+    }
+    (ends, after)
+}
+
+/// The reason the exit judge gave the exit `ev`, if it has judged it: its
+/// `WorkerEnd` among `near`, at the same time, of the same pool and
+/// process.
+fn verdict(near: &[&Event], ev: &Event, x: &WorkerExit) -> Option<ExitReason> {
+    near.iter().find_map(|e| match &e.kind {
+        EventKind::WorkerEnd(end)
+            if e.at == ev.at && e.pool == ev.pool && end.exit.process == x.process =>
+        {
+            Some(end.reason)
+        }
+        _ => None,
+    })
+}
+
+/// The kernel's OOM kill of `pid` among `near`: the victim's memory, which
+/// the kernel tells best at the kill (the pool source's last sample of it
+/// may be older, or of the process already torn down, 0), and its time.
+/// A kill the kernel source could not tie to a pool counts too: the pid and
+/// the time decide, as for the exit's reason.
+fn killed(near: &[&Event], pid: i32) -> Option<(u64, SystemTime)> {
+    near.iter().find_map(|ev| match &ev.kind {
+        EventKind::OomKill(k) if k.pid == pid => Some((victim_bytes(k), ev.at)),
+        _ => None,
+    })
+}
+
+/// The workers of `pool` the pool source never saw go (none of the `known`
+/// pids), from the kernel's OOM kill of them or the master's log of their
+/// end among `near`, first one first. The exit judge never sees these:
+/// each is given the reason its table gives it on the evidence there is.
+pub fn unseen_ends(
+    tl: &Timeline,
+    near: &[&Event],
+    pool: &str,
+    known: &[i32],
+    w: exit_reason::Windows,
+) -> Vec<End> {
+    let mut ends: Vec<End> = Vec::new();
+    for ev in near.iter().filter(|ev| ev.pool.as_deref() == Some(pool)) {
+        let dead = match &ev.kind {
+            EventKind::OomKill(k) => DeadWorker {
+                pid: k.pid,
+                slot: k.slot,
+                rss_bytes: Some(victim_bytes(k)),
+                pss_bytes: None,
+            },
             EventKind::AppLog(
                 AppLog::WorkerTimeout { pid }
                 | AppLog::WorkerSignaled { pid, .. }
                 | AppLog::WorkerExited { pid, .. }
                 | AppLog::WorkerCrashed { pid, .. }
                 | AppLog::Autorestarting { pid },
-            ) => (
-                *pid,
-                DeadWorker {
-                    pid: *pid,
-                    slot: None,
-                    rss_bytes: None,
-                    pss_bytes: None,
-                },
-            ),
+            ) => DeadWorker {
+                pid: *pid,
+                slot: None,
+                rss_bytes: None,
+                pss_bytes: None,
+            },
             _ => continue,
         };
-        if ends.iter().any(|x| x.dead.pid == pid) || after.contains(&pid) {
+        if known.contains(&dead.pid) || ends.iter().any(|x| x.dead.pid == dead.pid) {
             continue;
         }
         let unseen = WorkerExit {
             process: Process {
-                pid,
-                started: booted(tl, pool, pid).unwrap_or(SystemTime::UNIX_EPOCH),
+                pid: dead.pid,
+                started: booted(tl, pool, dead.pid).unwrap_or(SystemTime::UNIX_EPOCH),
                 slot: dead.slot,
             },
             status: None,
             rss_bytes: dead.rss_bytes,
             pss_bytes: None,
         };
-        let evidence = exit_reason::gather(tl, pool, ev.at, &unseen, w.exits);
         ends.push(End {
-            reason: exit_reason::exit_reason(&evidence),
+            reason: exit_reason::of(tl, pool, ev.at, &unseen, w),
             at: ev.at,
             dead,
         });
     }
-    // A master that reloads or stops after a worker was killed (systemd
-    // stops the whole service after an OOM kill) lets its other workers
-    // finish their requests: those graceful ends follow from the kill, and
-    // do not make it ambiguous which end cut the request.
+    ends
+}
+
+/// Phase four: the ends counted by kind, and the worker to show: the
+/// first counted whose memory is known, else the last counted.
+///
+/// A master that reloads or stops after a worker was killed (systemd stops
+/// the whole service after an OOM kill) lets its other workers finish
+/// their requests: those graceful ends follow from the kill, and do not
+/// make it ambiguous which end cut the request.
+pub fn tally(ends: &[End]) -> (WorkerEnds, Option<DeadWorker>) {
     let violent = |r: ExitReason| {
         matches!(
             r,
@@ -461,34 +542,27 @@ pub fn gather_in(
         .filter(|x| violent(x.reason))
         .map(|x| x.at)
         .min();
+    let mut counts = WorkerEnds::default();
     let mut dead = None;
     for x in ends {
         let kind = match x.reason {
-            ExitReason::OomKilled => &mut e.ends.oom_killed,
-            ExitReason::Timeout => &mut e.ends.timed_out,
-            ExitReason::Signal | ExitReason::ExitError => &mut e.ends.crashed,
-            ExitReason::MaxRequests => &mut e.ends.recycled,
+            ExitReason::OomKilled => &mut counts.oom_killed,
+            ExitReason::Timeout => &mut counts.timed_out,
+            ExitReason::Signal | ExitReason::ExitError => &mut counts.crashed,
+            ExitReason::MaxRequests => &mut counts.recycled,
             ExitReason::Reload | ExitReason::Shutdown
                 if first_violent.is_some_and(|v| v <= x.at) =>
             {
                 continue
             }
-            ExitReason::Reload | ExitReason::Shutdown | ExitReason::Unknown => &mut e.ends.other,
+            ExitReason::Reload | ExitReason::Shutdown | ExitReason::Unknown => &mut counts.other,
         };
         *kind += 1;
-        // The one with the most known is the one to show.
         if dead.is_none_or(|d: DeadWorker| d.rss_bytes.is_none()) {
             dead = Some(x.dead);
         }
     }
-    (e, dead)
-}
-
-/// A worker that ended around a failure.
-struct End {
-    reason: ExitReason,
-    at: SystemTime,
-    dead: DeadWorker,
+    (counts, dead)
 }
 
 /// An OOM victim's resident memory when the kernel killed it.
@@ -516,23 +590,17 @@ pub fn kill_pool<'a>(tl: &'a Timeline, kill: &'a Event) -> Option<&'a str> {
     if let Some(p) = kill.pool.as_deref() {
         return Some(p);
     }
-    tl.iter()
+    tl.boots(k.pid)
         .filter(|b| b.at <= kill.at)
-        .filter(
-            |b| matches!(b.kind, EventKind::AppLog(AppLog::WorkerBooted { pid }) if pid == k.pid),
-        )
         .max_by_key(|b| b.at)
         .and_then(|b| b.pool.as_deref())
 }
 
-/// When the app server's log says worker `pid` booted.
+/// When the app server's log of `pool` says worker `pid` booted.
 fn booted(tl: &Timeline, pool: &str, pid: i32) -> Option<SystemTime> {
-    tl.iter()
-        .filter(|e| e.pool.as_deref() == Some(pool))
-        .find_map(|e| match e.kind {
-            EventKind::AppLog(AppLog::WorkerBooted { pid: p }) if p == pid => Some(e.at),
-            _ => None,
-        })
+    tl.boots(pid)
+        .find(|e| e.pool.as_deref() == Some(pool))
+        .map(|e| e.at)
 }
 
 #[cfg(test)]
@@ -1128,7 +1196,7 @@ mod tests {
     }
 
     /// Events arrive out of time order (a log read late, the kernel's ring
-    /// replayed): the time-ordered view finds them by time, and the
+    /// replayed): the time index finds them by time, and the
     /// master's last word by time, not by arrival.
     #[test]
     fn the_time_ordered_view_of_a_timeline_that_arrived_out_of_order() {
@@ -1151,14 +1219,13 @@ mod tests {
             api.clone(),
             EventKind::AppLog(AppLog::WorkerBooted { pid: 2 }),
         );
-        let bt = ByTime::new(&tl);
-        let times: Vec<SystemTime> = bt.window(t(4), t(20)).map(|e| e.at).collect();
+        let times: Vec<SystemTime> = tl.evidence(t(4), t(20)).map(|e| e.at).collect();
         assert_eq!(times, [t(5), t(10), t(20)]);
-        assert!(bt.window(t(21), t(29)).next().is_none());
+        assert!(tl.evidence(t(21), t(29)).next().is_none());
         // Down at 25 (its exit at 20 is its last word by then), up at 35.
         let down = |at| {
-            gather_in(
-                &bt,
+            gather(
+                &tl,
                 &error(None, "unix:/x"),
                 at,
                 Some("api"),
@@ -1235,5 +1302,288 @@ mod tests {
         assert_eq!(cause(t(200)).0, WorkerTimeout);
         assert_eq!(cause(t(301)).0, WorkerCrashed);
         assert_eq!(cause(t(400)).0, Other);
+    }
+
+    /// An event as the timeline holds it, for the phases that read a slice.
+    fn at(seq: u64, secs: u64, pool: Option<&str>, kind: EventKind) -> Event {
+        Event {
+            seq,
+            at: t(secs),
+            pool: pool.map(Arc::from),
+            kind,
+        }
+    }
+
+    fn kill(pid: i32, bytes: u64) -> EventKind {
+        EventKind::OomKill(OomKill {
+            seq: 1,
+            pid,
+            comm: "gunicorn".into(),
+            slot: Some(2),
+            cgroup: None,
+            memcg: true,
+            rule: KillRule::Cgroup,
+            anon_bytes: bytes,
+            file_bytes: 0,
+            shmem_bytes: None,
+        })
+    }
+
+    fn worker_exit(pid: i32, status: ExitStatus) -> WorkerExit {
+        WorkerExit {
+            process: Process {
+                pid,
+                started: t(0),
+                slot: Some(1),
+            },
+            status: Some(status),
+            rss_bytes: Some(100 << 20),
+            pss_bytes: None,
+        }
+    }
+
+    #[test]
+    fn error_line_by_connection_is_the_last_attempt_and_by_upstream_the_nearest_unclaimed() {
+        let mut no_status = failure(Some(7), "unix:/a", Reason::ResetByPeer);
+        if let EventKind::UpstreamFailure(f) = &mut no_status {
+            f.status = None;
+        }
+        let mut other_log = failure(None, "unix:/a", Reason::BacklogFull);
+        if let EventKind::UpstreamFailure(f) = &mut other_log {
+            f.log = Arc::from("other");
+        }
+        let events = [
+            at(
+                1,
+                10,
+                None,
+                failure(Some(7), "unix:/a", Reason::ConnectionRefused),
+            ),
+            at(
+                2,
+                12,
+                None,
+                failure(Some(7), "unix:/a", Reason::PrematureClose),
+            ),
+            at(3, 11, None, no_status),
+            at(4, 11, None, other_log),
+            at(5, 9, None, failure(None, "unix:/a", Reason::Timeout)),
+            at(6, 11, None, failure(None, "unix:/a", Reason::ResetByPeer)),
+        ];
+        let near: Vec<&Event> = events.iter().collect();
+        let none = BTreeSet::new();
+        let line = |err: &ServerError, claimed: &BTreeSet<u64>| {
+            error_line(&near, err, t(11), claimed).map(|l| (l.seq, l.reason))
+        };
+        // By connection: the last attempt's line, though another is nearer.
+        assert_eq!(
+            line(&error(Some(7), "unix:/a"), &none),
+            Some((2, Reason::PrematureClose))
+        );
+        // A connection number with no line of its own takes none by upstream.
+        assert_eq!(line(&error(Some(8), "unix:/a"), &none), None);
+        // By upstream and time: the nearest, then the next once it is claimed.
+        assert_eq!(
+            line(&error(None, "unix:/a"), &none),
+            Some((6, Reason::ResetByPeer))
+        );
+        let claimed = BTreeSet::from([6]);
+        // The nearest, the first of those equally near.
+        assert_eq!(
+            line(&error(None, "unix:/a"), &claimed),
+            Some((1, Reason::ConnectionRefused))
+        );
+        assert_eq!(line(&error(None, "unix:/b"), &none), None);
+    }
+
+    #[test]
+    fn master_state_from_its_last_change_and_a_kill_before_it_went() {
+        let api: Option<Arc<str>> = Some(Arc::from("api"));
+        let p = Process {
+            pid: 1,
+            started: t(0),
+            slot: None,
+        };
+        let mut tl = Timeline::new(64);
+        tl.push(t(10), api.clone(), EventKind::MasterStart(p));
+        // The kernel source tied the kill to no pool; the pool's log says
+        // the victim was its worker.
+        tl.push(
+            t(12),
+            api.clone(),
+            EventKind::AppLog(AppLog::WorkerBooted { pid: 5 }),
+        );
+        tl.push(t(25), None, kill(5, 1));
+        tl.push(t(30), api.clone(), EventKind::AppLog(AppLog::Shutdown));
+        let w = Windows::default();
+        let state = |tl: &Timeline, to, down_now, w| master_state(tl, "api", to, down_now, w);
+        assert_eq!(
+            state(&tl, t(31), false, w),
+            MasterState {
+                down: true,
+                oom_before_down: true
+            }
+        );
+        let short = Windows {
+            stop_after_oom: Duration::from_secs(2),
+            ..w
+        };
+        assert_eq!(
+            state(&tl, t(31), false, short),
+            MasterState {
+                down: true,
+                oom_before_down: false
+            }
+        );
+        // Up, and nothing known before its start but what the index says now.
+        assert_eq!(state(&tl, t(20), true, w), MasterState::default());
+        assert!(state(&tl, t(5), true, w).down);
+        assert!(!state(&tl, t(5), false, w).down);
+        tl.push(t(40), api.clone(), EventKind::MasterStart(p));
+        assert_eq!(state(&tl, t(41), false, w), MasterState::default());
+        assert_eq!(
+            master_state(&tl, "web", t(41), false, w),
+            MasterState::default()
+        );
+    }
+
+    /// The exit judge's verdict, put beside the exit, is the reason; the
+    /// table decides only for an exit not judged yet.
+    #[test]
+    fn a_seen_exit_has_the_reason_the_exit_judge_gave_it() {
+        let x = worker_exit(5, ExitStatus::Exited(0));
+        let end = |reason| {
+            EventKind::WorkerEnd(crate::state::timeline::WorkerEnd {
+                exit: x.clone(),
+                reason,
+                lifetime: Duration::from_secs(100),
+            })
+        };
+        let exited = at(1, 100, Some("api"), EventKind::WorkerExit(x.clone()));
+        let later = at(
+            3,
+            104,
+            Some("api"),
+            EventKind::WorkerExit(worker_exit(6, ExitStatus::Signaled(9))),
+        );
+        let judged = at(2, 100, Some("api"), end(ExitReason::Reload));
+        let tl = Timeline::new(8);
+        let w = exit_reason::Windows::default();
+        let reasons = |near: &[&Event]| {
+            let (ends, after) = seen_ends(&tl, near, "api", t(101), w);
+            (ends.iter().map(|e| e.reason).collect::<Vec<_>>(), after)
+        };
+        assert_eq!(
+            reasons(&[&exited, &judged, &later]),
+            (vec![ExitReason::Reload], vec![6])
+        );
+        // Not judged yet: code 0 and nothing else is the table's max_requests.
+        assert_eq!(
+            reasons(&[&exited, &later]),
+            (vec![ExitReason::MaxRequests], vec![6])
+        );
+        // A verdict on another process of the same pid is not this one's.
+        let mut other = x.clone();
+        other.process.started = t(50);
+        let stale = at(
+            2,
+            100,
+            Some("api"),
+            EventKind::WorkerEnd(crate::state::timeline::WorkerEnd {
+                exit: other,
+                reason: ExitReason::Reload,
+                lifetime: Duration::from_secs(50),
+            }),
+        );
+        assert_eq!(reasons(&[&exited, &stale]).0, vec![ExitReason::MaxRequests]);
+    }
+
+    #[test]
+    fn unseen_ends_from_kills_and_reap_lines_once_per_pid() {
+        let mut tl = Timeline::new(16);
+        let (api, web): (Option<Arc<str>>, _) = (Some(Arc::from("api")), Some(Arc::from("web")));
+        tl.push(t(100), api.clone(), kill(5, 300 << 20));
+        tl.push(
+            t(100),
+            api.clone(),
+            EventKind::AppLog(AppLog::WorkerSignaled { pid: 5, signal: 9 }),
+        );
+        tl.push(
+            t(101),
+            api.clone(),
+            EventKind::AppLog(AppLog::WorkerExited { pid: 6, code: 0 }),
+        );
+        tl.push(
+            t(101),
+            api.clone(),
+            EventKind::AppLog(AppLog::WorkerSignaled { pid: 7, signal: 11 }),
+        );
+        tl.push(t(101), web, kill(8, 1));
+        let near: Vec<&Event> = tl.evidence(t(99), t(102)).collect();
+        let ends = unseen_ends(&tl, &near, "api", &[6], exit_reason::Windows::default());
+        let got: Vec<_> = ends
+            .iter()
+            .map(|e| (e.dead.pid, e.reason, e.dead.rss_bytes))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (5, ExitReason::OomKilled, Some(300 << 20)),
+                (7, ExitReason::Signal, None)
+            ]
+        );
+    }
+
+    #[test]
+    fn the_tally_counts_by_kind_and_leaves_out_graceful_ends_after_a_violent_one() {
+        let end = |secs, reason, rss| End {
+            reason,
+            at: t(secs),
+            dead: DeadWorker {
+                pid: secs as i32,
+                slot: None,
+                rss_bytes: rss,
+                pss_bytes: None,
+            },
+        };
+        let (counts, dead) = tally(&[
+            end(10, ExitReason::OomKilled, None),
+            end(9, ExitReason::Reload, None),
+            end(11, ExitReason::Shutdown, Some(1)),
+            end(12, ExitReason::MaxRequests, Some(2)),
+            end(13, ExitReason::Unknown, Some(3)),
+        ]);
+        assert_eq!(
+            counts,
+            WorkerEnds {
+                oom_killed: 1,
+                recycled: 1,
+                other: 2,
+                ..WorkerEnds::default()
+            }
+        );
+        // The first counted whose memory is known.
+        assert_eq!(dead.map(|d| d.pid), Some(12));
+        assert_eq!(tally(&[]), (WorkerEnds::default(), None));
+        let (counts, dead) = tally(&[end(5, ExitReason::Shutdown, None)]);
+        assert_eq!((counts.other, dead.map(|d| d.pid)), (1, Some(5)));
+    }
+
+    #[test]
+    fn a_kill_belongs_to_its_pool_or_to_the_pool_that_booted_the_victim() {
+        let mut tl = Timeline::new(16);
+        let boot = |pid| EventKind::AppLog(AppLog::WorkerBooted { pid });
+        tl.push(t(5), Some(Arc::from("api")), boot(5));
+        tl.push(t(8), Some(Arc::from("web")), boot(5));
+        tl.push(t(30), Some(Arc::from("api")), boot(5));
+        let seq = tl.push(t(10), None, kill(5, 1));
+        let tied = tl.push(t(10), Some(Arc::from("db")), kill(6, 1));
+        let event = |seq| tl.iter().find(|e| e.seq == seq).unwrap();
+        // The latest boot of the pid before the kill, whatever came later.
+        assert_eq!(kill_pool(&tl, event(seq)), Some("web"));
+        assert_eq!(kill_pool(&tl, event(tied)), Some("db"));
+        assert_eq!(kill_pool(&tl, event(1)), None, "not a kill");
+        assert_eq!(booted(&tl, "api", 5), Some(t(5)));
+        assert_eq!(booted(&tl, "db", 5), None);
     }
 }

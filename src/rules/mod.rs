@@ -4,31 +4,26 @@
 //! - [`exit_reason`]: why each worker ended;
 //! - [`failure_cause`]: why each client got a 502 or 504.
 //!
-//! The judge reads what arrived on the timeline since it last looked. An
-//! exit waits [`JudgeOptions::settle`] for its late evidence (the master's
-//! reap line, the master's own exit), is given its reason, counted, and put
-//! back on the timeline as a [`WorkerEnd`]. A 502 or 504 waits
-//! [`JudgeOptions::failure_wait`] from its line's own time when that is
-//! exact (its evidence is nearly always there before nginx writes the
-//! access line, and the lag of reading it counts toward the wait), is
-//! given its cause, counted, and put back as a [`FailedRequest`]. A cause
-//! that would have been another with evidence that came later is logged,
-//! not counted again.
+//! The [`Judge`] reads what arrived on the timeline since it last looked
+//! and hands it to two judges that apply the tables: the exit judge
+//! (`exit_judge`) gives each worker exit its reason once it has settled,
+//! and the failure judge (`failure_judge`) each 502 or 504 its cause,
+//! reading the exit judge's verdicts from the timeline.
 
+mod exit_judge;
 pub mod exit_reason;
 pub mod failure_cause;
+mod failure_judge;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::kernel::NO_POOL;
 use crate::state::source::pace;
-use crate::state::timeline::{
-    DeadWorker, EventKind, ExitReason, FailedRequest, FailureCause, ServerError, WorkerEnd,
-    WorkerExit,
-};
+use crate::state::timeline::{ExitReason, FailureCause};
 use crate::state::{PoolIndex, Published, Sinks, Source, Stepped};
+use exit_judge::ExitJudge;
+use failure_judge::FailureJudge;
 
 /// Exits judged, by pool and reason.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -75,231 +70,63 @@ impl Default for JudgeOptions {
     }
 }
 
-struct Pending {
-    arrived: Instant,
-    at: SystemTime,
-    pool: Arc<str>,
-    exit: WorkerExit,
-}
-
-struct PendingFailure {
-    /// When it is judged: [`JudgeOptions::failure_wait`] after the line's
-    /// own time where that time is exact (`$msec`), as nginx's log is read
-    /// with a lag that already gave the evidence time to come; else that
-    /// long after it was read.
-    ready: Instant,
-    at: SystemTime,
-    pool: Option<Arc<str>>,
-    error: ServerError,
-}
-
-/// Error lines joined by upstream and time, kept so that each explains one
-/// request.
-const CLAIMED_CAP: usize = 4096;
-/// Requests judged `other`, kept to look at again.
-const RECHECK_CAP: usize = 256;
-
+/// Two judges over one timeline, each with its own queue, counts and
+/// published counts: exits (`exit_judge`) and failed requests
+/// (`failure_judge`). They share only the cursor: what arrived since
+/// they last looked is read once and handed to both. The exit judge goes
+/// first in a step, so that a failure judged in the same step reads the
+/// verdicts it has just put on the timeline.
 pub struct Judge {
-    opts: JudgeOptions,
     sinks: Sinks,
-    pools: Arc<Published<PoolIndex>>,
+    interval: Duration,
     /// The last timeline event read.
     cursor: u64,
-    pending: VecDeque<Pending>,
-    exits: ExitCounts,
-    out: Arc<Published<ExitCounts>>,
-    pending_failures: VecDeque<PendingFailure>,
-    claimed: BTreeSet<u64>,
-    recheck: VecDeque<(Instant, PendingFailure)>,
-    failures: FailureCounts,
-    failures_out: Arc<Published<FailureCounts>>,
+    exit_judge: ExitJudge,
+    failure_judge: FailureJudge,
+    /// For [`Judge::finish`]: how long the slower judge waits.
+    longest_wait: Duration,
 }
 
 impl Judge {
     pub fn new(opts: JudgeOptions, sinks: Sinks, pools: Arc<Published<PoolIndex>>) -> Judge {
         Judge {
-            opts,
             sinks,
-            pools,
+            interval: opts.interval,
             cursor: 0,
-            pending: VecDeque::new(),
-            exits: ExitCounts::default(),
-            out: Published::new(ExitCounts::default()),
-            pending_failures: VecDeque::new(),
-            claimed: BTreeSet::new(),
-            recheck: VecDeque::new(),
-            failures: FailureCounts::default(),
-            failures_out: Published::new(FailureCounts::default()),
+            exit_judge: ExitJudge::new(opts),
+            failure_judge: FailureJudge::new(opts, pools),
+            longest_wait: opts.settle.max(opts.failure_wait),
         }
     }
 
     pub fn exits(&self) -> Arc<Published<ExitCounts>> {
-        self.out.clone()
+        self.exit_judge.out()
     }
 
     pub fn failures(&self) -> Arc<Published<FailureCounts>> {
-        self.failures_out.clone()
+        self.failure_judge.out()
     }
 
-    /// Read the new events, and judge the exits that have settled by
-    /// `now`. Returns whether anything was counted.
+    /// Read the new events, and judge the exits and failures that are due
+    /// by `now`. Returns whether anything was counted.
     pub fn step(&mut self, now: Instant) -> bool {
         let wall = SystemTime::now();
-        let wait = self.opts.failure_wait;
-        let ready = |at: SystemTime| {
-            now + if failure_cause::at_whole_second(at) {
-                wait
-            } else {
-                (at + wait)
-                    .duration_since(wall)
-                    .unwrap_or_default()
-                    .min(wait)
-            }
-        };
-        let mut new = Vec::new();
-        let mut new_failures = Vec::new();
+        let (mut exits, mut failures) = (Vec::new(), Vec::new());
+        let opts = self.failure_judge.opts();
         self.cursor = self.sinks.timeline.read(|tl| {
             for e in tl.since(self.cursor) {
-                match (&e.kind, &e.pool) {
-                    (EventKind::WorkerExit(x), Some(pool)) => new.push(Pending {
-                        arrived: now,
-                        at: e.at,
-                        pool: pool.clone(),
-                        exit: x.clone(),
-                    }),
-                    (EventKind::ServerError(err), pool)
-                        if FAILED_STATUSES.contains(&err.status) =>
-                    {
-                        new_failures.push(PendingFailure {
-                            ready: ready(e.at),
-                            at: e.at,
-                            pool: pool.clone(),
-                            error: err.clone(),
-                        })
-                    }
-                    _ => {}
+                if let Some(p) = exit_judge::Pending::of(e, now) {
+                    exits.push(p);
+                } else if let Some(f) = failure_judge::Pending::of(e, opts, now, wall) {
+                    failures.push(f);
                 }
             }
             tl.next_seq() - 1
         });
-        let mut changed = false;
-        for p in new {
-            if self.pending.len() == self.opts.max_pending {
-                let oldest = self.pending.pop_front().expect("full");
-                self.judge(oldest);
-                changed = true;
-            }
-            self.pending.push_back(p);
-        }
-        while self
-            .pending
-            .front()
-            .is_some_and(|p| now.duration_since(p.arrived) >= self.opts.settle)
-        {
-            let p = self.pending.pop_front().expect("just seen");
-            self.judge(p);
-            changed = true;
-        }
-        if changed {
-            self.out.publish(self.exits.clone());
-        }
-        let mut failed = false;
-        let mut due = Vec::new();
-        for f in new_failures {
-            if self.pending_failures.len() == self.opts.max_pending {
-                due.push(self.pending_failures.pop_front().expect("full"));
-            }
-            self.pending_failures.push_back(f);
-        }
-        while self
-            .pending_failures
-            .front()
-            .is_some_and(|f| now >= f.ready)
-        {
-            due.push(self.pending_failures.pop_front().expect("just seen"));
-        }
-        if !due.is_empty() {
-            self.judge_failures(due, now);
-            failed = true;
-        }
-        if failed {
-            self.failures_out.publish(self.failures.clone());
-        }
-        self.recheck_late(now);
-        changed || failed
-    }
-
-    /// Judge failures in order, on one time-ordered view of the timeline.
-    fn judge_failures(&mut self, fs: Vec<PendingFailure>, now: Instant) {
-        let pools = self.pools.get();
-        let (claimed, windows) = (&mut self.claimed, self.opts.failure_windows);
-        let judged: Vec<_> = self.sinks.timeline.read(|tl| {
-            let by_time = failure_cause::ByTime::new(tl);
-            fs.iter()
-                .map(|f| cause_of(&by_time, &pools, f, claimed, windows))
-                .collect()
-        });
-        // The oldest lines go first: sequence numbers only grow.
-        while self.claimed.len() > CLAIMED_CAP {
-            self.claimed.pop_first();
-        }
-        for (f, (cause, worker)) in fs.into_iter().zip(judged) {
-            let pool = f.pool.as_deref().unwrap_or(NO_POOL).to_string();
-            *self
-                .failures
-                .by_pool
-                .entry(pool)
-                .or_default()
-                .entry((f.error.status, cause))
-                .or_default() += 1;
-            self.sinks.timeline.push(
-                f.at,
-                f.pool.clone(),
-                EventKind::FailedRequest(FailedRequest {
-                    error: f.error.clone(),
-                    cause,
-                    worker,
-                }),
-            );
-            if cause == FailureCause::Other {
-                if self.recheck.len() == RECHECK_CAP {
-                    self.recheck.pop_front();
-                }
-                self.recheck.push_back((now, f));
-            }
-        }
-    }
-
-    /// Requests judged `other` are looked at once more after
-    /// `recheck_after`: evidence that came too late is logged.
-    fn recheck_late(&mut self, now: Instant) {
-        while self
-            .recheck
-            .front()
-            .is_some_and(|(at, _)| now.duration_since(*at) >= self.opts.recheck_after)
-        {
-            let (_, f) = self.recheck.pop_front().expect("just seen");
-            let pools = self.pools.get();
-            let mut scratch = self.claimed.clone();
-            let windows = self.opts.failure_windows;
-            let (cause, _) = self.sinks.timeline.read(|tl| {
-                cause_of(
-                    &failure_cause::ByTime::new(tl),
-                    &pools,
-                    &f,
-                    &mut scratch,
-                    windows,
-                )
-            });
-            if cause != FailureCause::Other {
-                tracing::info!(
-                    pool = f.pool.as_deref().unwrap_or(NO_POOL),
-                    status = f.error.status,
-                    late_cause = cause.as_str(),
-                    "evidence for a failed request came after it was counted as other; not counted again"
-                );
-            }
-        }
+        let tl = &self.sinks.timeline;
+        let exited = self.exit_judge.step(tl, exits, now);
+        let failed = self.failure_judge.step(tl, failures, now);
+        exited || failed
     }
 
     /// Judge everything still waiting, without waiting: for a one-shot run
@@ -307,35 +134,7 @@ impl Judge {
     pub fn finish(&mut self) {
         let now = Instant::now();
         self.step(now);
-        self.step(now + self.opts.settle.max(self.opts.failure_wait));
-    }
-
-    fn judge(&mut self, p: Pending) {
-        let evidence = self
-            .sinks
-            .timeline
-            .read(|tl| exit_reason::gather(tl, &p.pool, p.at, &p.exit, self.opts.windows));
-        let reason = exit_reason::exit_reason(&evidence);
-        *self
-            .exits
-            .by_pool
-            .entry(p.pool.to_string())
-            .or_default()
-            .entry(reason)
-            .or_default() += 1;
-        tracing::debug!(pool = %p.pool, pid = p.exit.process.pid, reason = reason.as_str(), "worker exit");
-        let lifetime =
-            p.at.duration_since(p.exit.process.started)
-                .unwrap_or_default();
-        self.sinks.timeline.push(
-            p.at,
-            Some(p.pool),
-            EventKind::WorkerEnd(WorkerEnd {
-                exit: p.exit,
-                reason,
-                lifetime,
-            }),
-        );
+        self.step(now + self.longest_wait);
     }
 
     /// Run forever on the calling thread.
@@ -357,50 +156,14 @@ impl Source for Judge {
     }
 
     fn wait(&mut self, started: Instant) {
-        pace(self.opts.interval, started);
+        pace(self.interval, started);
     }
-}
-
-/// The cause of one failure on the evidence there is now, and the worker
-/// that ended under it; the error line joined by upstream and time goes
-/// into `claimed`.
-fn cause_of(
-    by_time: &failure_cause::ByTime<'_>,
-    pools: &PoolIndex,
-    f: &PendingFailure,
-    claimed: &mut BTreeSet<u64>,
-    windows: failure_cause::Windows,
-) -> (FailureCause, Option<DeadWorker>) {
-    let master_down_now = f
-        .pool
-        .as_deref()
-        .is_some_and(|p| pools.get(p).is_some_and(|m| m.master.is_none()));
-    let (evidence, worker) = failure_cause::gather_in(
-        by_time,
-        &f.error,
-        f.at,
-        f.pool.as_deref(),
-        master_down_now,
-        claimed,
-        windows,
-    );
-    let cause = failure_cause::failure_cause(&evidence);
-    let worker = worker.filter(|_| {
-        matches!(
-            cause,
-            FailureCause::WorkerOomKilled
-                | FailureCause::WorkerTimeout
-                | FailureCause::WorkerCrashed
-                | FailureCause::WorkerRecycled
-        )
-    });
-    (cause, worker)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::timeline::{AppLog, ExitStatus, Process};
+    use crate::state::timeline::{AppLog, EventKind, ExitStatus, Process, WorkerExit};
 
     fn exit(pid: i32, status: Option<ExitStatus>) -> EventKind {
         EventKind::WorkerExit(WorkerExit {
@@ -467,13 +230,13 @@ mod tests {
             );
         }
         j.step(Instant::now());
-        assert_eq!(j.pending.len(), 2);
+        assert_eq!(j.exit_judge.pending.len(), 2);
         j.finish();
         assert_eq!(
-            j.exits.by_pool["api"][&ExitReason::MaxRequests],
+            j.exit_judge.counts.by_pool["api"][&ExitReason::MaxRequests],
             3,
             "{:?}",
-            j.exits
+            j.exit_judge.counts
         );
     }
 }
@@ -482,7 +245,8 @@ mod tests {
 mod failure_tests {
     use super::*;
     use crate::state::timeline::{
-        ExitStatus, KillRule, OomKill, Process, Request, UpstreamFailure,
+        EventKind, ExitStatus, FailedRequest, KillRule, OomKill, Process, Request, ServerError,
+        UpstreamFailure, WorkerExit,
     };
     use crate::upstream_failure::{Phase, Reason};
 
@@ -668,5 +432,73 @@ mod failure_tests {
         }
         j.finish();
         assert!(j.failures().get().by_pool.is_empty());
+    }
+
+    /// A failure judged after the exit near it reads the exit judge's
+    /// verdict, not the table again on what came later: a reload line read
+    /// after the exit was counted `max_requests` does not make the request
+    /// it cut ambiguous.
+    #[test]
+    fn a_failure_takes_the_reason_the_exit_judge_counted() {
+        let sinks = Sinks::new(64);
+        let mut j = Judge::new(
+            JudgeOptions::default(),
+            sinks.clone(),
+            Published::new(PoolIndex::default()),
+        );
+        let api: Option<Arc<str>> = Some(Arc::from("api"));
+        let now = SystemTime::now();
+        let t0 = Instant::now();
+        let tl = &sinks.timeline;
+        tl.push(
+            now,
+            api.clone(),
+            EventKind::WorkerExit(WorkerExit {
+                process: Process {
+                    pid: 42,
+                    started: now - Duration::from_secs(60),
+                    slot: Some(0),
+                },
+                status: Some(ExitStatus::Exited(0)),
+                rss_bytes: Some(100 << 20),
+                pss_bytes: None,
+            }),
+        );
+        j.step(t0);
+        j.step(t0 + Duration::from_secs(2));
+        assert_eq!(j.exits().get().by_pool["api"][&ExitReason::MaxRequests], 1);
+        tl.push(
+            now - Duration::from_secs(1),
+            api.clone(),
+            EventKind::AppLog(crate::state::timeline::AppLog::Reload),
+        );
+        tl.push(
+            now,
+            api.clone(),
+            EventKind::ServerError(ServerError {
+                log: Arc::from("edge"),
+                status: 502,
+                upstream: None,
+                conn: None,
+                request: None,
+                backend_sent: false,
+            }),
+        );
+        j.step(t0 + Duration::from_secs(3));
+        j.step(t0 + Duration::from_secs(4));
+        let f = j.failures().get();
+        assert_eq!(f.by_pool["api"][&(502, FailureCause::WorkerRecycled)], 1);
+        // The table on today's evidence would say otherwise.
+        let again = tl.read(|tl| {
+            let exit = tl
+                .iter()
+                .find_map(|e| match &e.kind {
+                    EventKind::WorkerExit(x) => Some(x.clone()),
+                    _ => None,
+                })
+                .unwrap();
+            exit_reason::of(tl, "api", now, &exit, exit_reason::Windows::default())
+        });
+        assert_eq!(again, ExitReason::Reload);
     }
 }

@@ -8,7 +8,9 @@
 //! pool cycle), so arrival order is only roughly time order: a window
 //! lookup goes through an index by (time, sequence number), so it costs a
 //! logarithm of the events held plus the events it returns, not a pass over
-//! all of them.
+//! all of them. Smaller indexes serve the rules' own questions: the events
+//! around a moment leaving out the requests, a master's last change, a
+//! worker's boot.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -312,6 +314,16 @@ impl EventKind {
 }
 
 impl EventKind {
+    /// A request nginx answered: its access line, or the cause judged for
+    /// it. A storm of 502s fills the timeline with these; the rules look
+    /// around a request for everything else.
+    pub fn is_request(&self) -> bool {
+        matches!(
+            self,
+            EventKind::ServerError(_) | EventKind::FailedRequest(_)
+        )
+    }
+
     /// A master started or exited, or its log said it is shutting down.
     pub fn is_master_change(&self) -> bool {
         matches!(
@@ -348,6 +360,11 @@ pub struct Timeline {
     /// one before a failure, which a walk of the whole timeline would find
     /// only after every worker's and request's event.
     master_changes: BTreeSet<(SystemTime, u64)>,
+    /// (time, seq) of the events that are not requests (see
+    /// [`EventKind::is_request`]).
+    evidence: BTreeSet<(SystemTime, u64)>,
+    /// (pid, seq) of the app servers' worker-boot lines.
+    boots: BTreeSet<(i32, u64)>,
     cap: usize,
     next_seq: u64,
     dropped: u64,
@@ -359,6 +376,8 @@ impl Timeline {
             events: VecDeque::with_capacity(cap.min(1024)),
             by_time: BTreeSet::new(),
             master_changes: BTreeSet::new(),
+            evidence: BTreeSet::new(),
+            boots: BTreeSet::new(),
             cap: cap.max(1),
             next_seq: 1,
             dropped: 0,
@@ -369,8 +388,17 @@ impl Timeline {
     pub fn push(&mut self, at: SystemTime, pool: Option<Arc<str>>, kind: EventKind) -> u64 {
         if self.events.len() == self.cap {
             if let Some(old) = self.events.pop_front() {
-                self.by_time.remove(&(old.at, old.seq));
-                self.master_changes.remove(&(old.at, old.seq));
+                let key = (old.at, old.seq);
+                self.by_time.remove(&key);
+                if old.kind.is_master_change() {
+                    self.master_changes.remove(&key);
+                }
+                if !old.kind.is_request() {
+                    self.evidence.remove(&key);
+                }
+                if let Some(pid) = booted_pid(&old.kind) {
+                    self.boots.remove(&(pid, old.seq));
+                }
             }
             self.dropped += 1;
         }
@@ -379,6 +407,12 @@ impl Timeline {
         self.by_time.insert((at, seq));
         if kind.is_master_change() {
             self.master_changes.insert((at, seq));
+        }
+        if !kind.is_request() {
+            self.evidence.insert((at, seq));
+        }
+        if let Some(pid) = booted_pid(&kind) {
+            self.boots.insert((pid, seq));
         }
         self.events.push_back(Event {
             seq,
@@ -400,11 +434,6 @@ impl Timeline {
         range.into_iter().flatten().map(|(_, seq)| self.get(*seq))
     }
 
-    /// Every event, in time order (arrival order among equal times).
-    pub fn in_time_order(&self) -> impl DoubleEndedIterator<Item = &Event> {
-        self.by_time.iter().map(|(_, seq)| self.get(*seq))
-    }
-
     /// Events at or before `to`, latest first.
     pub fn until_rev(&self, to: SystemTime) -> impl Iterator<Item = &Event> {
         self.by_time
@@ -419,6 +448,25 @@ impl Timeline {
         self.master_changes
             .range(..=(to, u64::MAX))
             .rev()
+            .map(|(_, seq)| self.get(*seq))
+    }
+
+    /// The events whose time lies in `[from, to]` that are not requests
+    /// (see [`EventKind::is_request`]), in time order.
+    pub fn evidence(
+        &self,
+        from: SystemTime,
+        to: SystemTime,
+    ) -> impl DoubleEndedIterator<Item = &Event> {
+        let range = (from <= to).then(|| self.evidence.range((from, 0)..=(to, u64::MAX)));
+        range.into_iter().flatten().map(|(_, seq)| self.get(*seq))
+    }
+
+    /// The app servers' lines saying worker `pid` booted, in arrival order
+    /// (of any pool: a pid may have been reused).
+    pub fn boots(&self, pid: i32) -> impl DoubleEndedIterator<Item = &Event> {
+        self.boots
+            .range((pid, 0)..=(pid, u64::MAX))
             .map(|(_, seq)| self.get(*seq))
     }
 
@@ -466,6 +514,14 @@ impl Timeline {
     /// Events dropped because the timeline was full.
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+}
+
+/// The worker a boot line is about.
+fn booted_pid(kind: &EventKind) -> Option<i32> {
+    match kind {
+        EventKind::AppLog(AppLog::WorkerBooted { pid }) => Some(*pid),
+        _ => None,
     }
 }
 
@@ -559,5 +615,34 @@ mod tests {
             tl.window(t(0), t(9)).map(|e| e.seq).collect::<Vec<_>>(),
             [3, 4, 5, 6]
         );
+    }
+
+    #[test]
+    fn evidence_leaves_out_requests_and_boots_are_found_by_pid() {
+        let mut tl = Timeline::new(4);
+        let request = || {
+            EventKind::ServerError(ServerError {
+                log: Arc::from("edge"),
+                status: 502,
+                upstream: None,
+                conn: None,
+                request: None,
+                backend_sent: false,
+            })
+        };
+        let boot = |pid| EventKind::AppLog(AppLog::WorkerBooted { pid });
+        tl.push(t(1), None, boot(7));
+        tl.push(t(2), None, request());
+        tl.push(t(3), None, spawn(1));
+        tl.push(t(4), None, boot(8));
+        let at = |it: &mut dyn Iterator<Item = &Event>| it.map(|e| e.at).collect::<Vec<_>>();
+        assert_eq!(at(&mut tl.evidence(t(0), t(9))), [t(1), t(3), t(4)]);
+        assert_eq!(at(&mut tl.boots(7)), [t(1)]);
+        assert_eq!(at(&mut tl.boots(8)), [t(4)]);
+        // Dropped: the indexes forget it.
+        tl.push(t(5), None, request());
+        assert_eq!(at(&mut tl.evidence(t(0), t(9))), [t(3), t(4)]);
+        assert_eq!(tl.boots(7).count(), 0);
+        assert_eq!(tl.window(t(0), t(9)).count(), 4);
     }
 }
