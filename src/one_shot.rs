@@ -39,9 +39,6 @@ pub fn run(s: &mut Sources, read_kmsg: bool, since: Duration) -> Report {
             break;
         }
     }
-    // A pool found down still owns the socket its log says it listened at.
-    s.nginx
-        .remember_listeners(&s.inputs.app_log.get().listening);
     // How fast the workers grow, without a history: the pools' workers
     // and OOM victims, with the requests nginx sent each pool meanwhile.
     let now = SystemTime::now();

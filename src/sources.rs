@@ -101,8 +101,12 @@ impl Sources {
         let counters = CounterReader::new(o.counters.clone(), sinks.clone(), pools.index());
         let memory = counters.published();
         let kmsg = KmsgReader::new(o.kmsg.clone(), sinks.clone(), pools.index(), memory);
-        let nginx = NginxSource::new(o.nginx.clone(), sinks.clone(), pools.index())?;
         let app_logs = AppLogSource::new(o.app_logs.clone(), sinks.clone());
+        // A pool found down still owns the socket its log says it
+        // listened at: nginx's 502s for that socket are the pool's.
+        let listening = app_logs.published();
+        let nginx = NginxSource::new(o.nginx.clone(), sinks.clone(), pools.index())?
+            .with_app_listeners(move || listening.get().listening.clone());
         let process = SelfUsageSource::new(&o.procfs, o.process_interval, sinks.clone());
         let judge = Judge::new(o.judge, sinks.clone(), pools.index());
         let status = ServerStatusSource::new(o.status.clone(), sinks.clone(), pools.view());

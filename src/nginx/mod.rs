@@ -380,9 +380,14 @@ impl LastListeners {
     }
 }
 
+/// Pool -> the upstreams its app server's log says it listened at.
+type AppListeners = dyn Fn() -> BTreeMap<String, Vec<String>> + Send;
+
 pub struct NginxSource {
     logs: Vec<LogSource>,
     last_listeners: LastListeners,
+    /// Where the app servers' logs say the pools listened.
+    app_listeners: Option<Box<AppListeners>>,
     windows: Vec<RequestWindow>,
     window_requests: Vec<u64>,
     opts: NginxOptions,
@@ -410,6 +415,7 @@ impl NginxSource {
         Ok(NginxSource {
             logs,
             last_listeners: LastListeners::default(),
+            app_listeners: None,
             windows: Vec::new(),
             window_requests: Vec::new(),
             opts,
@@ -465,17 +471,16 @@ impl NginxSource {
         self.out.clone()
     }
 
-    /// Where each pool listened by its app server's own log (pool ->
-    /// upstreams): a one-shot run that finds a pool down never saw it
-    /// listen, yet nginx's 502s for its socket are the pool's.
-    pub fn remember_listeners(&mut self, pools: &BTreeMap<String, Vec<String>>) {
-        let index = self.pools.get();
-        self.last_listeners.update(&index);
-        for (pool, listeners) in pools {
-            if index.get(pool).is_some() {
-                self.last_listeners.remember(pool, listeners);
-            }
-        }
+    /// Read where the app servers' logs say each pool listened, as
+    /// published by the app-log source: a pool found down still owns the
+    /// socket its log says it listened at, which the pool source never saw.
+    /// `listening` gives pool -> upstreams; it is asked at each poll.
+    pub fn with_app_listeners(
+        mut self,
+        listening: impl Fn() -> BTreeMap<String, Vec<String>> + Send + 'static,
+    ) -> NginxSource {
+        self.app_listeners = Some(Box::new(listening));
+        self
     }
 
     /// From the next poll on, count each line's request in the windows of
@@ -501,6 +506,13 @@ impl NginxSource {
         }
         let pools = self.pools.get();
         self.last_listeners.update(&pools);
+        if let Some(listening) = &self.app_listeners {
+            for (pool, listeners) in &listening() {
+                if pools.get(pool).is_some() {
+                    self.last_listeners.remember(pool, listeners);
+                }
+            }
+        }
         let mut errors = 0;
         let mut changed = false;
         for l in &mut self.logs {
