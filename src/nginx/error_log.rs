@@ -414,6 +414,22 @@ mod tests {
         classify(&parsed).map(|f| (f.reason, f.phase, f.status))
     }
 
+    /// Each line of a capture: its reason, phase, status and upstream.
+    fn classify_captured(text: &str) -> Vec<(Reason, Phase, Option<u16>, &str)> {
+        text.lines()
+            .map(|l| {
+                let p = parse_error_line(l).expect("parses");
+                let f = classify(&p).unwrap_or_else(|| panic!("not classified: {l}"));
+                (
+                    f.reason,
+                    f.phase,
+                    f.status,
+                    upstream_server(p.upstream.unwrap()),
+                )
+            })
+            .collect()
+    }
+
     /// nginx 1.22 in front of uWSGI 2.0.21 (`uwsgi_pass`) and php-fpm 8.2
     /// (`fastcgi_pass`), captured by tools/capture_server_logs.py nginx:
     /// the same rows as for `proxy_pass`, on `uwsgi://unix:` and
@@ -425,19 +441,7 @@ mod tests {
             env!("CARGO_MANIFEST_DIR"),
             "/fixtures/nginx/error_uwsgi_fastcgi.log"
         ));
-        let got: Vec<(Reason, Phase, Option<u16>, &str)> = text
-            .lines()
-            .map(|l| {
-                let p = parse_error_line(l).expect("parses");
-                let f = classify(&p).unwrap_or_else(|| panic!("not classified: {l}"));
-                (
-                    f.reason,
-                    f.phase,
-                    f.status,
-                    upstream_server(p.upstream.unwrap()),
-                )
-            })
-            .collect();
+        let got = classify_captured(text);
         let uwsgi = "unix:/run/app/uwsgi.sock";
         let fpm = "unix:/run/app/fpm.sock";
         let want = [
@@ -480,19 +484,7 @@ mod tests {
             env!("CARGO_MANIFEST_DIR"),
             "/fixtures/nginx/error_fastcgi.log"
         ));
-        let got: Vec<(Reason, Phase, Option<u16>, &str)> = text
-            .lines()
-            .map(|l| {
-                let p = parse_error_line(l).expect("parses");
-                let f = classify(&p).unwrap_or_else(|| panic!("not classified: {l}"));
-                (
-                    f.reason,
-                    f.phase,
-                    f.status,
-                    upstream_server(p.upstream.unwrap()),
-                )
-            })
-            .collect();
+        let got = classify_captured(text);
         assert_eq!(
             got,
             [

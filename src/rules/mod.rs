@@ -160,6 +160,18 @@ impl Source for Judge {
     }
 }
 
+/// A judge with default options over a timeline of 64 events, and its sinks.
+#[cfg(test)]
+fn judge() -> (Sinks, Judge) {
+    let sinks = Sinks::new(64);
+    let j = Judge::new(
+        JudgeOptions::default(),
+        sinks.clone(),
+        Published::new(PoolIndex::default()),
+    );
+    (sinks, j)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,12 +192,7 @@ mod tests {
 
     #[test]
     fn exits_wait_for_late_evidence_then_count_once() {
-        let sinks = Sinks::new(64);
-        let mut j = Judge::new(
-            JudgeOptions::default(),
-            sinks.clone(),
-            Published::new(PoolIndex::default()),
-        );
+        let (sinks, mut j) = judge();
         let api: Option<Arc<str>> = Some(Arc::from("api"));
         let now = SystemTime::now();
         let t0 = Instant::now();
@@ -252,12 +259,7 @@ mod failure_tests {
 
     #[test]
     fn a_502_next_to_an_oom_kill_is_counted_once_with_the_dead_worker() {
-        let sinks = Sinks::new(64);
-        let mut j = Judge::new(
-            JudgeOptions::default(),
-            sinks.clone(),
-            Published::new(PoolIndex::default()),
-        );
+        let (sinks, mut j) = judge();
         let api: Option<Arc<str>> = Some(Arc::from("api"));
         let now = SystemTime::now();
         let t0 = Instant::now();
@@ -352,12 +354,7 @@ mod failure_tests {
     /// wait after it was read.
     #[test]
     fn the_wait_counts_from_an_exact_line_time() {
-        let sinks = Sinks::new(64);
-        let mut j = Judge::new(
-            JudgeOptions::default(),
-            sinks.clone(),
-            Published::new(PoolIndex::default()),
-        );
+        let (sinks, mut j) = judge();
         let error = |at| {
             (
                 at,
@@ -410,12 +407,7 @@ mod failure_tests {
 
     #[test]
     fn a_404_or_a_503_is_not_a_failed_request() {
-        let sinks = Sinks::new(64);
-        let mut j = Judge::new(
-            JudgeOptions::default(),
-            sinks.clone(),
-            Published::new(PoolIndex::default()),
-        );
+        let (sinks, mut j) = judge();
         for status in [404, 500, 503] {
             sinks.timeline.push(
                 SystemTime::now(),
@@ -440,12 +432,7 @@ mod failure_tests {
     /// it cut ambiguous.
     #[test]
     fn a_failure_takes_the_reason_the_exit_judge_counted() {
-        let sinks = Sinks::new(64);
-        let mut j = Judge::new(
-            JudgeOptions::default(),
-            sinks.clone(),
-            Published::new(PoolIndex::default()),
-        );
+        let (sinks, mut j) = judge();
         let api: Option<Arc<str>> = Some(Arc::from("api"));
         let now = SystemTime::now();
         let t0 = Instant::now();
