@@ -340,6 +340,7 @@ impl Renderer {
             self.growth.observe(
                 &self.inputs.pools.get(),
                 &self.inputs.nginx.get(),
+                &self.inputs.server_status.get(),
                 SystemTime::now(),
             );
         }

@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use crate::nginx::{NginxView, RequestWindow};
 use crate::pools::proc::ProcId;
+use crate::pools::server_status::ServerStatuses;
 use crate::pools::PoolsView;
 use crate::rules::failure_cause::kill_pool;
 use crate::state::timeline::{AppLog, EventKind, Timeline};
@@ -296,21 +297,59 @@ fn pool_ledger(p: &crate::pools::PoolState, tl: &Timeline, now: SystemTime) -> O
 #[derive(Debug, Clone)]
 struct Sample {
     at: SystemTime,
-    requests: u64,
+    /// Requests nginx sent the pool so far, when its logs name the pool.
+    requests: Option<u64>,
     /// The pool's worker spawns plus exits so far: unchanged across an
     /// interval when no worker came or went.
     churn: u64,
-    workers: Vec<(ProcId, u64)>,
+    workers: Vec<SampledWorker>,
+}
+
+#[derive(Debug, Clone)]
+struct SampledWorker {
+    id: ProcId,
+    memory: u64,
+    /// What the app server's status interface said of the worker in its
+    /// slot: its pid there, and the requests it served.
+    served: Option<(i32, u64)>,
+}
+
+/// The requests the workers in both samples served between them, by the
+/// server's own counts: only when every one of them was counted in both,
+/// by the same process (a slot's answer can lag a respawn).
+fn served_between(a: &Sample, b: &Sample) -> Option<u64> {
+    a.workers.iter().try_fold(0u64, |n, wa| {
+        let wb = b.workers.iter().find(|w| w.id == wa.id)?;
+        match (wa.served, wb.served) {
+            (Some((pa, ra)), Some((pb, rb))) if pa == pb => Some(n + rb.saturating_sub(ra)),
+            _ => None,
+        }
+    })
 }
 
 impl GrowthHistory {
     /// An hour of 5 s cycles.
     pub const CAP: usize = 720;
 
-    pub fn observe(&mut self, pools: &PoolsView, nginx: &NginxView, at: SystemTime) {
+    /// One sample per pool: its workers' memory, the requests nginx sent
+    /// it, and what its app server's status interface counted for each
+    /// worker. A pool with neither count is not sampled.
+    pub fn observe(
+        &mut self,
+        pools: &PoolsView,
+        nginx: &NginxView,
+        status: &ServerStatuses,
+        at: SystemTime,
+    ) {
         for p in &pools.pools {
-            let Some(requests) = pool_requests(nginx, &p.name) else {
+            let requests = pool_requests(nginx, &p.name);
+            let slots = status.pools.iter().find(|s| s.pool == p.name);
+            if requests.is_none() && slots.is_none() {
                 continue;
+            }
+            let served = |slot: usize| {
+                let s = slots?.slots.iter().find(|s| s.slot == slot)?;
+                Some((s.pid, s.requests))
             };
             self.record(
                 &p.name,
@@ -318,7 +357,15 @@ impl GrowthHistory {
                     at,
                     requests,
                     churn: p.spawns + p.exits,
-                    workers: p.workers.iter().map(|w| (w.id, w.memory.rss)).collect(),
+                    workers: p
+                        .workers
+                        .iter()
+                        .map(|w| SampledWorker {
+                            id: w.id,
+                            memory: w.memory.rss,
+                            served: served(w.slot),
+                        })
+                        .collect(),
                 },
             );
         }
@@ -391,13 +438,14 @@ impl GrowthHistory {
             return self.ledgers.get(pool).copied().or_else(|| self.fit(pool));
         };
         let (mut grown, mut requests, mut worker_seconds) = (0.0, 0u64, 0.0);
+        let mut by_server = true;
         let mut baseline: Option<u64> = None;
         for pair in h.iter().collect::<Vec<_>>().windows(2) {
             let (a, b) = (pair[0], pair[1]);
             // A new worker's first sample is what a fresh worker weighs.
-            for (id, m) in &b.workers {
-                if !a.workers.iter().any(|(i, _)| i == id) {
-                    baseline = Some(baseline.map_or(*m, |b| b.min(*m)));
+            for w in &b.workers {
+                if !a.workers.iter().any(|x| x.id == w.id) {
+                    baseline = Some(baseline.map_or(w.memory, |b| b.min(w.memory)));
                 }
             }
             // Both: a worker forked between cycles is counted at once but
@@ -405,33 +453,49 @@ impl GrowthHistory {
             let same_workers = a.workers.len() == b.workers.len()
                 && a.workers
                     .iter()
-                    .all(|(id, _)| b.workers.iter().any(|(i, _)| i == id));
+                    .all(|x| b.workers.iter().any(|y| y.id == x.id));
             if a.churn != b.churn || !same_workers {
                 continue;
             }
+            // The server's own count of each worker's requests where it has
+            // one, else what nginx sent the pool.
+            let served = match served_between(a, b) {
+                Some(n) => n,
+                None => match (a.requests, b.requests) {
+                    (Some(ra), Some(rb)) => {
+                        by_server = false;
+                        rb.saturating_sub(ra)
+                    }
+                    _ => continue,
+                },
+            };
             let dt = b.at.duration_since(a.at).unwrap_or_default().as_secs_f64();
             grown += a
                 .workers
                 .iter()
-                .filter_map(|(id, m0)| {
-                    let (_, m1) = b.workers.iter().find(|(i, _)| i == id)?;
-                    Some(*m1 as f64 - *m0 as f64)
+                .filter_map(|x| {
+                    let y = b.workers.iter().find(|y| y.id == x.id)?;
+                    Some(y.memory as f64 - x.memory as f64)
                 })
                 .sum::<f64>();
             worker_seconds += dt * b.workers.len() as f64;
-            requests += b.requests.saturating_sub(a.requests);
+            requests += served;
         }
         if requests == 0 || worker_seconds <= 0.0 {
             return None;
         }
         let baseline = baseline
-            .or_else(|| h.back()?.workers.iter().map(|(_, m)| *m).min())
+            .or_else(|| h.back()?.workers.iter().map(|w| w.memory).min())
             .unwrap_or(0) as f64;
         Some(Growth {
             per_request_bytes: (grown / requests as f64).max(0.0),
             per_worker_hour_bytes: (grown / worker_seconds * 3600.0).max(0.0),
             baseline_bytes: baseline,
-            from: "the exporter's history of worker memory and nginx requests",
+            from: if by_server {
+                "the exporter's history of worker memory and the app server's own count of each worker's requests"
+            } else {
+                "the exporter's history of worker memory and nginx requests"
+            },
         })
     }
 }
@@ -503,9 +567,16 @@ mod tests {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let sample = |i: u64, churn, workers: &[(i32, u64)]| Sample {
             at: t0 + Duration::from_secs(5 * i),
-            requests: 10 * i,
+            requests: Some(10 * i),
             churn,
-            workers: workers.iter().map(|(p, m)| (id(*p), m << 20)).collect(),
+            workers: workers
+                .iter()
+                .map(|(p, m)| SampledWorker {
+                    id: id(*p),
+                    memory: m << 20,
+                    served: None,
+                })
+                .collect(),
         };
         h.record("api", sample(0, 2, &[(1, 20), (2, 20)]));
         h.record("api", sample(1, 2, &[(1, 30), (2, 30)]));
@@ -522,6 +593,73 @@ mod tests {
         assert_eq!(g.per_request_bytes, (2 << 20) as f64, "{g:?}");
         assert_eq!(g.baseline_bytes, (21 << 20) as f64);
         assert_eq!(g.per_worker_hour_bytes, (10u64 << 20) as f64 / 5.0 * 3600.0);
+    }
+
+    /// A pool no nginx log names, whose server counts each worker's
+    /// requests: worker 1 keeps 1 MiB a request over 10 a cycle, worker 2
+    /// 4 MiB over 5; the growth per request is what both grew over what
+    /// both served. An interval where a slot's answer still came from the
+    /// worker it replaced (another pid) is left out, and so is one a
+    /// worker was not answered for.
+    #[test]
+    fn growth_per_request_from_the_servers_own_counts() {
+        let id = |pid| ProcId { pid, starttime: 1 };
+        let mut h = GrowthHistory::default();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let worker = |pid: i32, mib: u64, served: Option<(i32, u64)>| SampledWorker {
+            id: id(pid),
+            memory: mib << 20,
+            served,
+        };
+        let sample = |i: u64, workers: Vec<SampledWorker>| Sample {
+            at: t0 + Duration::from_secs(5 * i),
+            requests: None,
+            churn: 2,
+            workers,
+        };
+        h.record(
+            "api",
+            sample(
+                0,
+                vec![worker(1, 20, Some((1, 0))), worker(2, 20, Some((9, 70)))],
+            ),
+        );
+        // Slot of worker 2 still answered by the process it replaced (pid 9).
+        h.record(
+            "api",
+            sample(
+                1,
+                vec![worker(1, 30, Some((1, 10))), worker(2, 40, Some((2, 5)))],
+            ),
+        );
+        h.record(
+            "api",
+            sample(
+                2,
+                vec![worker(1, 40, Some((1, 20))), worker(2, 60, Some((2, 10)))],
+            ),
+        );
+        // No answer for worker 2.
+        h.record(
+            "api",
+            sample(3, vec![worker(1, 55, Some((1, 35))), worker(2, 99, None)]),
+        );
+        h.record(
+            "api",
+            sample(
+                4,
+                vec![worker(1, 65, Some((1, 45))), worker(2, 119, Some((2, 20)))],
+            ),
+        );
+        let g = h.estimate("api").unwrap();
+        // Only the interval 1 -> 2 counts: 10 + 20 MiB over 10 + 5 requests.
+        assert_eq!(g.per_request_bytes, (30 << 20) as f64 / 15.0, "{g:?}");
+        assert!(g.from.contains("app server's own count"), "{}", g.from);
+        // Without any count, no estimate.
+        let mut none = GrowthHistory::default();
+        none.record("api", sample(0, vec![worker(1, 20, None)]));
+        none.record("api", sample(1, vec![worker(1, 30, None)]));
+        assert_eq!(none.estimate("api"), None);
     }
 
     /// A one-shot run: workers that keep 2 MiB a request from 20 MiB, two

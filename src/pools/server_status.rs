@@ -86,6 +86,8 @@ impl ServerStatusOptions {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SlotStatus {
     pub slot: usize,
+    /// The worker's pid as the server gave it (its own pid namespace's).
+    pub pid: i32,
     /// Requests served by the worker now in the slot.
     pub requests: u64,
     /// Seconds since its last check-in with the master (Puma).
@@ -154,6 +156,7 @@ pub fn pool_status(
                 .filter_map(|w| {
                     Some(SlotStatus {
                         slot: slot_of(slots, numbered, w.pid, Some(w.id))?,
+                        pid: w.pid,
                         requests: w.requests,
                         heartbeat_age: None,
                         queued: None,
@@ -173,6 +176,7 @@ pub fn pool_status(
                 .filter_map(|p| {
                     Some(SlotStatus {
                         slot: slot_of(slots, numbered, p.pid, None)?,
+                        pid: p.pid,
                         requests: p.requests,
                         heartbeat_age: None,
                         queued: None,
@@ -187,6 +191,7 @@ pub fn pool_status(
                 .filter_map(|w| {
                     Some(SlotStatus {
                         slot: slot_of(slots, numbered, w.pid, Some(w.index))?,
+                        pid: w.pid,
                         requests: w.requests,
                         heartbeat_age: Some((now - w.last_checkin as f64).max(0.0)),
                         queued: Some(w.backlog),
