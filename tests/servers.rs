@@ -103,6 +103,56 @@ fn leak_until_killed(nginx: &Nginx, cg: &Cgroup, since: u64, path: &str) -> (usi
     panic!("the kernel killed no process in {}: {statuses:?}", cg.path);
 }
 
+/// A real OOM kill: the cgroup's limit set 60 MiB above its use, then
+/// `path` leaked through nginx until the kernel kills; every kill counted
+/// `oom_killed`, and its 502 `worker_oom_killed`. Returns the scrapes
+/// before and after, for what each server adds.
+fn oom_kill_counted(
+    e: &Exporter,
+    nginx: &Nginx,
+    cg: &Cgroup,
+    since: u64,
+    pool: &str,
+    path: &str,
+) -> (common::Scrape, common::Scrape) {
+    let s0 = e.scrape();
+    cg.set_limit(cg.usage() + 60 * MIB);
+    let (kills, statuses) = leak_until_killed(nginx, cg, since, path);
+    assert!(statuses.contains(&502), "{statuses:?}");
+    let s = e.wait_scrape(T, "the OOM kill and its 502", |s| {
+        exits(s, pool, "oom_killed") == exits(&s0, pool, "oom_killed") + kills as f64
+            && failed(s, pool, "worker_oom_killed") >= failed(&s0, pool, "worker_oom_killed") + 1.0
+    });
+    (s0, s)
+}
+
+/// `sig` to the server's master ends its 3 workers, counted `reason`, at a
+/// scrape that `also` holds for; returns that scrape.
+fn three_ends_counted(
+    e: &Exporter,
+    server: &Proc,
+    sig: i32,
+    pool: &str,
+    reason: &str,
+    what: &str,
+    also: impl Fn(&common::Scrape) -> bool,
+) -> common::Scrape {
+    let s0 = e.scrape();
+    server.signal(sig);
+    e.wait_scrape(T, what, |s| {
+        exits(s, pool, reason) == exits(&s0, pool, reason) + 3.0 && also(s)
+    })
+}
+
+/// `sig`, the server's stop: its 3 workers counted `shutdown`, and the
+/// pool down.
+fn stopped(e: &Exporter, server: &Proc, sig: i32, pool: &str) {
+    let s = three_ends_counted(e, server, sig, pool, "shutdown", "the stop counted", |_| {
+        true
+    });
+    assert_eq!(s.get("badgateway_pool_up", &[("pool", pool)]), Some(0.0));
+}
+
 #[test]
 fn uwsgi_behind_nginx() {
     let uwsgi = need("/usr/bin/uwsgi", "uwsgi-core");
@@ -232,43 +282,37 @@ fn uwsgi_behind_nginx() {
     // Past the failure-cause window (2 s) of the harakiri's end, so that
     // the kill is the only end near its 502.
     std::thread::sleep(Duration::from_secs(3));
-    let s0 = e.scrape();
-    cg.set_limit(cg.usage() + 60 * MIB);
-    let (kills, statuses) = leak_until_killed(&nginx, &cg, since, "/leak?mb=200");
-    assert!(statuses.contains(&502), "{statuses:?}");
-    let s = e.wait_scrape(T, "the OOM kill and its 502", |s| {
-        exits(s, "uw", "oom_killed") == exits(&s0, "uw", "oom_killed") + kills as f64
-            && failed(s, "uw", "worker_oom_killed") >= failed(&s0, "uw", "worker_oom_killed") + 1.0
-    });
+    let (s0, s) = oom_kill_counted(&e, &nginx, &cg, since, "uw", "/leak?mb=200");
     assert_eq!(exits(&s, "uw", "signal"), exits(&s0, "uw", "signal"));
 
     // SIGHUP: a graceful reload; its 3 workers counted reload.
     e.wait_scrape(T, "3 workers again", |s| {
         s.get("badgateway_pool_workers", &[("pool", "uw")]) == Some(3.0)
     });
-    let s0 = e.scrape();
-    server.signal(libc::SIGHUP);
-    e.wait_scrape(T, "the reload counted", |s| {
-        exits(s, "uw", "reload") == exits(&s0, "uw", "reload") + 3.0
-            && s.get("badgateway_pool_workers", &[("pool", "uw")]) == Some(3.0)
-    });
+    three_ends_counted(
+        &e,
+        &server,
+        libc::SIGHUP,
+        "uw",
+        "reload",
+        "the reload counted",
+        |s| s.get("badgateway_pool_workers", &[("pool", "uw")]) == Some(3.0),
+    );
 
     // SIGTERM: in uWSGI 2.0 a brutal reload, not a stop.
-    let s0 = e.scrape();
-    server.signal(libc::SIGTERM);
-    e.wait_scrape(T, "the brutal reload counted", |s| {
-        exits(s, "uw", "reload") == exits(&s0, "uw", "reload") + 3.0
-            && s.get("badgateway_pool_workers", &[("pool", "uw")]) == Some(3.0)
-    });
+    three_ends_counted(
+        &e,
+        &server,
+        libc::SIGTERM,
+        "uw",
+        "reload",
+        "the brutal reload counted",
+        |s| s.get("badgateway_pool_workers", &[("pool", "uw")]) == Some(3.0),
+    );
     assert_eq!(exits(&e.scrape(), "uw", "shutdown"), 0.0);
 
     // SIGINT: a stop; its 3 workers counted shutdown.
-    let s0 = e.scrape();
-    server.signal(libc::SIGINT);
-    let s = e.wait_scrape(T, "the stop counted", |s| {
-        exits(s, "uw", "shutdown") == exits(&s0, "uw", "shutdown") + 3.0
-    });
-    assert_eq!(s.get("badgateway_pool_up", &[("pool", "uw")]), Some(0.0));
+    stopped(&e, &server, libc::SIGINT, "uw");
     drop(e);
     drop(nginx);
     drop(server);
@@ -379,30 +423,21 @@ fn php_fpm_behind_nginx() {
     std::thread::sleep(Duration::from_secs(3));
 
     // A real OOM kill of a child allocating 200 MiB in one request.
-    let s0 = e.scrape();
-    cg.set_limit(cg.usage() + 60 * MIB);
-    let (kills, statuses) = leak_until_killed(&nginx, &cg, since, "/?leak=200");
-    assert!(statuses.contains(&502), "{statuses:?}");
-    let s = e.wait_scrape(T, "the OOM kill and its 502", |s| {
-        exits(s, "fpm", "oom_killed") == exits(&s0, "fpm", "oom_killed") + kills as f64
-            && failed(s, "fpm", "worker_oom_killed")
-                >= failed(&s0, "fpm", "worker_oom_killed") + 1.0
-    });
+    let (s0, s) = oom_kill_counted(&e, &nginx, &cg, since, "fpm", "/?leak=200");
     assert_eq!(exits(&s, "fpm", "signal"), exits(&s0, "fpm", "signal"));
 
     // SIGUSR2: a reload; SIGQUIT: a graceful stop.
     e.wait_scrape(T, "3 children again", three);
-    let s0 = e.scrape();
-    server.signal(libc::SIGUSR2);
-    e.wait_scrape(T, "the reload counted", |s| {
-        exits(s, "fpm", "reload") == exits(&s0, "fpm", "reload") + 3.0 && three(s)
-    });
-    let s0 = e.scrape();
-    server.signal(libc::SIGQUIT);
-    let s = e.wait_scrape(T, "the stop counted", |s| {
-        exits(s, "fpm", "shutdown") == exits(&s0, "fpm", "shutdown") + 3.0
-    });
-    assert_eq!(s.get("badgateway_pool_up", &[("pool", "fpm")]), Some(0.0));
+    three_ends_counted(
+        &e,
+        &server,
+        libc::SIGUSR2,
+        "fpm",
+        "reload",
+        "the reload counted",
+        three,
+    );
+    stopped(&e, &server, libc::SIGQUIT, "fpm");
     drop(e);
     drop(nginx);
     drop(server);
@@ -481,29 +516,21 @@ fn unicorn_behind_nginx() {
     std::thread::sleep(Duration::from_secs(3));
 
     // A real OOM kill: the same reap line as the timeout's, without one.
-    let s0 = e.scrape();
-    cg.set_limit(cg.usage() + 60 * MIB);
-    let (kills, statuses) = leak_until_killed(&nginx, &cg, since, "/leak?mb=200");
-    assert!(statuses.contains(&502), "{statuses:?}");
-    let s = e.wait_scrape(T, "the OOM kill and its 502", |s| {
-        exits(s, "uc", "oom_killed") == exits(&s0, "uc", "oom_killed") + kills as f64
-            && failed(s, "uc", "worker_oom_killed") >= failed(&s0, "uc", "worker_oom_killed") + 1.0
-    });
+    let (s0, s) = oom_kill_counted(&e, &nginx, &cg, since, "uc", "/leak?mb=200");
     assert_eq!(exits(&s, "uc", "timeout"), exits(&s0, "uc", "timeout"));
 
     // HUP: a reload; QUIT: a graceful stop.
     e.wait_scrape(T, "3 workers again", three);
-    let s0 = e.scrape();
-    server.signal(libc::SIGHUP);
-    e.wait_scrape(T, "the reload counted", |s| {
-        exits(s, "uc", "reload") == exits(&s0, "uc", "reload") + 3.0 && three(s)
-    });
-    let s0 = e.scrape();
-    server.signal(libc::SIGQUIT);
-    let s = e.wait_scrape(T, "the stop counted", |s| {
-        exits(s, "uc", "shutdown") == exits(&s0, "uc", "shutdown") + 3.0
-    });
-    assert_eq!(s.get("badgateway_pool_up", &[("pool", "uc")]), Some(0.0));
+    three_ends_counted(
+        &e,
+        &server,
+        libc::SIGHUP,
+        "uc",
+        "reload",
+        "the reload counted",
+        three,
+    );
+    stopped(&e, &server, libc::SIGQUIT, "uc");
     drop(e);
     drop(nginx);
     drop(server);
@@ -583,14 +610,7 @@ fn puma_discovered_behind_nginx() {
 
     // A real OOM kill. Puma logs nothing about it: the process events and
     // the kernel are the evidence.
-    let s0 = e.scrape();
-    cg.set_limit(cg.usage() + 60 * MIB);
-    let (kills, statuses) = leak_until_killed(&nginx, &cg, since, "/leak?mb=200");
-    assert!(statuses.contains(&502), "{statuses:?}");
-    e.wait_scrape(T, "the OOM kill and its 502", |s| {
-        exits(s, "pu", "oom_killed") == exits(&s0, "pu", "oom_killed") + kills as f64
-            && failed(s, "pu", "worker_oom_killed") >= failed(&s0, "pu", "worker_oom_killed") + 1.0
-    });
+    oom_kill_counted(&e, &nginx, &cg, since, "pu", "/leak?mb=200");
 
     // USR2, a hot restart: the master execs itself (its comm becomes
     // ruby3.x), the pool follows the same pid, its old workers counted
@@ -610,12 +630,7 @@ fn puma_discovered_behind_nginx() {
     assert_eq!(s.get("badgateway_pool_up", &[("pool", "pu")]), Some(1.0));
 
     // TERM: a stop.
-    let s0 = e.scrape();
-    server.signal(libc::SIGTERM);
-    let s = e.wait_scrape(T, "the stop counted", |s| {
-        exits(s, "pu", "shutdown") == exits(&s0, "pu", "shutdown") + 3.0
-    });
-    assert_eq!(s.get("badgateway_pool_up", &[("pool", "pu")]), Some(0.0));
+    stopped(&e, &server, libc::SIGTERM, "pu");
     drop(e);
     drop(nginx);
     drop(server);
