@@ -25,30 +25,10 @@ for p in web api; do
 done
 format='$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" rt=$request_time uct="$upstream_connect_time" uht="$upstream_header_time" urt="$upstream_response_time" ua="$upstream_addr" us="$upstream_status"'
 nginx_port=$(free_port)
-mkdir -p "$work/nginx"
-cat > "$work/nginx/nginx.conf" <<EOF
-worker_processes 1;
-user root;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log error;
-daemon off;
-events { worker_connections 256; }
-http {
-  client_body_temp_path $work/nginx/tmp_body;
-  proxy_temp_path $work/nginx/tmp_proxy;
-  fastcgi_temp_path $work/nginx/tmp_fcgi;
-  uwsgi_temp_path $work/nginx/tmp_uwsgi;
-  scgi_temp_path $work/nginx/tmp_scgi;
-  log_format upstreamlog '$format';
-  access_log $work/nginx/access.log upstreamlog;
-  server {
-    listen 127.0.0.1:$nginx_port;
-    location /web/ { proxy_pass http://unix:$work/web.sock:/; }
+start_nginx "$nginx_port" "" \
+"    location /web/ { proxy_pass http://unix:$work/web.sock:/; }
     location /api/ { proxy_pass http://unix:$work/api.sock:/; }
-  }
-}
-EOF
-spawn /usr/sbin/nginx -p "$work/nginx" -c "$work/nginx/nginx.conf"
+"
 {
   echo "pools:"
   for p in web api; do

@@ -57,3 +57,32 @@ wait_workers() {
     sleep 0.5
   done
 }
+
+# start_nginx PORT HTTP SERVER: nginx on 127.0.0.1:PORT under
+# $work/nginx, writing $format (the caller's upstream log format) to
+# $work/nginx/access.log; HTTP is more of the http block, SERVER the
+# server block's directives.
+start_nginx() {
+  mkdir -p "$work/nginx"
+  cat > "$work/nginx/nginx.conf" <<EOF
+worker_processes 1;
+user root;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log error;
+daemon off;
+events { worker_connections 256; }
+http {
+  client_body_temp_path $work/nginx/tmp_body;
+  proxy_temp_path $work/nginx/tmp_proxy;
+  fastcgi_temp_path $work/nginx/tmp_fcgi;
+  uwsgi_temp_path $work/nginx/tmp_uwsgi;
+  scgi_temp_path $work/nginx/tmp_scgi;
+  log_format upstreamlog '$format';
+  access_log $work/nginx/access.log upstreamlog;
+$2  server {
+    listen 127.0.0.1:$1;
+$3  }
+}
+EOF
+  spawn /usr/sbin/nginx -p "$work/nginx" -c "$work/nginx/nginx.conf"
+}

@@ -108,37 +108,17 @@ echo $(($(usage "$cg/storm-workers") + 60 * mib)) > "$cg/storm-workers/$limit_fi
 # mirror.log, in one the exporter is not told.
 format='$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" rt=$request_time uct="$upstream_connect_time" uht="$upstream_header_time" urt="$upstream_response_time" ua="$upstream_addr" us="$upstream_status"'
 nginx_port=$(free_port)
-mkdir -p "$work/nginx"
 locations=""
 for p in slow fds grow stop calm; do
   locations+="location /$p/ { proxy_pass http://unix:$work/$p.sock:/; proxy_read_timeout 1s; }
 "
 done
-cat > "$work/nginx/nginx.conf" <<EOF
-worker_processes 1;
-user root;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log error;
-daemon off;
-events { worker_connections 256; }
-http {
-  client_body_temp_path $work/nginx/tmp_body;
-  proxy_temp_path $work/nginx/tmp_proxy;
-  fastcgi_temp_path $work/nginx/tmp_fcgi;
-  uwsgi_temp_path $work/nginx/tmp_uwsgi;
-  scgi_temp_path $work/nginx/tmp_scgi;
-  log_format upstreamlog '$format';
-  log_format short '\$remote_addr \$status \$request_time';
-  access_log $work/nginx/access.log upstreamlog;
+start_nginx "$nginx_port" \
+"  log_format short '\$remote_addr \$status \$request_time';
   access_log $work/nginx/mirror.log short;
-  server {
-    listen 127.0.0.1:$nginx_port;
-    proxy_next_upstream off;
-$locations
-  }
-}
-EOF
-spawn /usr/sbin/nginx -p "$work/nginx" -c "$work/nginx/nginx.conf"
+" \
+"    proxy_next_upstream off;
+$locations"
 for _ in $(seq 40); do curl -s -o /dev/null "http://127.0.0.1:$nginx_port/calm/" && break; sleep 0.25; done
 
 # The exporters.
