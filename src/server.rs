@@ -220,6 +220,16 @@ mod tests {
         get_with(app, uri, &[]).await
     }
 
+    /// `uri` asked for with `accept-encoding: gzip`.
+    async fn get_gzipped(app: Router, uri: &str) -> axum::response::Response {
+        let req = Request::builder()
+            .uri(uri)
+            .header("accept-encoding", "gzip")
+            .body(Body::empty())
+            .unwrap();
+        app.oneshot(req).await.unwrap()
+    }
+
     async fn get_with(
         app: Router,
         uri: &str,
@@ -290,16 +300,7 @@ mod tests {
                 "<!doctype html><p>the page</p>"
             )
         );
-        let resp = app(snap.clone(), "/metrics")
-            .oneshot(
-                Request::builder()
-                    .uri("/")
-                    .header("accept-encoding", "gzip")
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
+        let resp = get_gzipped(app(snap.clone(), "/metrics"), "/").await;
         assert_eq!(resp.headers()["content-encoding"], "gzip");
         let (st, ct, json) = get_body(app(snap.clone(), "/metrics"), "/api/v1/timeline").await;
         assert_eq!(
@@ -367,16 +368,7 @@ mod tests {
         s.text = crate::snapshot::Body::new("a_metric 1\n".repeat(1000));
         s.built_at = std::time::SystemTime::now();
         snap.publish(s);
-        let resp = app(snap.clone(), "/metrics")
-            .oneshot(
-                Request::builder()
-                    .uri("/metrics")
-                    .header("accept-encoding", "gzip")
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
+        let resp = get_gzipped(app(snap.clone(), "/metrics"), "/metrics").await;
         assert_eq!(resp.headers()["content-encoding"], "gzip");
         let zipped = resp.into_body().collect().await.unwrap().to_bytes();
         let mut plain = String::new();
