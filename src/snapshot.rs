@@ -45,6 +45,17 @@ impl fmt::Debug for Inputs {
 }
 
 impl Inputs {
+    /// The pools as published, with the check-in ages the app servers'
+    /// status interfaces give (Puma's) as their workers' heartbeat ages:
+    /// the one view /metrics, the status page and the diagnosis read.
+    pub fn pools_view(&self) -> Arc<PoolsView> {
+        let pools = self.pools.get();
+        match server_status::with_heartbeats(&pools, &self.server_status.get()) {
+            Some(with) => Arc::new(with),
+            None => pools,
+        }
+    }
+
     /// The diagnosis of `window` over what the sources published now.
     pub fn diagnose(
         &self,
@@ -52,7 +63,7 @@ impl Inputs {
         window: diagnose::Window,
     ) -> diagnose::Report {
         let (pools, kills, memory, nginx) = (
-            self.pools.get(),
+            self.pools_view(),
             self.kills.get(),
             self.memory.get(),
             self.nginx.get(),
@@ -211,12 +222,8 @@ impl Inputs {
             },
             enc,
         )?;
-        let pools = self.pools.get();
-        let statuses = self.server_status.get();
-        match server_status::with_heartbeats(&pools, &statuses) {
-            Some(with) => metrics::pools::encode(&with, enc)?,
-            None => metrics::pools::encode(&pools, enc)?,
-        }
+        let pools = self.pools_view();
+        metrics::pools::encode(&pools, enc)?;
         metrics::pools::encode_listen_queues(&self.listen_queues.get(), enc)?;
         metrics::rules::encode(
             &self.exits.get(),
@@ -233,7 +240,7 @@ impl Inputs {
         metrics::nginx::encode(&self.nginx.get(), enc)?;
         metrics::app_log::encode(&self.app_log.get(), enc)?;
         metrics::process::encode(&me, enc)?;
-        metrics::server_status::encode(&statuses, enc)
+        metrics::server_status::encode(&self.server_status.get(), enc)
     }
 }
 
@@ -305,7 +312,7 @@ impl Renderer {
     /// The status page and its JSON over `report`.
     fn status(&self, report: &diagnose::Report, now: SystemTime) -> (String, String) {
         let (pools, listen_queues, memory) = (
-            self.inputs.pools.get(),
+            self.inputs.pools_view(),
             self.inputs.listen_queues.get(),
             self.inputs.memory.get(),
         );

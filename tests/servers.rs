@@ -987,6 +987,14 @@ fn puma_control_app_read() {
     );
     let backlog = by_slot(&s, "badgateway_worker_queued_requests", "pu");
     assert_eq!(backlog.len(), 3);
+    // The status page reads the same view: each worker's row has an age.
+    let (st, page) = http_get(&e.addr, "/", T).unwrap();
+    assert_eq!(st, 200);
+    let rows = page
+        .lines()
+        .filter(|l| l.starts_with("<tr><td>") && l.ends_with(" s</td></tr>"))
+        .count();
+    assert_eq!(rows, 3, "worker rows with a heartbeat age:\n{page}");
     // The ages keep moving: a later scrape sees a fresh check-in.
     let first = ages.clone();
     e.wait_scrape(T, "a later check-in", |s| {
