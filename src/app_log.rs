@@ -244,12 +244,6 @@ impl AppLogSource {
         }
         (errors, changed)
     }
-
-    /// Run forever on the calling thread.
-    pub fn run(mut self) -> ! {
-        let sinks = self.sinks.clone();
-        crate::state::source::drive(&sinks, &mut self)
-    }
 }
 
 impl Source for AppLogSource {

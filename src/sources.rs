@@ -107,7 +107,7 @@ impl Sources {
         let listening = app_logs.published();
         let nginx = NginxSource::new(o.nginx.clone(), sinks.clone(), pools.index())?
             .with_app_listeners(move || listening.get().listening.clone());
-        let process = SelfUsageSource::new(&o.procfs, o.process_interval, sinks.clone());
+        let process = SelfUsageSource::new(&o.procfs, o.process_interval);
         let judge = Judge::new(o.judge, sinks.clone(), pools.index());
         let status = ServerStatusSource::new(o.status.clone(), sinks.clone(), pools.view());
         let inputs = Inputs {

@@ -41,12 +41,6 @@ impl CounterReader {
         self.out.clone()
     }
 
-    /// Run forever on the calling thread.
-    pub fn run(mut self) -> ! {
-        let sinks = self.sinks.clone();
-        crate::state::source::drive(&sinks, &mut self)
-    }
-
     /// One cycle: read and publish every counter; returns the number of
     /// files that could not be read.
     pub fn collect(&mut self) -> u64 {

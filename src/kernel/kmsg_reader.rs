@@ -218,13 +218,6 @@ impl KmsgReader {
         r
     }
 
-    /// Run forever on the calling thread: replay the ring buffer, then
-    /// follow it; after an error, try again with [`Backoff`].
-    pub fn run(mut self) -> ! {
-        let sinks = self.sinks.clone();
-        crate::state::source::drive(&sinks, &mut self)
-    }
-
     /// One try: take new options, open the device and follow it until an
     /// error (or new options). Returns how long to wait before the next.
     pub fn attempt(&mut self) -> Duration {

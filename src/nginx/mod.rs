@@ -536,12 +536,6 @@ impl NginxSource {
         });
         (errors, changed)
     }
-
-    /// Run forever on the calling thread.
-    pub fn run(mut self) -> ! {
-        let sinks = self.sinks.clone();
-        crate::state::source::drive(&sinks, &mut self)
-    }
 }
 
 impl Source for NginxSource {

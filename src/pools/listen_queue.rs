@@ -286,12 +286,6 @@ impl ListenQueueSampler {
         self.query = self.targets.iter().map(|t| t.listener).collect();
         self.built_from = from;
     }
-
-    /// Run forever on the calling thread.
-    pub fn run(mut self) -> ! {
-        let sinks = self.sinks.clone();
-        crate::state::source::drive(&sinks, &mut self)
-    }
 }
 
 impl Source for ListenQueueSampler {

@@ -589,13 +589,6 @@ impl PoolSource {
         self.index.publish(index);
     }
 
-    /// Run forever on the calling thread: a cycle every interval, and the
-    /// process events between cycles.
-    pub fn run(mut self) -> ! {
-        let sinks = self.sinks.clone();
-        crate::state::source::drive(&sinks, &mut self)
-    }
-
     /// Between cycles: wait for process events, let a batch gather for
     /// `events_interval`, read it; an idle host costs no wakeup. A master
     /// that exits cuts the wait short.
@@ -641,6 +634,8 @@ impl PoolSource {
     }
 }
 
+/// A cycle every interval; the wait between cycles reads the process
+/// events.
 impl Source for PoolSource {
     fn collector(&self) -> &'static str {
         "pools"

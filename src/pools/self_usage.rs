@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::proc::ProcRoot;
 use crate::state::source::pace;
-use crate::state::{Published, Sinks, Source, Stepped};
+use crate::state::{Published, Source, Stepped};
 
 /// The collector name of the loop.
 pub const COLLECTOR: &str = "process";
@@ -44,14 +44,13 @@ pub struct SelfUsageSource {
     /// a host's /proc mounted into a container numbers it from the host.
     pid: i32,
     interval: Duration,
-    sinks: Sinks,
     out: Arc<Published<ProcessUsage>>,
     /// Whether a failed read was logged already: once is enough.
     warned: bool,
 }
 
 impl SelfUsageSource {
-    pub fn new(procfs: &Path, interval: Duration, sinks: Sinks) -> SelfUsageSource {
+    pub fn new(procfs: &Path, interval: Duration) -> SelfUsageSource {
         let pid = std::fs::read_link(procfs.join("self"))
             .ok()
             .and_then(|l| l.to_str()?.parse().ok())
@@ -60,7 +59,6 @@ impl SelfUsageSource {
             root: ProcRoot::new(procfs),
             pid,
             interval,
-            sinks,
             out: Published::new(ProcessUsage::default()),
             warned: false,
         }
@@ -105,15 +103,10 @@ impl SelfUsageSource {
         self.out.publish(usage);
         failed.len() as u64
     }
-
-    /// Run forever on the calling thread. The values change every tick;
-    /// the renderer takes them at its own pace rather than being woken.
-    pub fn run(mut self) -> ! {
-        let sinks = self.sinks.clone();
-        crate::state::source::drive(&sinks, &mut self)
-    }
 }
 
+/// The values change every tick: a step never signals a change, and the
+/// renderer takes them at its own pace rather than being woken.
 impl Source for SelfUsageSource {
     fn collector(&self) -> &'static str {
         COLLECTOR
@@ -134,7 +127,7 @@ mod tests {
 
     #[test]
     fn reads_the_exporter_itself() {
-        let mut s = SelfUsageSource::new(Path::new("/proc"), DEFAULT_INTERVAL, Sinks::new(4));
+        let mut s = SelfUsageSource::new(Path::new("/proc"), DEFAULT_INTERVAL);
         assert_eq!(s.pid, std::process::id() as i32);
         let out = s.published();
         assert_eq!(out.version(), 0);
@@ -189,7 +182,7 @@ mod tests {
             p.join("limits"),
         )
         .unwrap();
-        let mut s = SelfUsageSource::new(root, DEFAULT_INTERVAL, Sinks::new(4));
+        let mut s = SelfUsageSource::new(root, DEFAULT_INTERVAL);
         assert_eq!(s.pid, 4242);
         assert_eq!(s.collect(), 0);
         let tick = procfs::ticks_per_second() as f64;
@@ -210,7 +203,7 @@ mod tests {
     #[test]
     fn a_procfs_without_the_process_leaves_the_values_out() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = SelfUsageSource::new(dir.path(), DEFAULT_INTERVAL, Sinks::new(4));
+        let mut s = SelfUsageSource::new(dir.path(), DEFAULT_INTERVAL);
         assert_eq!(s.collect(), 3);
         assert_eq!(*s.published().get(), ProcessUsage::default());
         assert_eq!(s.published().version(), 1);

@@ -293,12 +293,6 @@ impl ServerStatusSource {
         }
         (errors, changed)
     }
-
-    /// Run forever on the calling thread.
-    pub fn run(mut self) -> ! {
-        let sinks = self.sinks.clone();
-        crate::state::source::drive(&sinks, &mut self)
-    }
 }
 
 impl Source for ServerStatusSource {

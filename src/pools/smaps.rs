@@ -140,13 +140,6 @@ impl SmapsSampler {
         }
         errors
     }
-
-    /// Run forever on the calling thread: a full pass every interval, new
-    /// processes within a second.
-    pub fn run(mut self) -> ! {
-        let sinks = self.sinks.clone();
-        crate::state::source::drive(&sinks, &mut self)
-    }
 }
 
 /// A full pass every interval, counted as the `smaps` collector's cycle;

@@ -136,12 +136,6 @@ impl Judge {
         self.step(now);
         self.step(now + self.longest_wait);
     }
-
-    /// Run forever on the calling thread.
-    pub fn run(mut self) -> ! {
-        let sinks = self.sinks.clone();
-        crate::state::source::drive(&sinks, &mut self)
-    }
 }
 
 /// The judge runs as a source does: a step over the new evidence every

@@ -115,25 +115,6 @@ impl Sinks {
             changed: Arc::new(ChangeSignal::default()),
         }
     }
-
-    /// Run `step` every `interval`, forever, on the calling thread, through
-    /// the one driver ([`source::drive`]): `step` returns (errors,
-    /// changed), counted under `collector`.
-    pub fn run_loop(
-        &self,
-        collector: &'static str,
-        interval: Duration,
-        step: impl FnMut() -> (u64, bool),
-    ) -> ! {
-        source::drive(
-            self,
-            &mut source::Every {
-                collector,
-                interval,
-                step,
-            },
-        )
-    }
 }
 
 /// The wall-clock time at which CLOCK_MONOTONIC read 0: now, less the

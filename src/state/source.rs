@@ -95,29 +95,6 @@ pub fn drive<S: Source + ?Sized>(sinks: &Sinks, source: &mut S) -> ! {
     }
 }
 
-/// A source made of a closure that returns (errors, changed), run every
-/// `interval`: what [`Sinks::run_loop`] drives.
-pub struct Every<F> {
-    pub collector: &'static str,
-    pub interval: Duration,
-    pub step: F,
-}
-
-impl<F: FnMut() -> (u64, bool)> Source for Every<F> {
-    fn collector(&self) -> &'static str {
-        self.collector
-    }
-
-    fn step(&mut self, _now: Instant) -> Stepped {
-        let (errors, changed) = (self.step)();
-        Stepped::cycle(errors, changed)
-    }
-
-    fn wait(&mut self, started: Instant) {
-        pace(self.interval, started);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
