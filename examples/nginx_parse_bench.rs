@@ -48,6 +48,7 @@ fn main() {
             max_upstreams: 32,
             start: StartAt::Beginning,
             interval: Duration::from_millis(100),
+            request_history: false,
         },
         sinks.clone(),
         pools.clone(),

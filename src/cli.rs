@@ -481,7 +481,9 @@ fn build_sources(o: &Options, cfg: &Config, timeline_cap: usize) -> anyhow::Resu
 fn diagnose(args: &Args, d: &DiagnoseArgs) -> anyhow::Result<i32> {
     init_logging_to(&args.log, tracing::Level::ERROR);
     let cfg = checked_config(&args.config)?;
-    let o = source_options(args, &cfg, StartAt::Beginning, false);
+    let mut o = source_options(args, &cfg, StartAt::Beginning, false);
+    // The growth fit counts each pool's requests over each worker's life.
+    o.nginx.request_history = true;
     let mut s = build_sources(&o, &cfg, one_shot::TIMELINE_CAP)?;
     let report = one_shot::run(&mut s, o.read_kmsg, d.since);
     match d.format {
@@ -649,6 +651,7 @@ fn nginx_options(args: &Args, cfg: &Config, start: StartAt) -> NginxOptions {
         max_upstreams: cfg.max_upstreams,
         start,
         interval: args.nginx_interval,
+        request_history: false,
     }
 }
 

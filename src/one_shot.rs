@@ -45,7 +45,6 @@ pub fn run(s: &mut Sources, read_kmsg: bool, since: Duration) -> Report {
     let evidence = sinks
         .timeline
         .read(|tl| OneShotGrowth::gather(&s.inputs.pools.get(), tl, now));
-    s.nginx.count_requests(evidence.windows());
     for _ in 0..MAX_POLLS {
         let read = step_once(&sinks, &mut s.nginx).1.changed;
         let lag: u64 = s
@@ -61,7 +60,7 @@ pub fn run(s: &mut Sources, read_kmsg: bool, since: Duration) -> Report {
         }
     }
     s.judge.finish();
-    let growth = evidence.history(&s.inputs.nginx.get().window_requests);
+    let growth = evidence.history(&s.inputs.nginx.get());
     let window = Window {
         from: now.checked_sub(since).unwrap_or(SystemTime::UNIX_EPOCH),
         to: now,

@@ -193,6 +193,7 @@ mod tests {
                 max_upstreams: 64,
                 start: StartAt::End,
                 interval: Duration::from_millis(250),
+                request_history: false,
             },
             app_logs: AppLogOptions {
                 logs: Vec::new(),

@@ -175,6 +175,7 @@ fn every_source_on_one_captured_host() {
             max_upstreams: cfg.max_upstreams,
             start: StartAt::Beginning,
             interval: Duration::from_millis(250),
+            request_history: false,
         },
         sinks.clone(),
         pools.index(),

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::kernel::counter_files::Limit;
 use crate::kernel::{CgroupVersion, KillCounts, MemoryCounters, PoolCgroup};
-use crate::nginx::{NginxView, RequestWindow};
+use crate::nginx::NginxView;
 use crate::pools::proc::ProcId;
 use crate::pools::{Memory, PoolState, PoolsView, WorkerState};
 use crate::rules::{ExitCounts, FailureCounts};
@@ -17,7 +17,7 @@ use crate::state::timeline::{
     Timeline,
 };
 
-use super::{build, Evidence, GrowthHistory, Report, Window, WorkerLife};
+use super::{build, Evidence, GrowthHistory, Report, RequestWindow, Window, WorkerLife};
 
 pub const MB: u64 = 1 << 20;
 

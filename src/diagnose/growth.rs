@@ -2,9 +2,10 @@
 //! memory and requests, and a one-shot run's fit and ledger.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::nginx::{NginxView, RequestWindow};
+use crate::nginx::NginxView;
 use crate::pools::proc::ProcId;
 use crate::pools::server_status::ServerStatuses;
 use crate::pools::PoolsView;
@@ -74,6 +75,29 @@ pub struct GrowthHistory {
     ledgers: BTreeMap<String, Growth>,
 }
 
+/// A pool and a span of time, both ends in, whose requests a one-shot run
+/// counts by each access line's own time, from the histories the nginx
+/// source keeps for it ([`crate::nginx::LogState::request_history`]): the
+/// requests a pool got while a worker lived.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestWindow {
+    pub pool: Arc<str>,
+    pub from: SystemTime,
+    pub to: SystemTime,
+}
+
+impl RequestWindow {
+    /// The requests every nginx sent the pool in the window.
+    pub fn requests(&self, nginx: &NginxView) -> u64 {
+        nginx
+            .logs
+            .values()
+            .filter_map(|l| l.request_history.get(&*self.pool))
+            .map(|h| h.count(self.from, self.to))
+            .sum()
+    }
+}
+
 /// A worker's life, for a one-shot run's growth fit: its memory (a live
 /// worker's now, an OOM victim's at its kill) and the span over which its
 /// pool's requests are counted.
@@ -92,7 +116,7 @@ pub struct WorkerLife {
 pub fn worker_lives(pools: &PoolsView, tl: &Timeline, now: SystemTime) -> Vec<WorkerLife> {
     let mut out = Vec::new();
     for p in pools.pools.iter().filter(|p| p.up) {
-        let pool: std::sync::Arc<str> = p.name.as_str().into();
+        let pool: Arc<str> = p.name.as_str().into();
         let workers = p.live_workers().max(1);
         for w in &p.workers {
             out.push(WorkerLife {
@@ -187,29 +211,25 @@ impl OneShotGrowth {
         }
     }
 
-    /// The windows whose requests nginx is to count: the lives', then the
-    /// ledgers'.
-    pub fn windows(&self) -> Vec<RequestWindow> {
-        self.lives
+    /// The growth evidence, with the requests nginx sent each pool in the
+    /// lives' and the ledgers' windows, from the histories it published.
+    pub fn history(&self, nginx: &NginxView) -> GrowthHistory {
+        let lives: Vec<u64> = self
+            .lives
             .iter()
-            .map(|l| l.window.clone())
-            .chain(self.ledgers.iter().map(|l| l.window.clone()))
-            .collect()
-    }
-
-    /// The growth evidence, with the requests counted in [`Self::windows`].
-    pub fn history(&self, requests: &[u64]) -> GrowthHistory {
-        let (lives, ledgers) = requests.split_at(self.lives.len().min(requests.len()));
-        let mut h = GrowthHistory::from_lives(&self.lives, lives);
-        for (l, n) in self.ledgers.iter().zip(ledgers) {
+            .map(|l| l.window.requests(nginx))
+            .collect();
+        let mut h = GrowthHistory::from_lives(&self.lives, &lives);
+        for l in &self.ledgers {
+            let n = l.window.requests(nginx);
             let kept = l.memory_bytes as f64 - (l.boots as u64 * l.fresh_bytes) as f64;
-            if *n == 0 || kept <= 0.0 {
+            if n == 0 || kept <= 0.0 {
                 continue;
             }
             h.ledgers.insert(
                 l.window.pool.to_string(),
                 Growth {
-                    per_request_bytes: kept / *n as f64,
+                    per_request_bytes: kept / n as f64,
                     per_worker_hour_bytes: if l.worker_seconds > 0.0 {
                         kept / l.worker_seconds * 3600.0
                     } else {
@@ -758,10 +778,28 @@ mod tests {
             (4, 280, 20)
         );
         assert_eq!(l.window.from, t(100));
-        // 100 requests since the workers booted: (280 - 4 x 20) / 100.
-        let mut requests = vec![0; e.lives.len()];
-        requests.push(100);
-        let g = e.history(&requests).estimate("api").unwrap();
+        // 100 requests since the workers booted: (280 - 4 x 20) / 100, at
+        // the first boot, in no worker's life (a victim's counts from the
+        // end of its boot's second).
+        let mut history = crate::nginx::RequestHistory::default();
+        (0..100).for_each(|_| history.push(t(100)));
+        let mut nginx = NginxView::default();
+        nginx.logs.insert(
+            "edge".into(),
+            crate::nginx::LogState {
+                counters: crate::nginx::log_counters::LogCounters::new(8),
+                rotations: 0,
+                lag_bytes: 0,
+                read_errors: 0,
+                has_access: true,
+                has_error: false,
+                upstream_pools: Vec::new(),
+                request_history: [("api".into(), history)].into(),
+            },
+        );
+        assert!(e.lives.iter().all(|l| l.window.requests(&nginx) == 0));
+        assert_eq!(l.window.requests(&nginx), 100);
+        let g = e.history(&nginx).estimate("api").unwrap();
         assert_eq!(g.per_request_bytes, (2u64 << 20) as f64);
         assert_eq!(g.baseline_bytes, (20u64 << 20) as f64);
         // A worker recycled: its memory at the end is not known.

@@ -37,7 +37,9 @@ mod recovery;
 mod render;
 
 pub use build::build;
-pub use growth::{worker_lives, Growth, GrowthHistory, OneShotGrowth, PoolLedger, WorkerLife};
+pub use growth::{
+    worker_lives, Growth, GrowthHistory, OneShotGrowth, PoolLedger, RequestWindow, WorkerLife,
+};
 pub use render::rfc3339;
 
 /// What the diagnosis reads.

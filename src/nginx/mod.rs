@@ -9,11 +9,14 @@
 //!
 //! - [`access`]: the `log_format` compiler and line parser;
 //! - [`error_log`]: the error-line parser and the failure reason table;
-//! - [`log_counters`]: the bounded tables one nginx's lines are counted in.
+//! - [`log_counters`]: the bounded tables one nginx's lines are counted in;
+//! - [`request_history`]: a pool's bounded history of request times, kept
+//!   when [`NginxOptions::request_history`] asks for it.
 
 pub mod access;
 pub mod error_log;
 pub mod log_counters;
+pub mod request_history;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -29,6 +32,7 @@ use crate::state::timeline::{EventKind, Request, ServerError, UpstreamFailure};
 use crate::state::{PoolIndex, Published, Sinks, Source, Stepped};
 use access::{AccessFormat, Escape};
 use log_counters::LogCounters;
+pub use request_history::RequestHistory;
 
 /// Access lines can be long (query strings); error lines nginx cuts at 2048.
 pub const ACCESS_MAX_LINE: usize = 16 * 1024;
@@ -45,25 +49,16 @@ pub struct LogState {
     pub has_error: bool,
     /// (upstream, pool) for each upstream label value a pool serves.
     pub upstream_pools: Vec<(String, String)>,
+    /// Per pool of the pool index, the times of the requests this nginx
+    /// sent it, by each line's own time; empty unless
+    /// [`NginxOptions::request_history`].
+    pub request_history: BTreeMap<Arc<str>, RequestHistory>,
 }
 
 /// What the nginx source publishes, by configured name.
 #[derive(Debug, Default, Clone)]
 pub struct NginxView {
     pub logs: BTreeMap<String, LogState>,
-    /// The requests counted in each of [`NginxSource::count_requests`]'s
-    /// windows, in their order, over every log.
-    pub window_requests: Vec<u64>,
-}
-
-/// A pool and a span of time whose requests are counted line by line, by
-/// each line's own time. For a one-shot diagnosis, which weighs each
-/// worker's memory against the requests its pool served while it lived.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RequestWindow {
-    pub pool: Arc<str>,
-    pub from: SystemTime,
-    pub to: SystemTime,
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +69,11 @@ pub struct NginxOptions {
     /// Where to start in the files that exist at startup.
     pub start: StartAt,
     pub interval: Duration,
+    /// Keep each log's [`LogState::request_history`]: every access line's
+    /// time is then read, not one in 256. For a one-shot diagnosis, which
+    /// weighs each worker's memory against the requests its pool got
+    /// while it lived.
+    pub request_history: bool,
 }
 
 /// The health `source` label of one of a configured nginx's files:
@@ -142,6 +142,7 @@ impl LogSource {
                 has_access: n.access_log.is_some(),
                 has_error: n.error_log.is_some(),
                 upstream_pools: Vec::new(),
+                request_history: BTreeMap::new(),
             },
         })
     }
@@ -153,14 +154,14 @@ impl LogSource {
         sinks: &Sinks,
         pools: &PoolIndex,
         last: &LastListeners,
-        windows: &[RequestWindow],
-        window_requests: &mut [u64],
+        request_history: bool,
     ) -> (u64, bool) {
         let before = (
             self.state.counters.access_lines,
             self.state.counters.error_lines,
         );
         let counters = &mut self.state.counters;
+        let mut history = request_history.then_some(&mut self.state.request_history);
         let log = &self.name;
         let pool_of = |upstream: Option<&str>| upstream.and_then(|u| last.pool_of(pools, u));
         let mut rotations = 0;
@@ -173,10 +174,8 @@ impl LogSource {
                 let Some(c) = counters.access_line(fmt, l.bytes, l.truncated, &mut fields) else {
                     return;
                 };
-                if !windows.is_empty() {
-                    count_in_windows(&c, &fields, windows, window_requests, |u| {
-                        last.pool_of(pools, u)
-                    });
+                if let Some(h) = history.as_deref_mut() {
+                    record_request(h, &c, &fields, |u| last.pool_of(pools, u));
                 }
                 // The line's own time is read for the span of the counts
                 // (now and then) and for each 5xx; else the time it was read.
@@ -244,6 +243,10 @@ impl LogSource {
             rotations += f.totals().rotations + f.totals().truncations;
             lag += f.lag_bytes();
         }
+        // Bounded by the pool index: a pool gone from it is forgotten.
+        self.state
+            .request_history
+            .retain(|pool, _| pools.get(pool).is_some());
         self.state.rotations = rotations;
         self.state.lag_bytes = lag;
         self.state.read_errors += errors;
@@ -267,12 +270,12 @@ impl LogSource {
     }
 }
 
-/// Count one access line in the windows of its pool that hold its time.
-fn count_in_windows(
+/// Record one access line's request in the history of its pool, at the
+/// line's own time.
+fn record_request(
+    history: &mut BTreeMap<Arc<str>, RequestHistory>,
     c: &log_counters::Counted<'_>,
     fields: &access::AccessFields<'_>,
-    windows: &[RequestWindow],
-    counts: &mut [u64],
     pool_of: impl Fn(&str) -> Option<Arc<str>>,
 ) {
     let (Some(at), Some(upstream)) = (line_time(fields), c.upstream) else {
@@ -281,11 +284,7 @@ fn count_in_windows(
     let Some(pool) = std::str::from_utf8(upstream).ok().and_then(pool_of) else {
         return;
     };
-    for (w, n) in windows.iter().zip(counts.iter_mut()) {
-        if w.pool == pool && w.from <= at && at <= w.to {
-            *n += 1;
-        }
-    }
+    history.entry(pool).or_default().push(at);
 }
 
 /// Report one poll of a log file; returns 1 if it failed.
@@ -388,8 +387,6 @@ pub struct NginxSource {
     last_listeners: LastListeners,
     /// Where the app servers' logs say the pools listened.
     app_listeners: Option<Box<AppListeners>>,
-    windows: Vec<RequestWindow>,
-    window_requests: Vec<u64>,
     opts: NginxOptions,
     sinks: Sinks,
     pools: Arc<Published<PoolIndex>>,
@@ -416,8 +413,6 @@ impl NginxSource {
             logs,
             last_listeners: LastListeners::default(),
             app_listeners: None,
-            windows: Vec::new(),
-            window_requests: Vec::new(),
             opts,
             sinks,
             pools,
@@ -483,14 +478,6 @@ impl NginxSource {
         self
     }
 
-    /// From the next poll on, count each line's request in the windows of
-    /// its pool that hold the line's time ([`NginxView::window_requests`]).
-    /// Each line's time is then read, not one in 256: a one-shot step.
-    pub fn count_requests(&mut self, windows: Vec<RequestWindow>) {
-        self.window_requests = vec![0; windows.len()];
-        self.windows = windows;
-    }
-
     pub fn is_empty(&self) -> bool {
         self.logs.is_empty()
     }
@@ -520,8 +507,7 @@ impl NginxSource {
                 &self.sinks,
                 &pools,
                 &self.last_listeners,
-                &self.windows,
-                &mut self.window_requests,
+                self.opts.request_history,
             );
             errors += e;
             changed |= c;
@@ -532,7 +518,6 @@ impl NginxSource {
                 .iter()
                 .map(|l| (l.name.to_string(), l.state.clone()))
                 .collect(),
-            window_requests: self.window_requests.clone(),
         });
         (errors, changed)
     }
@@ -670,8 +655,8 @@ mod tests {
     }
 
     /// A one-shot diagnosis counts each pool's requests over each worker's
-    /// life, by every line's own time; a pool's socket keeps counting once
-    /// its master is gone.
+    /// life, by every line's own time, from the history the source keeps
+    /// when asked; a pool's socket keeps counting once its master is gone.
     #[test]
     fn requests_counted_in_windows_by_each_lines_time() {
         use crate::state::pool_index::{PoolListener, PoolMembers};
@@ -692,72 +677,69 @@ mod tests {
                 i % 10 * 100
             ));
         }
-        std::fs::write(&log, text).unwrap();
-        let index = Published::new(PoolIndex {
+        std::fs::write(&log, "").unwrap();
+        let api = |listeners: Vec<PoolListener>| PoolIndex {
             pools: vec![PoolMembers {
                 name: Arc::from("api"),
                 master: None,
                 workers: Vec::new(),
-                listeners: vec![PoolListener {
-                    name: "unix:/run/api.sock".into(),
-                    inode: 1,
-                    tcp: None,
-                }],
+                listeners,
             }],
-        });
-        let mut src = NginxSource::new(
-            NginxOptions {
-                logs: vec![NginxConfig {
-                    name: "edge".into(),
-                    access_log: Some(log),
-                    log_format: "$msec $status $upstream_addr".into(),
-                    escape: None,
-                    error_log: None,
-                }],
-                max_upstreams: 8,
-                start: StartAt::Beginning,
-                interval: Duration::from_millis(100),
-            },
-            Sinks::new(64),
-            index.clone(),
-        )
-        .unwrap();
-        let t = |ms: u64| SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
-        let window = |pool: &str, from, to| RequestWindow {
-            pool: Arc::from(pool),
-            from: t(from),
-            to: t(to),
         };
-        // The master is gone by the time the log is read.
-        src.poll();
-        index.publish(PoolIndex {
-            pools: vec![PoolMembers {
-                name: Arc::from("api"),
-                master: None,
-                workers: Vec::new(),
-                listeners: Vec::new(),
-            }],
-        });
-        src.count_requests(vec![
-            window("api", 1_000_000, 1_001_000),
-            window("api", 1_000_950, 1_003_000),
-            window("web", 1_000_000, 1_004_000),
-        ]);
-        // Read again from the start, as a one-shot run reads.
-        src.logs[0].access = src.logs[0].access.take().map(|f| {
-            Follower::new(
-                f.path().to_path_buf(),
-                FollowConfig {
-                    max_line_bytes: ACCESS_MAX_LINE,
+        let index = Published::new(api(vec![PoolListener {
+            name: "unix:/run/api.sock".into(),
+            inode: 1,
+            tcp: None,
+        }]));
+        let source = |request_history| {
+            NginxSource::new(
+                NginxOptions {
+                    logs: vec![NginxConfig {
+                        name: "edge".into(),
+                        access_log: Some(log.clone()),
+                        log_format: "$msec $status $upstream_addr".into(),
+                        escape: None,
+                        error_log: None,
+                    }],
+                    max_upstreams: 8,
                     start: StartAt::Beginning,
-                    rotate_grace: Duration::from_secs(5),
+                    interval: Duration::from_millis(100),
+                    request_history,
                 },
+                Sinks::new(64),
+                index.clone(),
             )
-        });
+            .unwrap()
+        };
+        let (mut src, mut off) = (source(true), source(false));
         src.poll();
+        // The master is gone by the time the lines are read.
+        index.publish(api(Vec::new()));
+        std::fs::write(&log, text).unwrap();
+        src.poll();
+        off.poll();
+        let t = |ms: u64| SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
+        let view = src.published().get();
+        let count = |pool: &str, from, to| -> u64 {
+            view.logs
+                .values()
+                .filter_map(|l| l.request_history.get(pool))
+                .map(|h| h.count(t(from), t(to)))
+                .sum()
+        };
         // api's lines: 1000.0, .2, .4, .6, .8, 1001.0, ... 1003.8; both
         // ends of a window are in it.
-        assert_eq!(src.published().get().window_requests, vec![6, 11, 0]);
+        let counts = [
+            count("api", 1_000_000, 1_001_000),
+            count("api", 1_000_950, 1_003_000),
+            count("web", 1_000_000, 1_004_000),
+        ];
+        assert_eq!(counts, [6, 11, 0]);
+        assert_eq!(view.logs["edge"].request_history["api"].total(), 20);
+        // Not asked: nothing kept, though the lines were read.
+        let off = off.published().get();
+        assert_eq!(off.logs["edge"].counters.access_lines, 40);
+        assert!(off.logs["edge"].request_history.is_empty());
     }
 
     #[test]
