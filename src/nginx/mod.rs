@@ -243,10 +243,11 @@ impl LogSource {
             rotations += f.totals().rotations + f.totals().truncations;
             lag += f.lag_bytes();
         }
-        // Bounded by the pool index: a pool gone from it is forgotten.
+        // Bounded by the pool index: a pool gone from it is forgotten, and
+        // every pool once the options no longer ask for the history.
         self.state
             .request_history
-            .retain(|pool, _| pools.get(pool).is_some());
+            .retain(|pool, _| request_history && pools.get(pool).is_some());
         self.state.rotations = rotations;
         self.state.lag_bytes = lag;
         self.state.read_errors += errors;
