@@ -187,12 +187,21 @@ impl Sources {
         let (index, smaps) = (pools.index(), pools.smaps_sampler());
         let pools = t.add(always, pools).view();
         t.add(always, smaps);
-        let queues = ListenQueueSampler::new(o.listen_queues.clone(), sinks.clone(), index.clone());
-        let listen_queues = t.add(always, queues).published();
-        let counters = CounterReader::new(o.counters.clone(), sinks.clone(), index.clone());
-        let memory = t.add(always, counters).published();
-        let process = SelfUsageSource::new(&o.procfs, o.process_interval);
-        let process = t.add(always, process).published();
+        let listen_queues = t
+            .add(
+                always,
+                ListenQueueSampler::new(o.listen_queues.clone(), sinks.clone(), index.clone()),
+            )
+            .published();
+        let memory = t
+            .add(
+                always,
+                CounterReader::new(o.counters.clone(), sinks.clone(), index.clone()),
+            )
+            .published();
+        let process = t
+            .add(always, SelfUsageSource::new(&o.procfs, o.process_interval))
+            .published();
         let status = ServerStatusSource::new(o.status.clone(), sinks.clone(), pools.clone());
         // Its options are not reloaded: it starts now or never.
         let status_runs = if status.has_work() { always } else { never };
