@@ -13,7 +13,7 @@ use crate::config::Server;
 use crate::follow::{FollowConfig, Follower, StartAt};
 use crate::gunicorn::log::{self, Event, MasterSignal};
 use crate::state::health::SourceLabel;
-use crate::state::source::pace;
+use crate::state::source::{pace, step_until};
 use crate::state::timeline::{AppLog, EventKind};
 use crate::state::{Published, Sinks, Source, Stepped};
 
@@ -258,6 +258,11 @@ impl Source for AppLogSource {
 
     fn wait(&mut self, started: Instant) {
         pace(self.interval, started);
+    }
+
+    /// Poll until a poll reads nothing: each reads at most 32 MiB a file.
+    fn catch_up(&mut self, sinks: &Sinks) -> Stepped {
+        step_until(sinks, self, |s| !s.changed)
     }
 }
 

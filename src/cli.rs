@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -23,7 +22,7 @@ use crate::pools::server_status::ServerStatusOptions;
 use crate::pools::PoolOptions;
 use crate::rules::JudgeOptions;
 use crate::snapshot::{Renderer, Snapshot};
-use crate::sources::{Entry, Options, Sources};
+use crate::sources::{Entry, Options, Reloads, Sources};
 use crate::state::source::drive;
 use crate::state::timeline::TIMELINE_CAP;
 use crate::state::{Published, Sinks};
@@ -515,26 +514,21 @@ fn serve(args: Args) -> anyhow::Result<()> {
             .context("installing the SIGHUP handler")?
     };
     let o = source_options(&args, &cfg, StartAt::End, args.proc_events);
-    let mut s = build_sources(&o, &cfg, TIMELINE_CAP)?;
+    let Sources {
+        table,
+        inputs,
+        reloads,
+    } = build_sources(&o, &cfg, TIMELINE_CAP)?;
     let snapshot = Published::new(Snapshot::empty(&cfg.origin));
-    let mut reload = Reload {
-        args: args.clone(),
-        pools: Published::new(o.pools.clone()),
-        nginx: Published::new(o.nginx.clone()),
-        app_logs: Published::new(o.app_logs.clone()),
-        kmsg: Published::new(None),
-        sinks: s.inputs.sinks.clone(),
-        idle: Vec::new(),
-        refused: None,
-    };
-    s.pools.follow_options(reload.pools.clone());
-    s.nginx.follow_options(reload.nginx.clone());
-    s.app_logs.follow_options(reload.app_logs.clone());
-    s.kmsg.follow_options(reload.kmsg.clone());
-    let (table, inputs) = s.table();
     // A source with nothing to read waits idle until a reload gives it
     // work; the rest start now, in the table's order.
-    reload.idle = table;
+    let mut reload = Reload {
+        args: args.clone(),
+        reloads,
+        sinks: inputs.sinks.clone(),
+        idle: table.into_entries(),
+        refused: None,
+    };
     reload.start_idle(&o)?;
     let renderer = Renderer::new(inputs).telemetry_path(&args.telemetry_path);
     let out = snapshot.clone();
@@ -577,10 +571,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// and is logged once.
 struct Reload {
     args: Args,
-    pools: Arc<Published<PoolOptions>>,
-    nginx: Arc<Published<NginxOptions>>,
-    app_logs: Arc<Published<AppLogOptions>>,
-    kmsg: Arc<Published<Option<KmsgOptions>>>,
+    /// Where each source that takes new options follows them.
+    reloads: Reloads,
     /// Where the sources write, for the driver of each.
     sinks: Sinks,
     /// Sources not started because the config had nothing for them.
@@ -605,9 +597,7 @@ impl Reload {
         };
         self.refused = None;
         let o = source_options(&self.args, &cfg, StartAt::End, self.args.proc_events);
-        self.pools.publish(o.pools.clone());
-        self.nginx.publish(o.nginx.clone());
-        self.app_logs.publish(o.app_logs.clone());
+        self.reloads.publish(&o);
         if let Err(e) = self.start_idle(&o) {
             tracing::error!(error = format!("{e:#}"), "SIGHUP: starting a source");
         }
@@ -620,11 +610,9 @@ impl Reload {
         );
     }
 
-    /// Give the kernel log its options, and start each idle source that
-    /// the config now gives something to read.
+    /// Start each idle source that the config now gives something to
+    /// read.
     fn start_idle(&mut self, o: &Options) -> anyhow::Result<()> {
-        // Before it starts: a reader not started yet takes the newest.
-        self.kmsg.publish(o.read_kmsg.then(|| o.kmsg.clone()));
         for e in std::mem::take(&mut self.idle) {
             if (e.runs)(o) {
                 let (name, sinks, mut source) = (e.name(), self.sinks.clone(), e.source);

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::state::source::pace;
 use crate::state::timeline::{ExitReason, FailureCause};
-use crate::state::{PoolIndex, Published, Sinks, Source, Stepped};
+use crate::state::{Counted, PoolIndex, Published, Sinks, Source, Stepped};
 use exit_judge::ExitJudge;
 use failure_judge::FailureJudge;
 
@@ -151,6 +151,16 @@ impl Source for Judge {
 
     fn wait(&mut self, started: Instant) {
         pace(self.interval, started);
+    }
+
+    /// [`Judge::finish`]: everything still waiting judged now, uncounted.
+    fn catch_up(&mut self, _sinks: &Sinks) -> Stepped {
+        self.finish();
+        Stepped {
+            errors: 0,
+            changed: true,
+            counted: Counted::Uncounted,
+        }
     }
 }
 

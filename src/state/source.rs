@@ -60,6 +60,36 @@ pub trait Source {
     /// Wait until the next step is due; `started` is when the last one
     /// started. Most sources [`pace`] to their interval.
     fn wait(&mut self, started: Instant);
+
+    /// Read what there is to read now, to its end, without waiting: how a
+    /// one-shot run (`diagnose`) steps a source, once. One counted step
+    /// unless the source says otherwise: a log reads on until nothing
+    /// changes ([`step_until`]), the kernel log replays its ring buffer,
+    /// the judge judges what is still waiting.
+    fn catch_up(&mut self, sinks: &Sinks) -> Stepped {
+        step_once(sinks, self).1
+    }
+}
+
+/// Steps a [`step_until`] makes at most: a log polled 32 MiB at a time
+/// is read to its end however fast its writer is, but not forever.
+pub const MAX_CATCH_UP_STEPS: usize = 4096;
+
+/// Step `source` (counted, as [`step_once`]) until `done` says so after a
+/// step, at most [`MAX_CATCH_UP_STEPS`] times; returns the last step.
+pub fn step_until<S: Source + ?Sized>(
+    sinks: &Sinks,
+    source: &mut S,
+    mut done: impl FnMut(&Stepped) -> bool,
+) -> Stepped {
+    let mut last = Stepped::default();
+    for _ in 0..MAX_CATCH_UP_STEPS {
+        last = step_once(sinks, source).1;
+        if done(&last) {
+            break;
+        }
+    }
+    last
 }
 
 /// Sleep the rest of `interval` since `started`: the plain wait.
@@ -114,6 +144,25 @@ mod tests {
             self.result
         }
         fn wait(&mut self, _started: Instant) {}
+    }
+
+    #[test]
+    fn a_catch_up_is_one_step_unless_the_source_reads_on() {
+        let sinks = Sinks::new(4);
+        let mut s = Fixed {
+            steps: 0,
+            result: Stepped::cycle(0, true),
+        };
+        s.catch_up(&sinks);
+        assert_eq!(s.steps, 1);
+        let last = step_until(&sinks, &mut s, |_| true);
+        assert_eq!((s.steps, last), (2, Stepped::cycle(0, true)));
+        step_until(&sinks, &mut s, |_| false);
+        assert_eq!(s.steps as usize, 2 + MAX_CATCH_UP_STEPS);
+        assert_eq!(
+            sinks.collectors.all()["fixed"].cycles as usize,
+            s.steps as usize
+        );
     }
 
     #[test]
