@@ -18,6 +18,10 @@ pub const OTHER: &str = "other";
 #[derive(Debug, Clone)]
 pub struct Upstreams {
     index: HashMap<Vec<u8>, u16>,
+    /// The values as written, by id: while there are few, a value is
+    /// found by comparing it with each (most logs name a handful of
+    /// upstreams, and hashing a value cost more than the compares).
+    keys: Vec<Box<[u8]>>,
     names: Vec<String>,
     cap: usize,
     pub overflowed: u64,
@@ -27,6 +31,7 @@ impl Upstreams {
     pub fn new(cap: usize) -> Upstreams {
         let mut u = Upstreams {
             index: HashMap::default(),
+            keys: Vec::new(),
             names: Vec::new(),
             cap,
             overflowed: 0,
@@ -39,16 +44,27 @@ impl Upstreams {
     fn intern_raw(&mut self, k: &[u8]) -> u16 {
         let id = self.names.len() as u16;
         self.names.push(String::from_utf8_lossy(k).into_owned());
+        self.keys.push(k.into());
         self.index.insert(k.to_vec(), id);
         id
     }
 
     /// The label id for an upstream as written in the log; allocates only
     /// the first time a value is seen.
+    #[inline]
     pub fn id(&mut self, k: &[u8]) -> u16 {
-        if let Some(id) = self.index.get(k) {
+        if self.keys.len() <= FEW_UPSTREAMS {
+            if let Some(id) = self.keys.iter().position(|key| same_bytes(key, k)) {
+                return id as u16;
+            }
+        } else if let Some(id) = self.index.get(k) {
             return *id;
         }
+        self.intern(k)
+    }
+
+    #[cold]
+    fn intern(&mut self, k: &[u8]) -> u16 {
         // Two reserved entries (`-`, `other`) do not count against the cap.
         if self.names.len() - 2 >= self.cap || k.len() > 256 {
             self.overflowed += 1;
@@ -69,6 +85,45 @@ impl Upstreams {
     }
 }
 
+/// Up to this many upstream values (with the two reserved), [`Upstreams::id`]
+/// compares rather than hashes.
+const FEW_UPSTREAMS: usize = 16;
+
+/// `a == b`, a word at a time and inlined: upstream values are short
+/// (`10.0.0.7:8000`, `unix:/run/app.sock`), where a call to memcmp cost
+/// more than the compare.
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() < 8 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
+    }
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap());
+    // Whole words, then the last 8 bytes (overlapping the words before).
+    (0..a.len() / 8).all(|i| word(a, i * 8) == word(b, i * 8))
+        && word(a, a.len() - 8) == word(b, b.len() - 8)
+}
+
+/// How many of [`BUCKETS_MS`] are below `ms`: a binary search of fixed
+/// steps whose each step is a conditional move, not a branch (times vary
+/// from line to line, so a branch on them was mispredicted half the time).
+#[inline(always)]
+fn bucket_of(ms: u64) -> usize {
+    const { assert!(BUCKETS_MS.len() < 16) };
+    let mut below = 0;
+    for half in [8, 4, 2, 1] {
+        let probe = below + half;
+        below = if probe <= BUCKETS_MS.len() && BUCKETS_MS[probe - 1] < ms {
+            probe
+        } else {
+            below
+        };
+    }
+    below
+}
+
 /// Histogram bucket bounds, in milliseconds (the log's resolution).
 pub const BUCKETS_MS: &[u64] = &[
     5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
@@ -83,8 +138,9 @@ pub struct Histogram {
 }
 
 impl Histogram {
+    #[inline]
     pub fn observe_ms(&mut self, ms: u64) {
-        let i = BUCKETS_MS.partition_point(|b| *b < ms);
+        let i = bucket_of(ms);
         self.counts[i] += 1;
         self.sum_ms += ms;
         self.count += 1;
@@ -422,6 +478,18 @@ mod tests {
         let fmt = AccessFormat::compile(FMT, Escape::Default).unwrap();
         for l in lines {
             c.access_line(&fmt, l.as_bytes(), false, &mut AccessFields::default());
+        }
+    }
+
+    #[test]
+    fn bucket_of_is_a_lower_bound() {
+        let edges = BUCKETS_MS.iter().flat_map(|b| [b - 1, *b, b + 1]);
+        for ms in (0..5).chain(edges).chain([u64::MAX]) {
+            assert_eq!(
+                bucket_of(ms),
+                BUCKETS_MS.partition_point(|b| *b < ms),
+                "{ms}"
+            );
         }
     }
 
