@@ -407,8 +407,8 @@ enum Segment {
 pub struct AccessFormat {
     prefix: Vec<u8>,
     steps: Vec<Step>,
-    /// The first steps, as long as each ends at a literal a scan finds
-    /// (see `ScannedStep`); the parse runs these, then the rest of `steps`.
+    /// The first steps, as long as each ends at a short literal (see
+    /// `ScannedStep`); the parse runs these, then the rest of `steps`.
     scanned_steps: Vec<ScannedStep>,
     names: Vec<String>,
     escape: Escape,
@@ -682,8 +682,7 @@ impl AccessFormat {
 }
 
 /// A step whose value ends at a literal of at most nine bytes, the first
-/// of them found through a `LineScan` and the others compared as one
-/// word: what nearly every step of a real format is, with what its parse
+/// of them found by [`find_byte`] and the others compared as one word: what nearly every step of a real format is, with what its parse
 /// needs in one small value, so the loop over them does no more per value
 /// than find the end and store the value.
 #[derive(Clone, Copy, Debug)]
@@ -709,9 +708,8 @@ struct ScannedStep {
 }
 
 impl ScannedStep {
-    /// `step` as a scanned step, adding its literal's first byte to
-    /// `scanned`; `None` when it ends some other way, its literal is
-    /// longer, or the scan already looks for as many bytes as it can.
+    /// `step` as a scanned step; `None` when it ends some other way or its
+    /// literal is longer.
     fn of(step: &Step) -> Option<ScannedStep> {
         let (lit, list_end) = match &step.end {
             End::Literal(l) => (l, false),
