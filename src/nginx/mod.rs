@@ -192,12 +192,13 @@ impl LogSource {
                 if c.status < 500 {
                     return;
                 }
-                let upstream = c.upstream.map(|u| String::from_utf8_lossy(u).into_owned());
+                let upstream: Option<Arc<str>> =
+                    c.upstream.map(|u| String::from_utf8_lossy(u).into());
                 let f = &fields;
                 let e = ServerError {
                     log: log.clone(),
                     status: c.status,
-                    upstream: upstream.as_deref().map(Into::into),
+                    upstream: upstream.clone(),
                     conn: f.connection().and_then(access::parse_connection),
                     request: f
                         .request()

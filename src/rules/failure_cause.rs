@@ -289,7 +289,7 @@ pub fn error_line(
         let by_conn = matches!((err.conn, f.conn), (Some(a), Some(b)) if a == b);
         let by_upstream = err.conn.is_none()
             && f.upstream.is_some()
-            && f.upstream == err.upstream
+            && f.upstream.as_deref() == err.upstream.as_deref()
             && !claimed.contains(&ev.seq);
         if !(by_conn || by_upstream) {
             continue;

@@ -28,8 +28,8 @@ pub const TIMELINE_CAP: usize = 8192;
 /// Never a label.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
-    pub method: Box<str>,
-    pub path: Box<str>,
+    pub method: Arc<str>,
+    pub path: Arc<str>,
 }
 
 impl Request {
@@ -203,7 +203,7 @@ pub struct ServerError {
     pub status: u16,
     /// The upstream of the last attempt; `None` when nginx answered
     /// without one.
-    pub upstream: Option<Box<str>>,
+    pub upstream: Option<Arc<str>>,
     /// `$connection`, when the format has it.
     pub conn: Option<u64>,
     pub request: Option<Request>,
