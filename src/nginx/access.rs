@@ -843,7 +843,7 @@ fn find_where(
 /// time, an address) and a line's values are searched one after another,
 /// so the search is inlined where each value's end is looked for: on
 /// x86-64, 16 bytes to a compare (SSE2, which every x86-64 has) over the
-/// first 64, and a longer value (a URI) goes on with memchr; the last
+/// first 128 (a user agent), and a longer value goes on with memchr; the last
 /// bytes of a line, and other machines, a word at a time.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
@@ -852,7 +852,7 @@ fn find_byte(b: u8, hay: &[u8]) -> Option<usize> {
         __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
     };
     const CHUNK: usize = 16;
-    const SHORT: usize = 64;
+    const SHORT: usize = 128;
     if hay.len() < CHUNK {
         return find_byte_words(b, hay);
     }
@@ -1695,7 +1695,7 @@ mod tests {
     /// flag a false match (`b - 1`, `0x80`).
     #[test]
     fn find_byte_is_a_search() {
-        for len in 0..160 {
+        for len in 0..300 {
             for fill in [b'a', b'"' - 1, 0x80, 0] {
                 let mut hay = vec![fill; len];
                 assert_eq!(find_byte(b'"', &hay), None, "len {len} fill {fill}");
