@@ -482,6 +482,41 @@ mod tests {
     }
 
     #[test]
+    fn same_bytes_is_equality() {
+        let values: [&[u8]; 8] = [
+            b"",
+            b"a",
+            b"10.0.0.7",
+            b"10.0.0.8",
+            b"127.0.0.1:8001",
+            b"127.0.0.1:8002",
+            b"unix:/run/gunicorn/api.sock",
+            b"unix:/run/gunicorn/api.sick",
+        ];
+        for a in values {
+            for b in values {
+                assert_eq!(same_bytes(a, b), a == b, "{a:?} {b:?}");
+            }
+        }
+    }
+
+    /// Past the few compared one by one, values are found by their hash:
+    /// the same ids either way, and the cap still folds into `other`.
+    #[test]
+    fn upstream_ids_are_the_same_past_the_few() {
+        let mut u = Upstreams::new(40);
+        let name = |i: usize| format!("10.0.{i}.1:8000").into_bytes();
+        let ids: Vec<u16> = (0..40).map(|i| u.id(&name(i))).collect();
+        assert_eq!(ids, (2..42).collect::<Vec<u16>>());
+        for i in (0..40).rev() {
+            assert_eq!(u.id(&name(i)), ids[i], "{i}");
+        }
+        assert_eq!(u.id(b"10.9.9.9:80"), 1);
+        assert_eq!(u.overflowed, 1);
+        assert_eq!(u.name(ids[39]), "10.0.39.1:8000");
+    }
+
+    #[test]
     fn bucket_of_is_a_lower_bound() {
         let edges = BUCKETS_MS.iter().flat_map(|b| [b - 1, *b, b + 1]);
         for ms in (0..5).chain(edges).chain([u64::MAX]) {
