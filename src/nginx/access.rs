@@ -328,25 +328,53 @@ enum End {
     RestOfLine,
 }
 
+/// Up to eight bytes kept in a word, so that a place they may start is
+/// checked in one compare.
+#[derive(Clone, Copy, Debug)]
+struct TailWord {
+    /// The bytes, little-endian, and the mask of their bytes.
+    word: u64,
+    mask: u64,
+    len: u8,
+}
+
+impl TailWord {
+    /// `None` for more than eight bytes.
+    fn of(bytes: &[u8]) -> Option<TailWord> {
+        let mut word = [0u8; 8];
+        word.get_mut(..bytes.len())?.copy_from_slice(bytes);
+        Some(TailWord {
+            word: u64::from_le_bytes(word),
+            mask: u64::MAX
+                .checked_shr(8 * (8 - bytes.len() as u32))
+                .unwrap_or(0),
+            len: bytes.len() as u8,
+        })
+    }
+
+    /// Whether `after` starts with the bytes: one compare where eight
+    /// bytes are left, else byte by byte.
+    #[inline(always)]
+    fn at(&self, after: &[u8]) -> bool {
+        match after.first_chunk::<8>() {
+            Some(w) => (u64::from_le_bytes(*w) ^ self.word) & self.mask == 0,
+            None => eq_prefix(after, &self.word.to_le_bytes()[..self.len as usize]),
+        }
+    }
+}
+
 /// A literal that ends a value: never empty. Its bytes after the first,
-/// when there are one to eight of them, are also kept in a word, so that
+/// when there are at most eight of them, are also kept in a word, so that
 /// each place its first byte is found is checked in one compare.
 #[derive(Clone, Debug)]
 struct Lit {
     bytes: Vec<u8>,
-    /// (the bytes after the first, little-endian; the mask of their bytes)
-    tail_word: Option<(u64, u64)>,
+    tail_word: Option<TailWord>,
 }
 
 impl Lit {
     fn new(bytes: Vec<u8>) -> Lit {
-        let tail = &bytes[1..];
-        let tail_word = (1..=8).contains(&tail.len()).then(|| {
-            let mut w = [0u8; 8];
-            w[..tail.len()].copy_from_slice(tail);
-            let mask = u64::MAX >> (8 * (8 - tail.len()));
-            (u64::from_le_bytes(w), mask)
-        });
+        let tail_word = TailWord::of(&bytes[1..]);
         Lit { bytes, tail_word }
     }
 
@@ -359,11 +387,8 @@ impl Lit {
     #[inline(always)]
     fn tail_at(&self, after: &[u8]) -> bool {
         match self.tail_word {
-            Some((word, mask)) if after.len() >= 8 => {
-                let w = u64::from_le_bytes(after[..8].try_into().unwrap());
-                (w ^ word) & mask == 0
-            }
-            _ => eq_prefix(after, &self.bytes[1..]),
+            Some(t) => t.at(after),
+            None => eq_prefix(after, &self.bytes[1..]),
         }
     }
 
@@ -607,11 +632,11 @@ impl AccessFormat {
                 End::Literal(lit) => (lit.find_in(rest).ok_or(mismatch)?, lit.len()),
                 End::ListLiteral(lit) => (lit.find_list_end(rest).ok_or(mismatch)?, lit.len()),
                 End::Suffix(lit) => {
-                    let tail = rest.len().checked_sub(lit.len()).ok_or(mismatch.clone())?;
-                    if !eq_prefix(&rest[tail..], lit) {
+                    let len = rest.len().checked_sub(lit.len()).ok_or(mismatch.clone())?;
+                    if !eq_prefix(&rest[len..], lit) {
                         return Err(mismatch);
                     }
-                    (rest.len() - lit.len(), lit.len())
+                    (len, lit.len())
                 }
                 End::JsonQuote(lit) => {
                     let at = find_unescaped_quote(rest).ok_or(mismatch.clone())?;
@@ -682,16 +707,14 @@ impl AccessFormat {
 }
 
 /// A step whose value ends at a literal of at most nine bytes, the first
-/// of them found by [`find_byte`] and the others compared as one word: what nearly every step of a real format is, with what its parse
-/// needs in one small value, so the loop over them does no more per value
+/// of them found by [`find_byte`] and the others compared as one word:
+/// what nearly every step of a real format is, with what its parse needs
+/// in one small value, so the loop over them does no more per value
 /// than find the end and store the value.
 #[derive(Clone, Copy, Debug)]
 struct ScannedStep {
-    /// The literal's bytes after the first, little-endian, with the mask
-    /// of those bytes and their number.
-    tail: u64,
-    tail_mask: u64,
-    tail_len: u8,
+    /// The literal's bytes after the first (`Lit::tail_word`).
+    tail: TailWord,
     /// The literal's length.
     len: u8,
     /// Its first byte.
@@ -716,24 +739,15 @@ impl ScannedStep {
             End::ListLiteral(l) => (l, true),
             _ => return None,
         };
-        let (first, tail) = lit.bytes.split_first()?;
-        if tail.len() > 8 {
-            return None;
-        }
-        let mut word = [0u8; 8];
-        word[..tail.len()].copy_from_slice(tail);
+        let tail = lit.tail_word?;
         let spaced_bit = match step.field {
             Field::List(i) if (i as usize) < KEPT_LISTS => 1 << i,
             _ => 0,
         };
         Some(ScannedStep {
-            tail: u64::from_le_bytes(word),
-            tail_mask: u64::MAX
-                .checked_shr(8 * (8 - tail.len() as u32))
-                .unwrap_or(0),
-            tail_len: tail.len() as u8,
+            tail,
             len: lit.bytes.len() as u8,
-            first: *first,
+            first: lit.bytes[0],
             slot: step.slot,
             list_end,
             spaced_bit,
@@ -743,31 +757,12 @@ impl ScannedStep {
 
     /// Where in `line` the value that starts at `pos` ends: the first place
     /// from `pos` that holds the literal (and, for a list, is not part of a
-    /// separator).
+    /// separator), as [`Lit::find_in`] and [`Lit::find_list_end`] find it.
     #[inline(always)]
     fn end_in(&self, line: &[u8], pos: usize) -> Option<usize> {
-        let mut from = pos;
-        loop {
-            let at = from + find_byte(self.first, line.get(from..)?)?;
-            if self.tail_at(line, at + 1)
-                && !(self.list_end && in_separator(&line[pos..], at - pos))
-            {
-                return Some(at);
-            }
-            from = at + 1;
-        }
-    }
-
-    /// Whether `line` holds the literal's tail at `at`.
-    #[inline(always)]
-    fn tail_at(&self, line: &[u8], at: usize) -> bool {
-        match line.get(at..at + 8) {
-            Some(w) => {
-                (u64::from_le_bytes(w.try_into().unwrap()) ^ self.tail) & self.tail_mask == 0
-            }
-            None => (0..self.tail_len as usize)
-                .all(|i| line.get(at + i) == Some(&((self.tail >> (8 * i)) as u8))),
-        }
+        let value = &line[pos..];
+        let accept = |at| !(self.list_end && in_separator(value, at));
+        find_where(value, self.first, |a| self.tail.at(a), accept).map(|at| pos + at)
     }
 }
 
