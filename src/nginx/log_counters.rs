@@ -18,10 +18,6 @@ pub const OTHER: &str = "other";
 #[derive(Debug, Clone)]
 pub struct Upstreams {
     index: HashMap<Vec<u8>, u16>,
-    /// The values as written, by id: while there are few, a value is
-    /// found by comparing it with each (most logs name a handful of
-    /// upstreams, and hashing a value cost more than the compares).
-    keys: Vec<Box<[u8]>>,
     names: Vec<String>,
     cap: usize,
     pub overflowed: u64,
@@ -31,7 +27,6 @@ impl Upstreams {
     pub fn new(cap: usize) -> Upstreams {
         let mut u = Upstreams {
             index: HashMap::default(),
-            keys: Vec::new(),
             names: Vec::new(),
             cap,
             overflowed: 0,
@@ -44,7 +39,6 @@ impl Upstreams {
     fn intern_raw(&mut self, k: &[u8]) -> u16 {
         let id = self.names.len() as u16;
         self.names.push(String::from_utf8_lossy(k).into_owned());
-        self.keys.push(k.into());
         self.index.insert(k.to_vec(), id);
         id
     }
@@ -53,14 +47,19 @@ impl Upstreams {
     /// the first time a value is seen.
     #[inline]
     pub fn id(&mut self, k: &[u8]) -> u16 {
-        if self.keys.len() <= FEW_UPSTREAMS {
-            if let Some(id) = self.keys.iter().position(|key| same_bytes(key, k)) {
+        // While there are few, a value is found by comparing it with each
+        // name (most logs name a handful of upstreams, and hashing a value
+        // cost more than the compares); a name differs from its value only
+        // when the value is not UTF-8, which the index then finds.
+        if self.names.len() <= FEW_UPSTREAMS {
+            if let Some(id) = self.names.iter().position(|n| same_bytes(n.as_bytes(), k)) {
                 return id as u16;
             }
-        } else if let Some(id) = self.index.get(k) {
-            return *id;
         }
-        self.intern(k)
+        match self.index.get(k) {
+            Some(id) => *id,
+            None => self.intern(k),
+        }
     }
 
     #[cold]
@@ -504,6 +503,11 @@ mod tests {
     /// the same ids either way, and the cap still folds into `other`.
     #[test]
     fn upstream_ids_are_the_same_past_the_few() {
+        let mut u = Upstreams::new(40);
+        // Not UTF-8: its name differs from it, and the index finds it.
+        let odd = u.id(b"10.0.0.\xff:80");
+        assert_eq!((odd, u.id(b"10.0.0.\xff:80")), (2, 2));
+        assert_eq!(u.name(odd), "10.0.0.\u{fffd}:80");
         let mut u = Upstreams::new(40);
         let name = |i: usize| format!("10.0.{i}.1:8000").into_bytes();
         let ids: Vec<u16> = (0..40).map(|i| u.id(&name(i))).collect();
