@@ -61,7 +61,8 @@ pub struct Sources {
     pub reloads: Reloads,
 }
 
-/// A source as the table holds it: any [`Source`] a thread can take.
+/// A source as the table holds it: any [`Source`] a thread can take, and
+/// `Any`, so that [`Table::add`] can hand it back as its own type.
 pub trait Registered: Source + Send + Any {}
 
 impl<S: Source + Send + Any> Registered for S {}
@@ -86,9 +87,8 @@ impl Entry {
         self.source.catch_up(sinks)
     }
 
-    /// The source as its own type, for what a one-shot run asks of it
-    /// beyond its steps; `None` if it is not an `S`.
-    pub fn source_mut<S: Source + 'static>(&mut self) -> Option<&mut S> {
+    /// The source as its own type; `None` if it is not an `S`.
+    fn source_mut<S: Source + 'static>(&mut self) -> Option<&mut S> {
         (&mut *self.source as &mut dyn Any).downcast_mut()
     }
 }
