@@ -164,6 +164,19 @@ impl Source for Judge {
     }
 }
 
+/// A request nginx answered with `status`, with nothing else known.
+#[cfg(test)]
+fn bare_error(status: u16) -> crate::state::timeline::EventKind {
+    crate::state::timeline::EventKind::ServerError(crate::state::timeline::ServerError {
+        log: Arc::from("edge"),
+        status,
+        upstream: None,
+        conn: None,
+        request: None,
+        backend_sent: false,
+    })
+}
+
 /// A judge with default options over a timeline of 64 events, and its sinks.
 #[cfg(test)]
 fn judge() -> (Sinks, Judge) {
@@ -359,19 +372,7 @@ mod failure_tests {
     #[test]
     fn the_wait_counts_from_an_exact_line_time() {
         let (sinks, mut j) = judge();
-        let error = |at| {
-            (
-                at,
-                EventKind::ServerError(ServerError {
-                    log: Arc::from("edge"),
-                    status: 502,
-                    upstream: None,
-                    conn: None,
-                    request: None,
-                    backend_sent: false,
-                }),
-            )
-        };
+        let error = |at| (at, bare_error(502));
         let now = SystemTime::now();
         let exact = now - Duration::from_millis(250);
         let exact = if failure_cause::at_whole_second(exact) {
@@ -413,18 +414,9 @@ mod failure_tests {
     fn a_404_or_a_503_is_not_a_failed_request() {
         let (sinks, mut j) = judge();
         for status in [404, 500, 503] {
-            sinks.timeline.push(
-                SystemTime::now(),
-                None,
-                EventKind::ServerError(ServerError {
-                    log: Arc::from("edge"),
-                    status,
-                    upstream: None,
-                    conn: None,
-                    request: None,
-                    backend_sent: false,
-                }),
-            );
+            sinks
+                .timeline
+                .push(SystemTime::now(), None, bare_error(status));
         }
         j.finish();
         assert!(j.failures().get().by_pool.is_empty());
@@ -463,18 +455,7 @@ mod failure_tests {
             api.clone(),
             EventKind::AppLog(crate::state::timeline::AppLog::Reload),
         );
-        tl.push(
-            now,
-            api.clone(),
-            EventKind::ServerError(ServerError {
-                log: Arc::from("edge"),
-                status: 502,
-                upstream: None,
-                conn: None,
-                request: None,
-                backend_sent: false,
-            }),
-        );
+        tl.push(now, api.clone(), bare_error(502));
         j.step(t0 + Duration::from_secs(3));
         j.step(t0 + Duration::from_secs(4));
         let f = j.failures().get();
