@@ -181,6 +181,14 @@ impl<'a> AccessFields<'a> {
         })
     }
 
+    /// Whether any upstream list holds a space, and so may hold more than
+    /// one entry. When none does, each list is its one entry, as the single
+    /// fields (`upstream_addr()`, ...) give it.
+    #[inline(always)]
+    pub fn has_spaced_list(&self) -> bool {
+        self.spaced_lists != 0
+    }
+
     /// The entries of `$upstream_addr`; see [`AccessFields::entries`].
     #[inline(always)]
     pub fn upstream_addr_entries(&self) -> Option<UpstreamEntries<'a>> {
@@ -1002,6 +1010,23 @@ pub fn parse_status(s: &[u8]) -> Option<u16> {
 /// hand-written or third-party values still parse.
 #[inline]
 pub fn parse_seconds_millis(s: &[u8]) -> Option<u64> {
+    // What nginx writes: a few seconds' digits, `.`, three digits.
+    if let [int @ .., b'.', a, b, c] = s {
+        if (1..=4).contains(&int.len()) {
+            let mut secs: u64 = 0;
+            let mut digits = true;
+            for &d in int.iter().chain([a, b, c]) {
+                digits &= d.is_ascii_digit();
+                secs = secs * 10 + d.wrapping_sub(b'0') as u64;
+            }
+            return digits.then_some(secs);
+        }
+    }
+    parse_seconds_any(s)
+}
+
+/// [`parse_seconds_millis`] for any number of digits on either side.
+fn parse_seconds_any(s: &[u8]) -> Option<u64> {
     // A handful of bytes: a plain loop, not a memchr call.
     let (int, frac) = match s.iter().position(|&b| b == b'.') {
         Some(dot) => (&s[..dot], &s[dot + 1..]),
@@ -1288,14 +1313,15 @@ fn list_shape(s: &[u8]) -> (u32, u32) {
 // per entry costs as much as the walk.
 #[inline(always)]
 fn split_entry(s: &[u8]) -> (&[u8], Option<&[u8]>) {
+    // Both separators hold a space: `, ` after the comma, ` : ` before
+    // the colon. Entries are short, so the search is the inlined one.
     let mut from = 0;
-    while let Some(i) = memchr::memchr2(b',', b' ', &s[from..]) {
+    while let Some(i) = find_byte(b' ', &s[from..]) {
         let at = from + i;
-        let after = &s[at + 1..];
-        if s[at] == b',' && after.first() == Some(&b' ') {
-            return (&s[..at], Some(&s[at + 2..]));
+        if at > 0 && s[at - 1] == b',' {
+            return (&s[..at - 1], Some(&s[at + 1..]));
         }
-        if s[at] == b' ' && eq_prefix(after, b": ") {
+        if eq_prefix(&s[at + 1..], b": ") {
             return (&s[..at], Some(&s[at + 3..]));
         }
         from = at + 1;
@@ -1657,6 +1683,23 @@ mod tests {
         for bad in [&b""[..], b"20", b"2000", b"-", b"2a0", b" 200"] {
             assert_eq!(parse_status(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn seconds_fast_path_agrees_with_the_general_parse() {
+        let mut n = 0;
+        for int in ["", "0", "7", "12", "123", "1234", "12345", "1x", "-", " 1"] {
+            for frac in ["000", "123", "999", "12", "1234", "1x3", "", "-"] {
+                for dot in [".", ""] {
+                    let v = format!("{int}{dot}{frac}");
+                    let v = v.as_bytes();
+                    assert_eq!(parse_seconds_millis(v), parse_seconds_any(v), "{v:?}");
+                    n += parse_seconds_millis(v).is_some() as u32;
+                }
+            }
+        }
+        assert_eq!(parse_seconds_millis(b"1234.567"), Some(1_234_567));
+        assert!(n > 20, "only {n} values parsed");
     }
 
     #[test]
