@@ -1012,14 +1012,12 @@ pub fn parse_status(s: &[u8]) -> Option<u16> {
 pub fn parse_seconds_millis(s: &[u8]) -> Option<u64> {
     // What nginx writes: a few seconds' digits, `.`, three digits.
     if let [int @ .., b'.', a, b, c] = s {
-        if (1..=4).contains(&int.len()) {
-            let mut secs: u64 = 0;
-            let mut digits = true;
-            for &d in int.iter().chain([a, b, c]) {
-                digits &= d.is_ascii_digit();
-                secs = secs * 10 + d.wrapping_sub(b'0') as u64;
+        if let &[i] = int {
+            let (a, b, c) = (*a, *b, *c);
+            let d = [i, a, b, c].map(|d| d.wrapping_sub(b'0') as u64);
+            if d.iter().all(|&d| d < 10) {
+                return Some(d[0] * 1000 + d[1] * 100 + d[2] * 10 + d[3]);
             }
-            return digits.then_some(secs);
         }
     }
     parse_seconds_any(s)
