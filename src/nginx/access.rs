@@ -377,13 +377,18 @@ impl TailWord {
 #[derive(Clone, Debug)]
 struct Lit {
     bytes: Vec<u8>,
+    first: Needle,
     tail_word: Option<TailWord>,
 }
 
 impl Lit {
     fn new(bytes: Vec<u8>) -> Lit {
         let tail_word = TailWord::of(&bytes[1..]);
-        Lit { bytes, tail_word }
+        Lit {
+            first: Needle::new(bytes[0]),
+            bytes,
+            tail_word,
+        }
     }
 
     fn len(&self) -> usize {
@@ -403,7 +408,7 @@ impl Lit {
     /// The first occurrence in `hay`.
     #[inline(always)]
     fn find_in(&self, hay: &[u8]) -> Option<usize> {
-        find_where(hay, self.bytes[0], |a| self.tail_at(a), |_| true)
+        find_where(hay, &self.first, |a| self.tail_at(a), |_| true)
     }
 
     /// Where an upstream list ends: the first occurrence that is not part
@@ -413,7 +418,7 @@ impl Lit {
     fn find_list_end(&self, hay: &[u8]) -> Option<usize> {
         find_where(
             hay,
-            self.bytes[0],
+            &self.first,
             |a| self.tail_at(a),
             |at| !in_separator(hay, at),
         )
@@ -726,7 +731,7 @@ struct ScannedStep {
     /// The literal's length.
     len: u8,
     /// Its first byte.
-    first: u8,
+    first: Needle,
     /// Where the value is kept (`Field::slot`).
     slot: u8,
     /// An upstream list whose literal begins with a separator's byte: an
@@ -755,7 +760,7 @@ impl ScannedStep {
         Some(ScannedStep {
             tail,
             len: lit.bytes.len() as u8,
-            first: lit.bytes[0],
+            first: lit.first,
             slot: step.slot,
             list_end,
             spaced_bit,
@@ -770,7 +775,7 @@ impl ScannedStep {
     fn end_in(&self, line: &[u8], pos: usize) -> Option<usize> {
         let value = &line[pos..];
         let accept = |at| !(self.list_end && in_separator(value, at));
-        find_where(value, self.first, |a| self.tail.at(a), accept).map(|at| pos + at)
+        find_where(value, &self.first, |a| self.tail.at(a), accept).map(|at| pos + at)
     }
 }
 
@@ -819,7 +824,7 @@ fn strip_newline(line: &[u8]) -> &[u8] {
 #[inline]
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     let (&first, tail) = needle.split_first()?;
-    find_where(hay, first, |a| eq_prefix(a, tail), |_| true)
+    find_where(hay, &Needle::new(first), |a| eq_prefix(a, tail), |_| true)
 }
 
 /// The first place in `hay` that holds `first`, followed by what `tail`
@@ -827,12 +832,12 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 #[inline(always)]
 fn find_where(
     hay: &[u8],
-    first: u8,
+    first: &Needle,
     tail: impl Fn(&[u8]) -> bool,
     accept: impl Fn(usize) -> bool,
 ) -> Option<usize> {
     let mut from = 0;
-    while let Some(i) = find_byte(first, &hay[from..]) {
+    while let Some(i) = first.find(&hay[from..]) {
         let at = from + i;
         if tail(&hay[at + 1..]) && accept(at) {
             return Some(at);
@@ -842,66 +847,91 @@ fn find_where(
     None
 }
 
-/// The first `b` in `hay`. Most values of a line are short (a status, a
-/// time, an address) and a line's values are searched one after another,
-/// so the search is inlined where each value's end is looked for: on
-/// x86-64, 16 bytes to a compare (SSE2, which every x86-64 has) over the
-/// first 128 (a user agent), and a longer value goes on with memchr; the last
-/// bytes of a line, and other machines, a word at a time.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn find_byte(b: u8, hay: &[u8]) -> Option<usize> {
-    use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
-    };
-    const CHUNK: usize = 16;
-    const SHORT: usize = 128;
-    if hay.len() < CHUNK {
-        return find_byte_words(b, hay);
-    }
-    let p = hay.as_ptr();
-    // SAFETY: SSE2 is part of x86-64, and each 16-byte load starts at
-    // `at <= hay.len() - 16`.
-    let found = |at: usize| unsafe {
-        let n = _mm_set1_epi8(b as i8);
-        _mm_movemask_epi8(_mm_cmpeq_epi8(
-            _mm_loadu_si128(p.add(at) as *const __m128i),
-            n,
-        )) as u32
-    };
-    let mut at = 0;
-    while at + CHUNK <= hay.len() {
-        let m = found(at);
-        if m != 0 {
-            return Some(at + m.trailing_zeros() as usize);
-        }
-        at += CHUNK;
-        if at == SHORT {
-            return memchr(b, &hay[SHORT..]).map(|i| SHORT + i);
-        }
-    }
-    if at == hay.len() {
-        return None;
-    }
-    // The last 16 bytes, less those already searched.
-    let last = hay.len() - CHUNK;
-    let m = found(last) >> (at - last);
-    (m != 0).then(|| at + m.trailing_zeros() as usize)
+/// A byte to search for, with the copies of it that the search compares
+/// 16 and 8 bytes of the line against, made once (a format's literals are
+/// known when it compiles) rather than at each search.
+#[derive(Clone, Copy, Debug)]
+struct Needle {
+    byte: u8,
+    wide: [u8; 16],
+    word: u64,
 }
 
-#[cfg(not(target_arch = "x86_64"))]
+impl Needle {
+    const fn new(byte: u8) -> Needle {
+        Needle {
+            byte,
+            wide: [byte; 16],
+            word: u64::from_ne_bytes([byte; 8]),
+        }
+    }
+
+    /// The first of the byte in `hay`. Most values of a line are short (a
+    /// status, a time, an address) and a line's values are searched one
+    /// after another, so the search is inlined where each value's end is
+    /// looked for: on x86-64, 16 bytes to a compare (SSE2, which every
+    /// x86-64 has) over the first 128 (a user agent), and a longer value
+    /// goes on with memchr; the last bytes of a line, and other machines, a
+    /// word at a time.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn find(&self, hay: &[u8]) -> Option<usize> {
+        use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8};
+        const CHUNK: usize = 16;
+        const SHORT: usize = 128;
+        if hay.len() < CHUNK {
+            return find_byte_words(self.word, hay);
+        }
+        let p = hay.as_ptr();
+        // SAFETY: SSE2 is part of x86-64, `wide` is 16 bytes, and each
+        // 16-byte load of `hay` starts at `at <= hay.len() - 16`.
+        let found = |at: usize| unsafe {
+            let n = _mm_loadu_si128(self.wide.as_ptr() as *const __m128i);
+            _mm_movemask_epi8(_mm_cmpeq_epi8(
+                _mm_loadu_si128(p.add(at) as *const __m128i),
+                n,
+            )) as u32
+        };
+        let mut at = 0;
+        while at + CHUNK <= hay.len() {
+            let m = found(at);
+            if m != 0 {
+                return Some(at + m.trailing_zeros() as usize);
+            }
+            at += CHUNK;
+            if at == SHORT {
+                return memchr(self.byte, &hay[SHORT..]).map(|i| SHORT + i);
+            }
+        }
+        if at == hay.len() {
+            return None;
+        }
+        // The last 16 bytes, less those already searched.
+        let last = hay.len() - CHUNK;
+        let m = found(last) >> (at - last);
+        (m != 0).then(|| at + m.trailing_zeros() as usize)
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    #[inline(always)]
+    fn find(&self, hay: &[u8]) -> Option<usize> {
+        find_byte_words(self.word, hay)
+    }
+}
+
+/// The first `b` in `hay`: [`Needle::find`].
 #[inline(always)]
 fn find_byte(b: u8, hay: &[u8]) -> Option<usize> {
-    find_byte_words(b, hay)
+    Needle::new(b).find(hay)
 }
 
 /// [`find_byte`] a word at a time over the first 32 bytes, then memchr.
 #[inline(always)]
-fn find_byte_words(b: u8, hay: &[u8]) -> Option<usize> {
+fn find_byte_words(pattern: u64, hay: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     const SHORT: usize = 32;
-    let pattern = ONES * b as u64;
+    let b = pattern as u8;
     // The lowest flagged byte of a word is its first zero once xored with
     // `pattern` (flags above it may be false, from the borrow): the first `b`.
     let first = |w: u64| {
@@ -1741,7 +1771,11 @@ mod tests {
                         hay[at + 1] = b'"';
                     }
                     assert_eq!(find_byte(b'"', &hay), Some(at), "len {len} at {at}");
-                    assert_eq!(find_byte_words(b'"', &hay), Some(at), "len {len} at {at}");
+                    assert_eq!(
+                        find_byte_words(Needle::new(b'"').word, &hay),
+                        Some(at),
+                        "len {len} at {at}"
+                    );
                     hay[at] = fill;
                     if at + 1 < len {
                         hay[at + 1] = fill;
