@@ -105,22 +105,42 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
         && word(a, a.len() - 8) == word(b, b.len() - 8)
 }
 
-/// How many of [`BUCKETS_MS`] are below `ms`: a binary search of fixed
-/// steps whose each step is a conditional move, not a branch (times vary
-/// from line to line, so a branch on them was mispredicted half the time).
+/// How many of [`BUCKETS_MS`] are below `ms`, from two small tables
+/// indexed by `ms`'s highest set bit: each power-of-two range holds at most
+/// one bound, so the count is the bounds below the range plus a compare
+/// with the one in it. No branch on the time (times vary from line to line,
+/// so a branch on them was mispredicted half the time), and no chain of
+/// dependent compares.
 #[inline(always)]
 fn bucket_of(ms: u64) -> usize {
-    const { assert!(BUCKETS_MS.len() < 16) };
-    let mut below = 0;
-    for half in [8, 4, 2, 1] {
-        let probe = below + half;
-        below = if probe <= BUCKETS_MS.len() && BUCKETS_MS[probe - 1] < ms {
-            probe
-        } else {
-            below
-        };
+    let k = (u64::BITS - 1 - (ms | 1).leading_zeros()) as usize;
+    BOUNDS_BELOW[k] as usize + (BOUND_IN[k] < ms) as usize
+}
+
+/// By power of two `k`: how many bounds lie below `2^k`.
+const BOUNDS_BELOW: [u8; 64] = bucket_tables().0;
+/// By power of two `k`: the bound in `[2^k, 2^(k+1))`, or `u64::MAX`.
+const BOUND_IN: [u64; 64] = bucket_tables().1;
+
+const fn bucket_tables() -> ([u8; 64], [u64; 64]) {
+    let mut below = [0u8; 64];
+    let mut inside = [u64::MAX; 64];
+    let mut k = 0;
+    while k < 64 {
+        let mut i = 0;
+        while i < BUCKETS_MS.len() {
+            let b = BUCKETS_MS[i];
+            if b < 1 << k {
+                below[k] += 1;
+            } else if k == 63 || b < 1 << (k + 1) {
+                assert!(inside[k] == u64::MAX, "two bounds in one power of two");
+                inside[k] = b;
+            }
+            i += 1;
+        }
+        k += 1;
     }
-    below
+    (below, inside)
 }
 
 /// Histogram bucket bounds, in milliseconds (the log's resolution).
@@ -564,7 +584,8 @@ mod tests {
     #[test]
     fn bucket_of_is_a_lower_bound() {
         let edges = BUCKETS_MS.iter().flat_map(|b| [b - 1, *b, b + 1]);
-        for ms in (0..5).chain(edges).chain([u64::MAX]) {
+        let powers = (0..64).flat_map(|k| [(1u64 << k) - 1, 1 << k, (1 << k) + 1]);
+        for ms in (0..5).chain(edges).chain(powers).chain([u64::MAX]) {
             assert_eq!(
                 bucket_of(ms),
                 BUCKETS_MS.partition_point(|b| *b < ms),
