@@ -13,6 +13,8 @@
 
 use std::fmt;
 
+use std::cell::Cell;
+
 use memchr::memchr;
 use thiserror::Error;
 
@@ -448,6 +450,11 @@ pub struct AccessFormat {
     /// The first steps, as long as each ends at a short literal (see
     /// `ScannedStep`); the parse runs these, then the rest of `steps`.
     scanned_steps: Vec<ScannedStep>,
+    /// By scanned step: the length its value had on the last line parsed
+    /// (at most 255), tried first on the next (`ScannedStep::ends_at`). A
+    /// guess is checked against the line before it is used, so what a parse
+    /// returns never depends on the lines before it, only how long it takes.
+    guesses: Vec<Cell<u8>>,
     names: Vec<String>,
     escape: Escape,
     /// The kept lists the format writes, as `LIST_FIELDS` indexes.
@@ -584,11 +591,13 @@ impl AccessFormat {
                 literal_segment: segments.len(),
             });
         }
-        let scanned_steps = steps.iter().map_while(ScannedStep::of).collect();
+        let scanned_steps: Vec<ScannedStep> = steps.iter().map_while(ScannedStep::of).collect();
+        let guesses = scanned_steps.iter().map(|_| Cell::new(u8::MAX)).collect();
         Ok(AccessFormat {
             prefix,
             steps,
             scanned_steps,
+            guesses,
             names,
             escape,
             lists,
@@ -623,10 +632,17 @@ impl AccessFormat {
             return Err(LineError::Mismatch { at_segment: 0 });
         }
         let mut pos = self.prefix.len();
-        for s in &self.scanned_steps {
-            let at = s.end_in(line, pos).ok_or(LineError::Mismatch {
-                at_segment: s.segment as usize,
-            })?;
+        for (s, guess) in self.scanned_steps.iter().zip(&self.guesses) {
+            let len = guess.get() as usize;
+            let at = if s.ends_at(line, pos, len) {
+                pos + len
+            } else {
+                let at = s.end_in(line, pos).ok_or(LineError::Mismatch {
+                    at_segment: s.segment as usize,
+                })?;
+                guess.set((at - pos).min(u8::MAX as usize) as u8);
+                at
+            };
             let value = &line[pos..at];
             pos = at + s.len as usize;
             if let Some(slot) = out.vals.get_mut(s.slot as usize) {
@@ -768,6 +784,31 @@ impl ScannedStep {
         })
     }
 
+    /// Whether the value that starts at `pos` is `len` bytes long, that
+    /// is, whether [`ScannedStep::end_in`] would find its end at `pos +
+    /// len`: the literal's first byte is first found there, in the 16 or
+    /// 32 bytes from `pos`, and the rest of the literal follows. No search,
+    /// and `false` for a longer value or too few bytes left.
+    ///
+    /// A value mostly has the length it had on the line before. The next
+    /// value's start then follows from the guess, not from this value's
+    /// search, so the processor checks both at once: the parse was bound by
+    /// each search waiting for the one before.
+    #[inline(always)]
+    fn ends_at(&self, line: &[u8], pos: usize, len: usize) -> bool {
+        let m = if len < 16 && line.len() >= pos + 16 {
+            self.first.mask16(&line[pos..pos + 16]) as u64
+        } else if len < 32 && line.len() >= pos + 32 {
+            let (a, b) = (&line[pos..pos + 16], &line[pos + 16..pos + 32]);
+            self.first.mask16(a) as u64 | (self.first.mask16(b) as u64) << 16
+        } else {
+            return false;
+        };
+        m & ((2 << len) - 1) == 1 << len
+            && self.tail.at(&line[pos + len + 1..])
+            && !(self.list_end && in_separator(&line[pos..], len))
+    }
+
     /// Where in `line` the value that starts at `pos` ends: the first place
     /// from `pos` that holds the literal (and, for a list, is not part of a
     /// separator), as [`Lit::find_in`] and [`Lit::find_list_end`] find it.
@@ -864,6 +905,30 @@ impl Needle {
             wide: [byte; 16],
             word: u64::from_ne_bytes([byte; 8]),
         }
+    }
+
+    /// Bit i: `chunk[i]` is the byte.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn mask16(&self, chunk: &[u8]) -> u32 {
+        use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8};
+        let chunk: &[u8; 16] = chunk.try_into().expect("16 bytes");
+        // SAFETY: SSE2 is part of x86-64, and both loads are of 16 bytes.
+        unsafe {
+            _mm_movemask_epi8(_mm_cmpeq_epi8(
+                _mm_loadu_si128(chunk.as_ptr() as *const __m128i),
+                _mm_loadu_si128(self.wide.as_ptr() as *const __m128i),
+            )) as u32
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    #[inline(always)]
+    fn mask16(&self, chunk: &[u8]) -> u32 {
+        chunk
+            .iter()
+            .enumerate()
+            .fold(0, |m, (i, &c)| m | ((c == self.byte) as u32) << i)
     }
 
     /// The first of the byte in `hay`. Most values of a line are short (a
@@ -1969,6 +2034,39 @@ mod tests {
         corpus_lines(name)
             .find(|l| l.windows(needle.len()).any(|w| w == needle.as_bytes()))
             .unwrap_or_else(|| panic!("{name}: no line with {needle:?}"))
+    }
+
+    /// A format keeps the lengths of the last line's values as guesses for
+    /// the next: every corpus line parses the same after any other line as
+    /// with a fresh format, forwards, backwards, and each after a line of
+    /// every other format.
+    #[test]
+    fn guesses_from_other_lines_change_no_parse() {
+        let mut compared = 0;
+        for (name, _, _) in CORPUS {
+            let lines: Vec<&[u8]> = corpus_lines(name).collect();
+            let fresh = |l: &'static [u8]| {
+                let mut out = AccessFields::default();
+                let r = corpus_format(name).parse(l, &mut out);
+                (r, out)
+            };
+            let warm = corpus_format(name);
+            let orders = [
+                lines.clone(),
+                lines.iter().rev().copied().collect(),
+                CORPUS
+                    .iter()
+                    .flat_map(|(other, _, _)| corpus_lines(other))
+                    .collect(),
+            ];
+            for line in orders.iter().flatten() {
+                let mut out = AccessFields::default();
+                let r = warm.parse(line, &mut out);
+                assert_eq!((r, out), fresh(line), "{name}: {line:?}");
+                compared += 1;
+            }
+        }
+        assert!(compared > 500, "{compared}");
     }
 
     #[test]
