@@ -1105,14 +1105,12 @@ pub fn parse_status(s: &[u8]) -> Option<u16> {
 /// hand-written or third-party values still parse.
 #[inline]
 pub fn parse_seconds_millis(s: &[u8]) -> Option<u64> {
-    // What nginx writes: a few seconds' digits, `.`, three digits.
-    if let [int @ .., b'.', a, b, c] = s {
-        if let &[i] = int {
-            let (a, b, c) = (*a, *b, *c);
-            let d = [i, a, b, c].map(|d| d.wrapping_sub(b'0') as u64);
-            if d.iter().all(|&d| d < 10) {
-                return Some(d[0] * 1000 + d[1] * 100 + d[2] * 10 + d[3]);
-            }
+    // What nginx writes for anything under ten seconds: a digit, `.`,
+    // three digits.
+    if let &[i, b'.', a, b, c] = s {
+        let d = [i, a, b, c].map(|d| d.wrapping_sub(b'0') as u64);
+        if d.iter().all(|&d| d < 10) {
+            return Some(d[0] * 1000 + d[1] * 100 + d[2] * 10 + d[3]);
         }
     }
     parse_seconds_any(s)
