@@ -1090,7 +1090,7 @@ fn find_unescaped_quote(s: &[u8]) -> Option<usize> {
 }
 
 /// `$status` and `$upstream_status` entries: always three digits in nginx.
-#[inline]
+#[inline(always)]
 pub fn parse_status(s: &[u8]) -> Option<u16> {
     match *s {
         [a, b, c] if a.is_ascii_digit() && b.is_ascii_digit() && c.is_ascii_digit() => {
@@ -1103,7 +1103,7 @@ pub fn parse_status(s: &[u8]) -> Option<u16> {
 /// nginx times (`$request_time`, `$upstream_*_time`) are `SECONDS.MMM`.
 /// Fewer or more fraction digits are tolerated (extra digits truncate), so
 /// hand-written or third-party values still parse.
-#[inline]
+#[inline(always)]
 pub fn parse_seconds_millis(s: &[u8]) -> Option<u64> {
     // What nginx writes for anything under ten seconds: a digit, `.`,
     // three digits.
@@ -1117,6 +1117,7 @@ pub fn parse_seconds_millis(s: &[u8]) -> Option<u64> {
 }
 
 /// [`parse_seconds_millis`] for any number of digits on either side.
+#[inline(never)]
 fn parse_seconds_any(s: &[u8]) -> Option<u64> {
     // A handful of bytes: a plain loop, not a memchr call.
     let (int, frac) = match s.iter().position(|&b| b == b'.') {

@@ -45,7 +45,7 @@ impl Upstreams {
 
     /// The label id for an upstream as written in the log; allocates only
     /// the first time a value is seen.
-    #[inline]
+    #[inline(always)]
     pub fn id(&mut self, k: &[u8]) -> u16 {
         // While there are few, a value is found by comparing it with each
         // name (most logs name a handful of upstreams, and hashing a value
@@ -157,7 +157,7 @@ pub struct Histogram {
 }
 
 impl Histogram {
-    #[inline]
+    #[inline(always)]
     pub fn observe_ms(&mut self, ms: u64) {
         let i = bucket_of(ms);
         self.counts[i] += 1;
@@ -246,7 +246,7 @@ pub struct StatusCounts {
 }
 
 impl StatusCounts {
-    #[inline]
+    #[inline(always)]
     pub fn add(&mut self, upstream: u16, status: u16) {
         let up = upstream as usize;
         if up >= self.by_upstream.len() {
@@ -292,7 +292,7 @@ pub struct UpstreamHistograms {
 }
 
 impl UpstreamHistograms {
-    #[inline]
+    #[inline(always)]
     pub fn observe_ms(&mut self, upstream: u16, ms: u64) {
         let up = upstream as usize;
         if up >= self.by_upstream.len() {
