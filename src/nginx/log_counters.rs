@@ -4,6 +4,8 @@
 //! client address or Host header becomes a label. `upstream` values come
 //! from a capped table: past the cap they fold into `other`.
 
+use std::sync::Arc;
+
 use rustc_hash::FxHashMap as HashMap;
 
 use super::access::{self, AccessFields, AccessFormat};
@@ -18,7 +20,9 @@ pub const OTHER: &str = "other";
 #[derive(Debug, Clone)]
 pub struct Upstreams {
     index: HashMap<Vec<u8>, u16>,
-    names: Vec<String>,
+    /// Shared, so that an event about a request to an upstream can name
+    /// it without a copy.
+    names: Vec<Arc<str>>,
     cap: usize,
     pub overflowed: u64,
 }
@@ -38,7 +42,7 @@ impl Upstreams {
 
     fn intern_raw(&mut self, k: &[u8]) -> u16 {
         let id = self.names.len() as u16;
-        self.names.push(String::from_utf8_lossy(k).into_owned());
+        self.names.push(String::from_utf8_lossy(k).into());
         self.index.insert(k.to_vec(), id);
         id
     }
@@ -76,11 +80,19 @@ impl Upstreams {
         &self.names[id as usize]
     }
 
+    /// The upstream value `k` as its id names it, shared: the same text
+    /// as `String::from_utf8_lossy(k)` without a copy, when `id` is `k`'s
+    /// own entry (not `-` or the `other` that values past the cap fold
+    /// into).
+    pub fn shared_name(&self, id: u16, k: &[u8]) -> Arc<str> {
+        match self.names.get(id as usize) {
+            Some(n) if id > 1 => n.clone(),
+            _ => String::from_utf8_lossy(k).into(),
+        }
+    }
+
     pub fn names(&self) -> impl Iterator<Item = (u16, &str)> {
-        self.names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (i as u16, n.as_str()))
+        self.names.iter().enumerate().map(|(i, n)| (i as u16, &**n))
     }
 }
 
@@ -229,8 +241,9 @@ pub const NO_STATUS: u16 = 0;
 pub struct Counted<'a> {
     /// The status nginx answered the client with.
     pub status: u16,
-    /// The upstream of the last attempt, as written in the line.
-    pub upstream: Option<&'a [u8]>,
+    /// The upstream of the last attempt, as written in the line, and its
+    /// id in [`LogCounters::upstreams`].
+    pub upstream: Option<(&'a [u8], u16)>,
     /// The last attempt's 5xx came from the backend (a header arrived).
     pub backend_sent: bool,
 }
@@ -434,7 +447,7 @@ impl LogCounters {
         }
         Some(Counted {
             status,
-            upstream: last_addr,
+            upstream: last_addr.zip(last_upstream),
             backend_sent,
         })
     }

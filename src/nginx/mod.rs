@@ -34,6 +34,9 @@ use access::{AccessFormat, Escape};
 use log_counters::LogCounters;
 pub use request_history::RequestHistory;
 
+/// How many 5xx a log's poll holds before it puts them on the timeline.
+const ERRORS_PER_PUSH: usize = 64;
+
 /// Access lines can be long (query strings); error lines nginx cuts at 2048.
 pub const ACCESS_MAX_LINE: usize = 16 * 1024;
 pub const ERROR_MAX_LINE: usize = 4 * 1024;
@@ -169,6 +172,9 @@ impl LogSource {
         let mut errors = 0;
         if let (Some(f), Some(fmt)) = (self.access.as_mut(), self.format.as_ref()) {
             let read_at = SystemTime::now();
+            // The 5xx of a poll go onto the timeline a few at a time, each
+            // few under one lock.
+            let mut errors_read = Vec::with_capacity(ERRORS_PER_PUSH);
             let r = f.poll(&mut |l| {
                 let mut fields = access::AccessFields::default();
                 let Some(c) = counters.access_line(fmt, l.bytes, l.truncated, &mut fields) else {
@@ -192,8 +198,9 @@ impl LogSource {
                 if c.status < 500 {
                     return;
                 }
-                let upstream: Option<Arc<str>> =
-                    c.upstream.map(|u| String::from_utf8_lossy(u).into());
+                let upstream = c
+                    .upstream
+                    .map(|(u, id)| counters.upstreams.shared_name(id, u));
                 let f = &fields;
                 let e = ServerError {
                     log: log.clone(),
@@ -206,10 +213,12 @@ impl LogSource {
                         .map(|(m, p)| Request::new(m, p)),
                     backend_sent: c.backend_sent,
                 };
-                sinks
-                    .timeline
-                    .push(at, pool_of(upstream.as_deref()), EventKind::ServerError(e));
+                errors_read.push((at, pool_of(upstream.as_deref()), EventKind::ServerError(e)));
+                if errors_read.len() == ERRORS_PER_PUSH {
+                    sinks.timeline.push_all(errors_read.drain(..));
+                }
             });
+            sinks.timeline.push_all(errors_read);
             errors += report(sinks, log, "access", f.path(), r.map(|_| ()));
             rotations += f.totals().rotations + f.totals().truncations;
             lag += f.lag_bytes();
@@ -280,7 +289,7 @@ fn record_request(
     fields: &access::AccessFields<'_>,
     pool_of: impl Fn(&str) -> Option<Arc<str>>,
 ) {
-    let (Some(at), Some(upstream)) = (line_time(fields), c.upstream) else {
+    let (Some(at), Some((upstream, _))) = (line_time(fields), c.upstream) else {
         return;
     };
     let Some(pool) = std::str::from_utf8(upstream).ok().and_then(pool_of) else {

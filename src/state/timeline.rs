@@ -538,6 +538,18 @@ impl SharedTimeline {
         super::lock(&self.0).push(at, pool, kind)
     }
 
+    /// Push each event, in order, under one lock: for a source or rule that
+    /// has several at once.
+    pub fn push_all(
+        &self,
+        events: impl IntoIterator<Item = (SystemTime, Option<Arc<str>>, EventKind)>,
+    ) {
+        let mut tl = super::lock(&self.0);
+        for (at, pool, kind) in events {
+            tl.push(at, pool, kind);
+        }
+    }
+
     /// Read the timeline under its lock.
     pub fn read<R>(&self, f: impl FnOnce(&Timeline) -> R) -> R {
         f(&super::lock(&self.0))
