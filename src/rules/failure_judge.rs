@@ -140,16 +140,15 @@ impl FailureJudge {
         while self.claimed.len() > CLAIMED_CAP {
             self.claimed.pop_first();
         }
+        let mut failed = Vec::with_capacity(fs.len());
         for (f, (cause, worker)) in fs.into_iter().zip(judged) {
-            let pool = f.pool.as_deref().unwrap_or(NO_POOL).to_string();
-            *self
-                .counts
-                .by_pool
-                .entry(pool)
-                .or_default()
-                .entry((f.error.status, cause))
-                .or_default() += 1;
-            tl.push(
+            let pool = f.pool.as_deref().unwrap_or(NO_POOL);
+            let by_cause = match self.counts.by_pool.get_mut(pool) {
+                Some(c) => c,
+                None => self.counts.by_pool.entry(pool.to_string()).or_default(),
+            };
+            *by_cause.entry((f.error.status, cause)).or_default() += 1;
+            failed.push((
                 f.at,
                 f.pool.clone(),
                 EventKind::FailedRequest(FailedRequest {
@@ -157,7 +156,7 @@ impl FailureJudge {
                     cause,
                     worker,
                 }),
-            );
+            ));
             if cause == FailureCause::Other {
                 if self.recheck.len() == RECHECK_CAP {
                     self.recheck.pop_front();
@@ -165,22 +164,33 @@ impl FailureJudge {
                 self.recheck.push_back((now, f));
             }
         }
+        tl.push_all(failed);
     }
 
     /// Requests judged `other` are looked at once more after
     /// [`JudgeOptions::recheck_after`]: evidence that came too late is
     /// logged.
     fn recheck_late(&mut self, tl: &SharedTimeline, now: Instant) {
+        let mut due = Vec::new();
         while self
             .recheck
             .front()
             .is_some_and(|(at, _)| now.duration_since(*at) >= self.opts.recheck_after)
         {
-            let (_, f) = self.recheck.pop_front().expect("just seen");
-            let pools = self.pools.get();
-            let mut scratch = self.claimed.clone();
-            let windows = self.opts.failure_windows;
-            let (cause, _) = tl.read(|tl| cause_of(tl, &pools, &f, &mut scratch, windows));
+            due.push(self.recheck.pop_front().expect("just seen").1);
+        }
+        if due.is_empty() {
+            return;
+        }
+        let pools = self.pools.get();
+        let windows = self.opts.failure_windows;
+        // Each on the claims as they stand: a recheck claims nothing.
+        let causes: Vec<FailureCause> = tl.read(|tl| {
+            due.iter()
+                .map(|f| cause_of(tl, &pools, f, &mut self.claimed.clone(), windows).0)
+                .collect()
+        });
+        for (f, cause) in due.iter().zip(causes) {
             if cause != FailureCause::Other {
                 tracing::info!(
                     pool = f.pool.as_deref().unwrap_or(NO_POOL),
