@@ -607,6 +607,22 @@ mod tests {
         }
     }
 
+    /// An event names its upstream by the value itself: the interned name
+    /// when the value has its own id, and the value when it folded into
+    /// `other` past the cap.
+    #[test]
+    fn shared_name_is_the_value() {
+        let mut u = Upstreams::new(1);
+        let a = u.id(b"10.0.0.7:8000");
+        let past_cap = u.id(b"10.0.0.8:8000");
+        assert_eq!((a, past_cap), (2, 1));
+        let shared = u.shared_name(a, b"10.0.0.7:8000");
+        assert_eq!(&*shared, "10.0.0.7:8000");
+        assert!(Arc::ptr_eq(&shared, &u.shared_name(a, b"10.0.0.7:8000")));
+        assert_eq!(&*u.shared_name(past_cap, b"10.0.0.8:8000"), "10.0.0.8:8000");
+        assert_eq!(&*u.shared_name(0, b"x"), "x");
+    }
+
     #[test]
     fn is_ascii_agrees_with_the_standard_library() {
         for len in 0..40 {

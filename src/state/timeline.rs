@@ -573,6 +573,24 @@ mod tests {
         })
     }
 
+    /// Pushed together, events keep their order, and the cap holds.
+    #[test]
+    fn push_all_is_pushes_in_order() {
+        let shared = SharedTimeline::new(3);
+        shared.push_all((0..5).map(|i| (t(10 - i), None, spawn(i as i32))));
+        shared.read(|tl| {
+            let pids: Vec<i32> = tl
+                .iter()
+                .map(|e| match &e.kind {
+                    EventKind::WorkerSpawn(p) => p.pid,
+                    _ => unreachable!(),
+                })
+                .collect();
+            assert_eq!(pids, [2, 3, 4]);
+            assert_eq!(tl.dropped(), 2);
+        });
+    }
+
     #[test]
     fn bounded_with_drops_counted() {
         let mut tl = Timeline::new(3);
