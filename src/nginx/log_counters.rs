@@ -23,8 +23,28 @@ pub struct Upstreams {
     /// Shared, so that an event about a request to an upstream can name
     /// it without a copy.
     names: Vec<Arc<str>>,
+    /// The ids of values met lately, by a hash of each value's length and
+    /// last eight bytes ([`recent_key`]): a value met before is found with
+    /// one compare of its key and one of its bytes. The upstream changes
+    /// from line to line, and a scan of the names stopped at a different
+    /// place each time, which the processor mispredicted.
+    recent: [(u64, u16); RECENT],
     cap: usize,
     pub overflowed: u64,
+}
+
+/// Slots of [`Upstreams::recent`]: a power of two.
+const RECENT: usize = 16;
+
+/// A hash of a value's length and its last eight bytes (fewer when it is
+/// shorter), where addresses differ (`127.0.0.1:8001`, `127.0.0.1:8002`).
+#[inline(always)]
+fn recent_key(k: &[u8]) -> u64 {
+    let tail = match k.last_chunk::<8>() {
+        Some(w) => u64::from_le_bytes(*w),
+        None => k.iter().fold(0, |w, &b| w << 8 | b as u64),
+    };
+    (tail ^ k.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1
 }
 
 impl Upstreams {
@@ -32,6 +52,7 @@ impl Upstreams {
         let mut u = Upstreams {
             index: HashMap::default(),
             names: Vec::new(),
+            recent: [(0, 0); RECENT],
             cap,
             overflowed: 0,
         };
@@ -51,6 +72,22 @@ impl Upstreams {
     /// the first time a value is seen.
     #[inline(always)]
     pub fn id(&mut self, k: &[u8]) -> u16 {
+        let key = recent_key(k);
+        let slot = (key >> 60) as usize % RECENT;
+        let (seen, id) = self.recent[slot];
+        if seen == key && same_bytes(self.names[id as usize].as_bytes(), k) {
+            return id;
+        }
+        let id = self.id_of(k);
+        // A value folded into `other` has no name of its own to compare.
+        if id != 1 {
+            self.recent[slot] = (key, id);
+        }
+        id
+    }
+
+    /// [`Upstreams::id`] without the recent values.
+    fn id_of(&mut self, k: &[u8]) -> u16 {
         // While there are few, a value is found by comparing it with each
         // name (most logs name a handful of upstreams, and hashing a value
         // cost more than the compares); a name differs from its value only
@@ -605,6 +642,33 @@ mod tests {
                 "{ms}"
             );
         }
+    }
+
+    /// Values met again, in any order and past the slots of the recent
+    /// ones, keep the id of their first meeting; short, long, and not UTF-8.
+    #[test]
+    fn recent_values_keep_their_ids() {
+        let mut u = Upstreams::new(100);
+        let values: Vec<Vec<u8>> = (0..40)
+            .map(|i| match i % 4 {
+                0 => format!("10.0.{i}.1:8000").into_bytes(),
+                1 => format!("unix:/run/app{i}.sock").into_bytes(),
+                2 => format!("h{i}").into_bytes(),
+                _ => [b"10.1.1.\xff:".as_slice(), &[i as u8]].concat(),
+            })
+            .collect();
+        let mut first_id = std::collections::HashMap::new();
+        let mut x: u64 = 7;
+        for _ in 0..2000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let v = &values[(x >> 33) as usize % values.len()];
+            let next = first_id.len() as u16 + 2;
+            let want = *first_id.entry(v.clone()).or_insert(next);
+            assert_eq!(u.id(v), want, "{v:?}");
+        }
+        assert_eq!(first_id.len(), values.len());
     }
 
     /// An event names its upstream by the value itself: the interned name
