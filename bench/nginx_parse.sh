@@ -12,10 +12,14 @@
 #   every line is counted. That includes the follower, the parse and the
 #   counting, and the other collectors' idle work.
 # Usage: bench/nginx_parse.sh [LINES]   (default 2,000,000)
-# On a busy machine CPU seconds are noisy; to compare two builds, count
-# instructions of the same work with callgrind instead:
+# On a busy machine CPU seconds are noisy. To compare two builds on the
+# same work, count instructions with callgrind:
 #   cargo build --release --example nginx_parse_bench
 #   valgrind --tool=callgrind target/release/examples/nginx_parse_bench LOG FORMAT
+# and, since the parse waits on each search more than it runs instructions,
+# time it too, the two builds taking turns on the same lines:
+#   cargo build --release --example access_parse_time
+#   target/release/examples/access_parse_time LOG FORMAT
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
