@@ -201,19 +201,9 @@ impl LogSource {
                 let upstream = c
                     .upstream
                     .map(|(u, id)| counters.upstreams.shared_name(id, u));
-                let f = &fields;
-                let e = ServerError {
-                    log: log.clone(),
-                    status: c.status,
-                    upstream: upstream.clone(),
-                    conn: f.connection().and_then(access::parse_connection),
-                    request: f
-                        .request()
-                        .and_then(access::parse_request)
-                        .map(|(m, p)| Request::new(m, p)),
-                    backend_sent: c.backend_sent,
-                };
-                errors_read.push((at, pool_of(upstream.as_deref()), EventKind::ServerError(e)));
+                let pool = pool_of(upstream.as_deref());
+                let e = server_error(log, &c, &fields, upstream);
+                errors_read.push((at, pool, EventKind::ServerError(e)));
                 if errors_read.len() == ERRORS_PER_PUSH {
                     sinks.timeline.push_all(errors_read.drain(..));
                 }
@@ -306,6 +296,28 @@ fn report(sinks: &Sinks, log: &str, file: &str, path: &Path, r: std::io::Result<
         .health
         .report(&HEALTH.of(format_args!("{log}/{file}")), r);
     failed
+}
+
+/// The timeline event of a 5xx access line of log `log`: its status, its
+/// request and connection when the format has them, and the upstream of
+/// its last attempt.
+fn server_error(
+    log: &Arc<str>,
+    c: &log_counters::Counted<'_>,
+    fields: &access::AccessFields<'_>,
+    upstream: Option<Arc<str>>,
+) -> ServerError {
+    ServerError {
+        log: log.clone(),
+        status: c.status,
+        upstream,
+        conn: fields.connection().and_then(access::parse_connection),
+        request: fields
+            .request()
+            .and_then(access::parse_request)
+            .map(|(m, p)| Request::new(m, p)),
+        backend_sent: c.backend_sent,
+    }
 }
 
 /// When an access line was written, from the best time field its format
