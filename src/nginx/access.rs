@@ -11,9 +11,8 @@
 //! Only the fields the exporter needs are kept, as borrowed slices of the line,
 //! so parsing allocates nothing.
 
-use std::fmt;
-
 use std::cell::Cell;
+use std::fmt;
 
 use memchr::memchr;
 use thiserror::Error;
@@ -941,22 +940,12 @@ impl Needle {
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     fn find(&self, hay: &[u8]) -> Option<usize> {
-        use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8};
         const CHUNK: usize = 16;
         const SHORT: usize = 128;
         if hay.len() < CHUNK {
-            return find_byte_words(self.word, hay);
+            return find_byte_words(self, hay);
         }
-        let p = hay.as_ptr();
-        // SAFETY: SSE2 is part of x86-64, `wide` is 16 bytes, and each
-        // 16-byte load of `hay` starts at `at <= hay.len() - 16`.
-        let found = |at: usize| unsafe {
-            let n = _mm_loadu_si128(self.wide.as_ptr() as *const __m128i);
-            _mm_movemask_epi8(_mm_cmpeq_epi8(
-                _mm_loadu_si128(p.add(at) as *const __m128i),
-                n,
-            )) as u32
-        };
+        let found = |at: usize| self.mask16(&hay[at..at + CHUNK]);
         let mut at = 0;
         while at + CHUNK <= hay.len() {
             let m = found(at);
@@ -980,7 +969,7 @@ impl Needle {
     #[cfg(not(target_arch = "x86_64"))]
     #[inline(always)]
     fn find(&self, hay: &[u8]) -> Option<usize> {
-        find_byte_words(self.word, hay)
+        find_byte_words(self, hay)
     }
 }
 
@@ -992,11 +981,11 @@ fn find_byte(b: u8, hay: &[u8]) -> Option<usize> {
 
 /// [`find_byte`] a word at a time over the first 32 bytes, then memchr.
 #[inline(always)]
-fn find_byte_words(pattern: u64, hay: &[u8]) -> Option<usize> {
+fn find_byte_words(needle: &Needle, hay: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     const SHORT: usize = 32;
-    let b = pattern as u8;
+    let (b, pattern) = (needle.byte, needle.word);
     // The lowest flagged byte of a word is its first zero once xored with
     // `pattern` (flags above it may be false, from the borrow): the first `b`.
     let first = |w: u64| {
@@ -1836,7 +1825,7 @@ mod tests {
                     }
                     assert_eq!(find_byte(b'"', &hay), Some(at), "len {len} at {at}");
                     assert_eq!(
-                        find_byte_words(Needle::new(b'"').word, &hay),
+                        find_byte_words(&Needle::new(b'"'), &hay),
                         Some(at),
                         "len {len} at {at}"
                     );
