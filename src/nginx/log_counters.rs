@@ -448,8 +448,8 @@ impl LogCounters {
         }
 
         // Attempts: $upstream_addr[i] with $upstream_status[i].
-        let mut last_upstream = None;
-        let mut last_addr = None;
+        // The last attempt's upstream, as written and by id.
+        let mut last = None;
         let mut backend_sent = false;
         if !fields.has_spaced_list() {
             // The common line: every list holds one entry (or is `-`), so
@@ -457,10 +457,8 @@ impl LogCounters {
             if let Some(addr) = fields.upstream_addr() {
                 let header = fields.upstream_header_time().is_some();
                 let (st, t) = (fields.upstream_status(), fields.upstream_response_time());
-                let up = self.attempt(addr, st, t, header);
-                backend_sent = up.1;
-                last_upstream = Some(up.0);
-                last_addr = Some(addr);
+                let (up, sent) = self.attempt(addr, st, t, header);
+                (last, backend_sent) = (Some((addr, up)), sent);
             }
         } else if let Some(addrs) = fields.upstream_addr_entries() {
             let mut statuses = fields.upstream_status_entries();
@@ -471,20 +469,18 @@ impl LogCounters {
                 let t = times.as_mut().and_then(|s| s.next()).flatten();
                 let h = headers.as_mut().and_then(|s| s.next());
                 let Some(addr) = addr else { continue };
-                let up = self.attempt(addr, st, t, matches!(h, Some(Some(_))));
-                backend_sent = up.1;
-                last_upstream = Some(up.0);
-                last_addr = Some(addr);
+                let (up, sent) = self.attempt(addr, st, t, matches!(h, Some(Some(_))));
+                (last, backend_sent) = (Some((addr, up)), sent);
             }
         }
-        let up = last_upstream.unwrap_or(0);
+        let up = last.map_or(0, |(_, up)| up);
         self.responses.add(up, status);
         if let Some(ms) = fields.request_time().and_then(access::parse_seconds_millis) {
             self.response_seconds.observe_ms(up, ms);
         }
         Some(Counted {
             status,
-            upstream: last_addr.zip(last_upstream),
+            upstream: last,
             backend_sent,
         })
     }
