@@ -803,7 +803,8 @@ impl ScannedStep {
         } else {
             return false;
         };
-        m & ((2 << len) - 1) == 1 << len
+        // The first of the byte is at `len` (`m` has 32 bits at most).
+        (m | 1 << 32).trailing_zeros() as usize == len
             && self.tail.at(&line[pos + len + 1..])
             && !(self.list_end && in_separator(&line[pos..], len))
     }
