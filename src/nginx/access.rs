@@ -449,11 +449,6 @@ pub struct AccessFormat {
     /// The first steps, as long as each ends at a short literal (see
     /// `ScannedStep`); the parse runs these, then the rest of `steps`.
     scanned_steps: Vec<ScannedStep>,
-    /// By scanned step: the length its value had on the last line parsed
-    /// (at most 255), tried first on the next (`ScannedStep::ends_at`). A
-    /// guess is checked against the line before it is used, so what a parse
-    /// returns never depends on the lines before it, only how long it takes.
-    guesses: Vec<Cell<u8>>,
     names: Vec<String>,
     escape: Escape,
     /// The kept lists the format writes, as `LIST_FIELDS` indexes.
@@ -591,12 +586,10 @@ impl AccessFormat {
             });
         }
         let scanned_steps: Vec<ScannedStep> = steps.iter().map_while(ScannedStep::of).collect();
-        let guesses = scanned_steps.iter().map(|_| Cell::new(u8::MAX)).collect();
         Ok(AccessFormat {
             prefix,
             steps,
             scanned_steps,
-            guesses,
             names,
             escape,
             lists,
@@ -631,15 +624,15 @@ impl AccessFormat {
             return Err(LineError::Mismatch { at_segment: 0 });
         }
         let mut pos = self.prefix.len();
-        for (s, guess) in self.scanned_steps.iter().zip(&self.guesses) {
-            let len = guess.get() as usize;
+        for s in &self.scanned_steps {
+            let len = s.guess.get() as usize;
             let at = if s.ends_at(line, pos, len) {
                 pos + len
             } else {
                 let at = s.end_in(line, pos).ok_or(LineError::Mismatch {
                     at_segment: s.segment as usize,
                 })?;
-                guess.set((at - pos).min(u8::MAX as usize) as u8);
+                s.guess.set((at - pos).min(u8::MAX as usize) as u8);
                 at
             };
             let value = &line[pos..at];
@@ -739,7 +732,7 @@ impl AccessFormat {
 /// what nearly every step of a real format is, with what its parse needs
 /// in one small value, so the loop over them does no more per value
 /// than find the end and store the value.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct ScannedStep {
     /// The literal's bytes after the first (`Lit::tail_word`).
     tail: TailWord,
@@ -756,6 +749,11 @@ struct ScannedStep {
     spaced_bit: u16,
     /// `Step::literal_segment`, for the error.
     segment: u32,
+    /// The length the value had on the last line parsed (at most 255),
+    /// tried first on the next (`ScannedStep::ends_at`). A guess is checked
+    /// against the line before it is used, so what a parse returns never
+    /// depends on the lines before it, only how long it takes.
+    guess: Cell<u8>,
 }
 
 impl ScannedStep {
@@ -780,6 +778,7 @@ impl ScannedStep {
             list_end,
             spaced_bit,
             segment: step.literal_segment as u32,
+            guess: Cell::new(u8::MAX),
         })
     }
 
