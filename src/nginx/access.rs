@@ -728,7 +728,7 @@ impl AccessFormat {
 }
 
 /// A step whose value ends at a literal of at most nine bytes, the first
-/// of them found by [`find_byte`] and the others compared as one word:
+/// of them found by [`Needle::find`] and the others compared as one word:
 /// what nearly every step of a real format is, with what its parse needs
 /// in one small value, so the loop over them does no more per value
 /// than find the end and store the value.
@@ -802,7 +802,8 @@ impl ScannedStep {
         } else {
             return false;
         };
-        // The first of the byte is at `len` (`m` has 32 bits at most).
+        // The literal's first byte is first found at `len` (`m` has at most
+        // 32 bits, so the bit set above them stands for "not found").
         (m | 1 << 32).trailing_zeros() as usize == len
             && self.tail.at(&line[pos + len + 1..])
             && !(self.list_end && in_separator(&line[pos..], len))
